@@ -1,0 +1,80 @@
+"""Test every distribution in its own virtualenv, then everything together.
+
+    nox                      # lint, core, every plugin and example, integration
+    nox -s "plugin(refactorbot-slice-memory)"
+    nox -s bench             # benchmarks (numbers go to docs/benchmarks.md)
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import nox
+
+ROOT = pathlib.Path(__file__).parent
+CORE = "refactorbot-core"
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["lint", "core", "plugin", "integration"]
+
+
+def distributions() -> list[str]:
+    """Return every distribution folder under plugins/ and examples/ (the template included)."""
+    found = []
+    for parent in ("plugins", "examples"):
+        for pyproject in sorted((ROOT / parent).glob("*/pyproject.toml")):
+            found.append(str(pyproject.parent.relative_to(ROOT)))
+    return found
+
+
+def _extras(dist: str) -> str:
+    text = (ROOT / dist / "pyproject.toml").read_text()
+    return "[test]" if "\ntest = [" in text else ""
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """Test refactorbot-core on its own."""
+    session.install("-e", f"{CORE}[testing]")
+    session.run("pytest", f"{CORE}/tests", *session.posargs)
+
+
+@nox.session
+@nox.parametrize("dist", distributions(), ids=[d.split("/")[-1] for d in distributions()])
+def plugin(session: nox.Session, dist: str) -> None:
+    """Test one plugin or example with only what it declares (plus the core)."""
+    session.install("-e", f"{CORE}[testing]", "-e", f"{dist}{_extras(dist)}")
+    session.run("pytest", f"{dist}/tests", *session.posargs)
+
+
+def _install_everything(session: nox.Session) -> None:
+    args = ["-e", f"{CORE}[testing]"]
+    for dist in distributions():
+        if not dist.endswith("_template"):
+            args += ["-e", f"{dist}{_extras(dist)}"]
+    session.install(*args)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Install every distribution together and run tests/."""
+    _install_everything(session)
+    session.run("pytest", "tests", "--ignore=tests/bench", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (lint + format) everywhere, mypy --strict on the core."""
+    session.install("ruff", "mypy", "-e", f"{CORE}[testing]", "types-psutil")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", f"{CORE}/src/refactorbot")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and print their numbers (see docs/benchmarks.md)."""
+    _install_everything(session)
+    for script in sorted((ROOT / "tests" / "bench").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)

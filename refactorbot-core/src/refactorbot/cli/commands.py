@@ -1,0 +1,200 @@
+"""Built-in commands: plugins, slices, call, serve, new."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from refactorbot.cli.main import Env, echo_json, fail, main, run
+
+pass_env = click.make_pass_decorator(Env)
+
+
+# -- plugins -----------------------------------------------------------------------------------
+
+
+@main.group()
+def plugins() -> None:
+    """Inspect installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Stable, sorted JSON.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="Include plugins blocked by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS."
+)
+@pass_env
+def plugins_list(env: Env, as_json: bool, show_all: bool) -> None:
+    """List plugins with version, hooks and status (ok / failed / blocked / incompatible)."""
+    records = [r for r in env.plugins().sorted_records() if show_all or r.status != "blocked"]
+    if as_json:
+        echo_json([{k: v for k, v in r.to_dict().items() if k != "traceback"} for r in records])
+        return
+    if not records:
+        click.echo("No plugins installed.")
+        return
+    width = max(len(r.name) for r in records)
+    for r in records:
+        status = click.style(r.status, fg="green" if r.status == "ok" else "red" if r.status != "blocked" else "yellow")
+        line = f"{r.name:<{width}}  {r.version or '-':<10} {status}"
+        if r.error:
+            line += f"  {r.error}"
+        elif r.hooks:
+            line += f"  {', '.join(r.hooks)}"
+        click.echo(line)
+
+
+@plugins.command("doctor")
+@pass_env
+def plugins_doctor(env: Env) -> None:
+    """Explain every plugin problem with its traceback; exit 1 when one failed."""
+    host = env.plugins()
+    problems = [
+        r for r in host.sorted_records() if r.status in ("failed", "incompatible") or (r.error and r.status == "ok")
+    ]
+    if not problems:
+        click.echo(f"All {len(host.records)} plugins loaded cleanly.")
+        return
+    for r in problems:
+        click.secho(f"{r.name} {r.version or ''} [{r.status}]: {r.error}", fg="red", err=True)
+        if r.entry_point:
+            click.echo(f"  entry point: {r.entry_point}", err=True)
+        if r.traceback and r.traceback.strip() != "NoneType: None":
+            click.echo("  " + r.traceback.rstrip().replace("\n", "\n  "), err=True)
+    raise SystemExit(1)
+
+
+# -- slices ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@pass_env
+def slices(env: Env, as_json: bool) -> None:
+    """Show every slice: status, health, heartbeat age, restarts."""
+    from refactorbot.client import ServerClient
+
+    client = ServerClient.discover(env.home)
+    if client is not None:
+        rows: list[dict[str, Any]] = client.request("GET", "/slices")
+    else:
+
+        async def status() -> list[dict[str, Any]]:
+            async with env.master() as host:
+                return host.slice_status()  # type: ignore[no-any-return]
+
+        rows = run(env, status)
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No slices installed.")
+        return
+    click.echo(f"{'SLICE':<16} {'STATUS':<12} {'HEALTH':<10} {'HEARTBEAT':>9} {'RESTARTS':>8}  ERROR")
+    for r in rows:
+        age = "-" if r.get("heartbeat_age_s") is None else f"{r['heartbeat_age_s']:.0f}s"
+        click.echo(
+            f"{r['slice_id']:<16} {r['status']:<12} {r.get('health') or '-':<10} {age:>9} {r['restarts']:>8}  {r.get('error') or ''}"
+        )
+
+
+# -- call --------------------------------------------------------------------------------------
+
+
+def parse_payload(json_text: str | None, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """Build a payload from ``--json`` and ``key=value`` pairs (values parsed as JSON when they can be)."""
+    payload: dict[str, Any] = {}
+    if json_text:
+        try:
+            loaded = json.loads(json_text)
+        except json.JSONDecodeError as exc:
+            raise click.UsageError(f"--json is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise click.UsageError("--json must be a JSON object")
+        payload.update(loaded)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"expected key=value, got {pair!r}")
+        try:
+            payload[key] = json.loads(value)
+        except json.JSONDecodeError:
+            payload[key] = value
+    return payload
+
+
+@main.command()
+@click.argument("target")
+@click.argument("pairs", nargs=-1)
+@click.option("--json", "json_text", help="Payload as a JSON object.")
+@pass_env
+def call(env: Env, target: str, pairs: tuple[str, ...], json_text: str | None) -> None:
+    """Run SLICE.OP with a payload and print the result as JSON."""
+    slice_id, _, op = target.partition(".")
+    if not slice_id or not op:
+        raise click.UsageError(f"TARGET must be SLICE.OPERATION, got {target!r}")
+    payload = parse_payload(json_text, pairs)
+    from refactorbot.client import ServerClient
+
+    client = ServerClient.discover(env.home)
+    if client is not None:
+        response = client.call(slice_id, op, payload)
+    else:
+
+        async def in_process() -> dict[str, Any]:
+            async with env.master() as host:
+                result = await host.call(target, **payload)
+                return result.model_dump(mode="json")  # type: ignore[no-any-return]
+
+        response = run(env, in_process)
+    if not response.get("success"):
+        fail(env, response.get("error_message") or response.get("detail") or "operation failed")
+    echo_json(response.get("data"))
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+@main.command()
+@pass_env
+def serve(env: Env) -> None:
+    """Run every installed slice until SIGINT/SIGTERM (the API too, when installed)."""
+    import logging
+
+    logging.getLogger("refactorbot").setLevel(logging.INFO)
+
+    async def serving() -> None:
+        host = env.master()
+        await host.start()
+        running = host.running_slices()
+        click.echo(f"refactorbot serving {len(running)} slice(s) from {host.home}: {', '.join(running) or 'none'}")
+        for row in host.slice_status():
+            if row["status"] == "failed":
+                click.secho(f"  {row['slice_id']} failed: {row['error']}", fg="red", err=True)
+        for record in host.plugins.failed:
+            click.secho(f"  plugin {record.name} {record.status}: {record.error}", fg="red", err=True)
+        await host.serve_forever()
+
+    run(env, serving)
+    click.echo("refactorbot stopped.")
+
+
+# -- new ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["slice", "tool", "gateway", "channel"]))
+@click.argument("name")
+@click.option(
+    "--dest", type=click.Path(file_okay=False), help="Folder to create the plugin in (default: ./plugins or .)."
+)
+@pass_env
+def new(env: Env, kind: str, name: str, dest: str | None) -> None:
+    """Create a plugin distribution from the template, names filled in."""
+    from refactorbot.scaffold import create_plugin
+
+    path = create_plugin(kind, name, dest)
+    click.echo(f"Created {path}")
+    click.echo(f"Next: pip install -e {path} && pytest {path}/tests")

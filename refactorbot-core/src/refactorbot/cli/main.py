@@ -1,0 +1,135 @@
+"""Root command group, shared options and error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from refactorbot._version import __version__
+from refactorbot.errors import RefactorbotError
+
+T = TypeVar("T")
+
+
+class Env:
+    """What every command gets: the chosen home, config file and debug flag."""
+
+    def __init__(self, home: str | None, config: str | None, debug: bool) -> None:
+        self.home_option = home
+        self.config = config
+        self.debug = debug
+        self._plugins: Any = None
+
+    @property
+    def home(self) -> Path:
+        """Return the home directory (``--home``, ``RB_HOME`` or the per-user default)."""
+        from refactorbot.config import default_home
+
+        return Path(self.home_option).expanduser() if self.home_option else default_home()
+
+    def plugins(self) -> Any:
+        """Return the plugin host, loaded once per process."""
+        if self._plugins is None:
+            from refactorbot.plugins import PluginHost
+
+            self._plugins = PluginHost()
+            self._plugins.load_entrypoints()
+        return self._plugins
+
+    def master(self) -> Any:
+        """Return a ``MasterCore`` for this home, with the installed plugins."""
+        from refactorbot.config import load_settings
+        from refactorbot.master import MasterCore
+
+        return MasterCore(load_settings(self.home, self.config), self.plugins())
+
+
+def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine for a command: one clear line on error, the traceback with ``--debug``."""
+    try:
+        return asyncio.run(coro_fn())
+    except RefactorbotError as exc:
+        fail(env, str(exc))
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def fail(env: Env | None, message: str, code: int = 1) -> Any:
+    """Print ``Error: message`` (plus the traceback under ``--debug``) and exit non-zero."""
+    if env is not None and env.debug and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+    click.secho(f"Error: {message}", fg="red", err=True)
+    raise SystemExit(code)
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as stable, sorted, indented JSON."""
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+class RefactorbotGroup(click.Group):
+    """The root group: adds plugin commands lazily, and turns errors into one clear line."""
+
+    def _plugin_commands(self, ctx: click.Context) -> None:
+        if getattr(self, "_plugins_added", False):
+            return
+        self._plugins_added = True
+        env = ctx.ensure_object(Env) if ctx.obj is None else ctx.obj
+        if not isinstance(env, Env):
+            return
+        before = set(self.commands)
+        env.plugins().call_isolated("register_commands", cli=self)
+        for name in set(self.commands) - before:
+            self.commands[name].hidden = False
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return a built-in command, or look among plugin commands."""
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Return every command, plugin ones included."""
+        self._plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Invoke a command; a ``RefactorbotError`` becomes one line and exit 1."""
+        try:
+            return super().invoke(ctx)
+        except RefactorbotError as exc:
+            env = ctx.obj if isinstance(ctx.obj, Env) else None
+            fail(env, str(exc))
+
+
+@click.group(cls=RefactorbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", envvar="RB_HOME", type=click.Path(file_okay=False), help="Data directory (RB_HOME).")
+@click.option("--config", "config", envvar="RB_CONFIG", type=click.Path(dir_okay=False), help="Configuration file.")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(__version__, prog_name="refactorbot")
+@click.pass_context
+def main(ctx: click.Context, home: str | None, config: str | None, debug: bool) -> None:
+    """Run and inspect a refactorbot host: plugins, slices, operations."""
+    ctx.obj = Env(home, config, debug)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _register_builtin() -> None:
+    from refactorbot.cli import commands  # noqa: F401  (registers commands on ``main``)
+
+
+_register_builtin()

@@ -1,0 +1,194 @@
+"""Configuration: ``refactorbot.toml`` in the home directory, overridden by ``RB_*`` variables.
+
+```toml
+[core]
+health_interval = 15        # RB_HEALTH_INTERVAL
+
+[resources]                 # defaults for every slice
+max_concurrency = 32
+timeout = 30.0
+
+[slices.notes]              # one section per slice, validated against the slice's Config
+enabled = true              # RB_NOTES_ENABLED
+max_notes = 1000            # RB_NOTES_MAX_NOTES
+[slices.notes.resources]
+rate_limit = 50             # RB_NOTES_RESOURCES_RATE_LIMIT
+```
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from refactorbot.errors import ConfigError
+
+CONFIG_FILE = "refactorbot.toml"
+M = TypeVar("M", bound=BaseModel)
+
+
+class ResourceLimits(BaseModel):
+    """Per-slice limits the ``ResourceAllocator`` enforces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_concurrency: int = Field(32, ge=1, description="operations running at once")
+    timeout: float = Field(30.0, gt=0, description="seconds before an operation is cancelled")
+    rate_limit: float | None = Field(None, gt=0, description="operations per second (None: no limit)")
+    burst: int | None = Field(None, ge=1, description="bucket size for the rate limit")
+
+
+class CoreSettings(BaseModel):
+    """Settings of the orchestrator itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    health_interval: float = Field(15.0, gt=0, description="seconds between health checks")
+    restart_attempts: int = Field(5, ge=0, description="restarts of a failed slice before giving up")
+    restart_backoff: float = Field(1.0, gt=0, description="first restart delay, doubled each time")
+    restart_backoff_max: float = Field(60.0, gt=0)
+    stop_timeout: float = Field(10.0, gt=0, description="seconds a slice may take to stop")
+    drain_timeout: float = Field(10.0, gt=0, description="seconds in-flight requests get at shutdown")
+    event_queue_size: int = Field(10_000, ge=1)
+    log_level: str = "INFO"
+    operation_log: bool = Field(True, description="log every operation to master.db")
+
+
+class LLMSettings(BaseModel):
+    """Which model and gateway slices get when they do not ask for one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("openai/gpt-4o-mini", description="default model (RB_MODEL)")
+    gateway: str | None = Field(None, description="default gateway name (RB_GATEWAY)")
+
+
+class Settings(BaseModel):
+    """The whole configuration of one home directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    home: Path
+    config_file: Path | None = None
+    core: CoreSettings = Field(default_factory=CoreSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    resources: ResourceLimits = Field(default_factory=ResourceLimits)
+    slices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    gateways: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tools: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    plugins: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        """Return the folder holding one SQLite file per slice."""
+        return self.home / "slices"
+
+    @property
+    def master_db(self) -> Path:
+        """Return the orchestrator's database file."""
+        return self.home / "master.db"
+
+    def slice_enabled(self, slice_id: str, env: Mapping[str, str] | None = None) -> bool:
+        """Return whether ``[slices.<id>] enabled`` (or ``RB_<ID>_ENABLED``) allows the slice."""
+        env = os.environ if env is None else env
+        raw = env.get(f"RB_{_env_key(slice_id)}_ENABLED")
+        if raw is not None:
+            return raw.strip().lower() not in ("0", "false", "no", "off", "")
+        return bool(self.slices.get(slice_id, {}).get("enabled", True))
+
+    def slice_config(self, slice_id: str, model: type[M], env: Mapping[str, str] | None = None) -> M:
+        """Return ``[slices.<id>]`` plus ``RB_<ID>_<FIELD>`` validated against ``model``."""
+        section = {k: v for k, v in self.slices.get(slice_id, {}).items() if k not in ("enabled", "resources")}
+        section.update(_env_fields(model, f"RB_{_env_key(slice_id)}_", env))
+        return validate_section(model, section, f"[slices.{slice_id}]")
+
+    def slice_resources(self, slice_id: str, env: Mapping[str, str] | None = None) -> ResourceLimits:
+        """Return the slice's resource limits: defaults, its TOML section, then env."""
+        merged = self.resources.model_dump(exclude_unset=True)
+        merged.update(self.slices.get(slice_id, {}).get("resources", {}))
+        merged.update(_env_fields(ResourceLimits, f"RB_{_env_key(slice_id)}_RESOURCES_", env))
+        return validate_section(ResourceLimits, merged, f"[slices.{slice_id}.resources]")
+
+    def section(self, kind: str, name: str, model: type[M], env: Mapping[str, str] | None = None) -> M:
+        """Return ``[<kind>.<name>]`` (gateways, tools, channels, plugins) validated against ``model``."""
+        raw = dict(getattr(self, kind).get(name, {}))
+        raw.update(_env_fields(model, f"RB_{_env_key(name)}_", env))
+        return validate_section(model, raw, f"[{kind}.{name}]")
+
+
+def _env_key(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
+
+
+def _env_fields(model: type[BaseModel], prefix: str, env: Mapping[str, str] | None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    found: dict[str, Any] = {}
+    for field in model.model_fields:
+        value = env.get(prefix + field.upper())
+        if value is not None:
+            found[field] = value
+    return found
+
+
+def validate_section(model: type[M], data: Mapping[str, Any], where: str) -> M:
+    """Validate ``data`` against ``model``; raise ``ConfigError`` naming the first bad field."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """Return a one-line summary of a pydantic ``ValidationError``."""
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
+
+
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    """Return ``RB_HOME`` or the per-user data directory."""
+    env = os.environ if env is None else env
+    if env.get("RB_HOME"):
+        return Path(env["RB_HOME"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("refactorbot", appauthor=False))
+
+
+def load_settings(
+    home: str | Path | None = None,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``refactorbot.toml`` (if present) and ``RB_*`` variables into validated ``Settings``."""
+    env = os.environ if env is None else env
+    home_dir = Path(home).expanduser() if home else default_home(env)
+    path = Path(config_file or env.get("RB_CONFIG") or home_dir / CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from None
+    elif config_file or env.get("RB_CONFIG"):
+        raise ConfigError(f"{path}: no such configuration file")
+    data.setdefault("core", {})
+    data["core"].update(_env_fields(CoreSettings, "RB_", env))
+    data.setdefault("llm", {})
+    data["llm"].update({k: env[f"RB_{k.upper()}"] for k in LLMSettings.model_fields if env.get(f"RB_{k.upper()}")})
+    data["home"] = home_dir
+    data["config_file"] = path if path.is_file() else None
+    return validate_section(Settings, data, str(path))

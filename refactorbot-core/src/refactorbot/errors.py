@@ -1,0 +1,69 @@
+"""Exception types raised by refactorbot; each message is one line a user can act on."""
+
+from __future__ import annotations
+
+
+class RefactorbotError(Exception):
+    """Base class of every error refactorbot raises on purpose."""
+
+
+class ConfigError(RefactorbotError):
+    """Raise when configuration (TOML file or ``RB_*`` variable) is invalid."""
+
+
+class PluginError(RefactorbotError):
+    """Raise when a plugin fails to load or register and strict mode is on."""
+
+
+class SliceUnavailable(RefactorbotError):
+    """Raise when a slice is not installed, not enabled, or not running."""
+
+
+class OperationNotFound(RefactorbotError):
+    """Raise when a slice has no operation of the requested name."""
+
+
+class InvalidPayload(RefactorbotError):
+    """Raise when an operation's payload does not match its input model."""
+
+
+class ResourceLimitExceeded(RefactorbotError):
+    """Raise when a slice's concurrency, rate or time limit refuses a request."""
+
+
+class OperationTimeout(ResourceLimitExceeded):
+    """Raise when an operation runs past its slice's timeout."""
+
+
+class RateLimited(ResourceLimitExceeded):
+    """Raise when a slice's rate limit refuses a request."""
+
+
+class LLMCallRefused(RefactorbotError):
+    """Raise when a ``before_llm_call`` hook vetoes a call (a budget, a policy)."""
+
+
+class GatewayError(RefactorbotError):
+    """Raise when an LLM gateway fails to produce a response."""
+
+
+class ToolError(RefactorbotError):
+    """Raise when a tool refuses its input or fails to run."""
+
+
+class PathOutsideWorkspace(ToolError):
+    """Raise when a path escapes the workspace a tool is confined to."""
+
+
+class OperationFailed(RefactorbotError):
+    """Raise from ``SliceContext.call`` when the called operation returned ``success=False``."""
+
+    def __init__(self, target: str, error_type: str | None, message: str | None) -> None:
+        super().__init__(f"{target} failed: {message}")
+        self.target = target
+        self.error_type = error_type
+        self.error_message = message
+
+
+class MigrationError(RefactorbotError):
+    """Raise when a schema migration fails; the database is left as it was before it."""

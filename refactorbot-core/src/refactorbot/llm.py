@@ -1,0 +1,102 @@
+"""The LLM gateway contract: calls, responses, streamed chunks and the base class."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+
+class ToolCallRequest(BaseModel):
+    """A tool call the model asked for."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    """Token counts of one call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Return prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+class LLMCall(BaseModel):
+    """One call about to be made; ``before_llm_call`` hooks see (and may veto) it."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    slice_id: str | None = None  # who pays for it
+    gateway: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)  # temperature, max_tokens, ...
+    stream: bool = False
+
+
+class LLMResponse(BaseModel):
+    """A complete answer with its usage and cost."""
+
+    content: str = ""
+    tool_calls: list[ToolCallRequest] = Field(default_factory=list)
+    model: str = ""
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost_usd: float | None = None  # None when the gateway could not price the call
+    latency_ms: float = 0.0
+    gateway: str = ""
+
+
+class LLMChunk(BaseModel):
+    """A piece of a streamed answer; the last chunk carries usage and finish reason."""
+
+    content: str = ""
+    tool_calls: list[ToolCallRequest] = Field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    model: str = ""
+
+
+class LLMGateway(abc.ABC):
+    """A way to reach language models. Register subclasses with ``register_gateways``.
+
+    Construct it cheaply: import SDKs inside ``complete``/``stream``, never at module level.
+    """
+
+    name: ClassVar[str]
+    #: Model-name prefixes this gateway serves first (``"openrouter/"``); empty: any model.
+    prefixes: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+
+    @abc.abstractmethod
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]] | None = None,
+        **params: Any,
+    ) -> LLMResponse:
+        """Return the model's whole answer to ``messages``."""
+
+    @abc.abstractmethod
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        model: str,
+        tools: list[dict[str, Any]] | None = None,
+        **params: Any,
+    ) -> AsyncIterator[LLMChunk]:
+        """Yield the model's answer as it arrives; the last chunk carries usage."""
+
+    async def aclose(self) -> None:
+        """Release connections; the host calls it at shutdown."""

@@ -1,0 +1,494 @@
+"""``MasterCore``: assemble the installed slices, supervise them and route every request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import graphlib
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from refactorbot.config import Settings, load_settings
+from refactorbot.errors import (
+    ConfigError,
+    GatewayError,
+    LLMCallRefused,
+    OperationTimeout,
+    RateLimited,
+    ResourceLimitExceeded,
+)
+from refactorbot.events import Event, EventBus, InMemoryEventBus
+from refactorbot.llm import LLMCall, LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
+from refactorbot.metrics import Metrics
+from refactorbot.models import ErrorType, HealthState, SliceRequest, SliceResponse
+from refactorbot.plugins import PluginHost
+from refactorbot.resources import ResourceAllocator
+from refactorbot.slice import AtomicSlice, SliceContext
+from refactorbot.state import GlobalState, StateLogHandler
+
+log = logging.getLogger(__name__)
+
+
+class SliceSlot:
+    """One slice known to the orchestrator: its class, instance, status and restart history."""
+
+    def __init__(self, slice_id: str, cls: type[AtomicSlice], plugin: str) -> None:
+        self.slice_id = slice_id
+        self.cls = cls
+        self.plugin = plugin
+        self.instance: AtomicSlice | None = None
+        self.status = "pending"
+        self.health: str | None = None
+        self.error: str | None = None
+        self.restarts = 0
+        self.heartbeat_at: float | None = None
+        self.started_at: float | None = None
+        self.next_restart_at: float | None = None
+        self.unsubscribers: list[Any] = []
+
+
+class MasterCore:
+    """The orchestrator: one asyncio loop, one SQLite file per slice, ``master.db`` for itself."""
+
+    def __init__(self, settings: Settings, plugins: PluginHost, env: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.plugins = plugins
+        self.env = env
+        self.state = GlobalState(settings.master_db)
+        self.metrics = Metrics()
+        self.allocator = ResourceAllocator(lambda sid: settings.slice_resources(sid, env))
+        self.bus: EventBus = InMemoryEventBus(settings.core.event_queue_size)
+        self.slots: dict[str, SliceSlot] = {}
+        self.order: list[str] = []
+        self._gateways: dict[str, LLMGateway] = {}
+        self._running = False
+        self._stopping = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._supervisor: asyncio.Task[None] | None = None
+        self._log_handler: StateLogHandler | None = None
+        self._before_op = plugins.has_impls("before_operation")
+        self._after_op = plugins.has_impls("after_operation")
+
+    @classmethod
+    def from_environment(
+        cls, home: str | Path | None = None, config_file: str | Path | None = None, env: Mapping[str, str] | None = None
+    ) -> MasterCore:
+        """Return a host built from ``refactorbot.toml``, ``RB_*`` variables and installed plugins."""
+        settings = load_settings(home, config_file, env)
+        plugins = PluginHost(env)
+        plugins.load_entrypoints()
+        return cls(settings, plugins, env)
+
+    @property
+    def home(self) -> Path:
+        """Return the home directory."""
+        return self.settings.home
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open ``master.db``, then initialize and start every enabled slice in dependency order."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        await self.state.open()
+        self._log_handler = StateLogHandler(self.state, logging.getLevelName(self.settings.core.log_level.upper()))
+        logging.getLogger("refactorbot").addHandler(self._log_handler)
+        provided = await self.plugins.afirstresult("provide_event_bus", config=self.settings)
+        if provided is not None:
+            self.bus = provided
+        await self.bus.start()
+        self._build_slots()
+        for slice_id in self.order:
+            await self._bring_up(self.slots[slice_id])
+        self._running = True
+        for result in self.plugins.call_isolated("startup", host=self):
+            if asyncio.iscoroutine(result):
+                try:
+                    await result
+                except Exception:  # a plugin's startup hook failed; the host stays up
+                    log.exception("startup hook failed")
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="supervisor")
+        log.info("started %d of %d slices", len(self.running_slices()), len(self.slots))
+
+    def _build_slots(self) -> None:
+        self.slots.clear()
+        for slice_id, reg in sorted(self.plugins.registry.slices.items()):
+            if self.settings.slice_enabled(slice_id, self.env):
+                self.slots[slice_id] = SliceSlot(slice_id, reg.obj, reg.plugin)
+        graph = {sid: {r for r in slot.cls.requires if r in self.slots} for sid, slot in self.slots.items()}
+        try:
+            self.order = list(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as exc:
+            log.error("slices require each other in a cycle %s; starting them alphabetically", exc.args[1])
+            self.order = sorted(self.slots)
+
+    async def _bring_up(self, slot: SliceSlot) -> bool:
+        await self.state.set_slice(slot.slice_id, "initializing", plugin=slot.plugin, version=slot.cls.version)
+        slot.status = "initializing"
+        try:
+            config = self.settings.slice_config(slot.slice_id, slot.cls.Config, self.env)
+            ctx = SliceContext(slot.slice_id, self.settings.home, host=self, settings=self.settings)
+            instance = slot.cls(ctx, config)
+            await asyncio.wait_for(instance.initialize(), self.settings.core.stop_timeout * 3)
+            await asyncio.wait_for(instance.start(), self.settings.core.stop_timeout * 3)
+        except Exception as exc:  # a slice failing to come up is reported; the others carry on
+            message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
+            slot.status, slot.error, slot.instance = "failed", message, None
+            log.error("slice %s failed to start: %s", slot.slice_id, message, extra={"slice_id": slot.slice_id})
+            await self.state.set_slice(slot.slice_id, "failed", error=message, restarts=slot.restarts)
+            slot.next_restart_at = time.monotonic() + self._backoff(slot)
+            return False
+        slot.instance = instance
+        slot.status, slot.error, slot.health = "running", None, HealthState.HEALTHY.value
+        slot.started_at = slot.heartbeat_at = time.time()
+        slot.next_restart_at = None
+        self._subscribe(slot)
+        await self.state.set_slice(
+            slot.slice_id,
+            "running",
+            error=None,
+            health=slot.health,
+            restarts=slot.restarts,
+            started_at=slot.started_at,
+            heartbeat_at=slot.heartbeat_at,
+        )
+        return True
+
+    def _subscribe(self, slot: SliceSlot) -> None:
+        assert slot.instance is not None
+        for attr in dir(type(slot.instance)):
+            func = getattr(type(slot.instance), attr, None)
+            for pattern in getattr(func, "__rb_subscribe__", ()):
+                slot.unsubscribers.append(self.bus.subscribe(pattern, getattr(slot.instance, attr)))
+
+    async def _take_down(self, slot: SliceSlot, status: str = "stopped") -> None:
+        for unsubscribe in slot.unsubscribers:
+            unsubscribe()
+        slot.unsubscribers.clear()
+        instance, slot.instance = slot.instance, None
+        if instance is None:
+            return
+        timeout = self.settings.core.stop_timeout
+        try:
+            await asyncio.wait_for(instance.stop(), timeout)
+        except Exception as exc:  # includes a stop that hangs past its timeout
+            reason = f"stop timed out after {timeout:g}s" if isinstance(exc, TimeoutError) else f"stop raised {exc!r}"
+            slot.error, status = reason, "failed"
+            log.error("slice %s: %s", slot.slice_id, reason, extra={"slice_id": slot.slice_id})
+        try:
+            await asyncio.wait_for(instance.shutdown(), timeout)
+        except Exception as exc:  # keep shutting the others down
+            slot.error, status = f"shutdown failed: {exc!r}", "failed"
+            log.error("slice %s: shutdown failed: %r", slot.slice_id, exc, extra={"slice_id": slot.slice_id})
+        slot.status = status
+        await self.state.set_slice(slot.slice_id, status, error=slot.error)
+
+    async def stop(self) -> None:
+        """Refuse new requests, let in-flight ones finish (or time out), stop slices, flush writes."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.settings.core.drain_timeout)
+        for result in self.plugins.call_isolated("shutdown", host=self):
+            if asyncio.iscoroutine(result):
+                try:
+                    await result
+                except Exception:  # a plugin's shutdown hook failed; keep going
+                    log.exception("shutdown hook failed")
+        for slice_id in reversed(self.order):
+            await self._take_down(self.slots[slice_id])
+        await self.bus.stop()
+        for gateway in self._gateways.values():
+            with contextlib.suppress(Exception):
+                await gateway.aclose()
+        if self._log_handler is not None:
+            logging.getLogger("refactorbot").removeHandler(self._log_handler)
+        await self.state.close()
+        self._running = False
+
+    async def __aenter__(self) -> MasterCore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        """Run until SIGINT or SIGTERM, then stop gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    # -- control ---------------------------------------------------------------------------
+
+    def running_slices(self) -> list[str]:
+        """Return the ids of slices that serve requests, in start order."""
+        return [sid for sid in self.order if self.slots[sid].instance is not None]
+
+    def has_slice(self, slice_id: str) -> bool:
+        """Return whether ``slice_id`` is running."""
+        slot = self.slots.get(slice_id)
+        return slot is not None and slot.instance is not None
+
+    def instance(self, slice_id: str) -> AtomicSlice | None:
+        """Return the running instance of ``slice_id``, if any."""
+        slot = self.slots.get(slice_id)
+        return None if slot is None else slot.instance
+
+    async def start_slice(self, slice_id: str) -> bool:
+        """Start a stopped or failed slice; return whether it runs."""
+        slot = self._slot(slice_id)
+        if slot.instance is not None:
+            return True
+        return await self._bring_up(slot)
+
+    async def stop_slice(self, slice_id: str) -> None:
+        """Stop a running slice (it stays stopped until started)."""
+        await self._take_down(self._slot(slice_id))
+
+    async def restart_slice(self, slice_id: str) -> bool:
+        """Stop then start a slice; return whether it runs."""
+        slot = self._slot(slice_id)
+        await self._take_down(slot)
+        slot.restarts += 1
+        return await self._bring_up(slot)
+
+    def _slot(self, slice_id: str) -> SliceSlot:
+        slot = self.slots.get(slice_id)
+        if slot is None:
+            from refactorbot.errors import SliceUnavailable
+
+            known = ", ".join(sorted(self.slots)) or "none"
+            raise SliceUnavailable(f"unknown slice '{slice_id}' (installed and enabled: {known})")
+        return slot
+
+    def slice_status(self) -> list[dict[str, Any]]:
+        """Return one status row per slice: state, health, heartbeat age, restarts, metrics."""
+        now = time.time()
+        rows = []
+        for sid in sorted(self.slots):
+            slot = self.slots[sid]
+            rows.append(
+                {
+                    "slice_id": sid,
+                    "plugin": slot.plugin,
+                    "version": slot.cls.version,
+                    "status": slot.status,
+                    "health": slot.health,
+                    "heartbeat_age_s": None if slot.heartbeat_at is None else round(now - slot.heartbeat_at, 1),
+                    "restarts": slot.restarts,
+                    "error": slot.error,
+                    "requires": list(slot.cls.requires),
+                    **self.metrics.slice_summary(sid),
+                }
+            )
+        return rows
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def call(self, target: str, /, **payload: Any) -> SliceResponse:
+        """Route ``"slice.operation"`` with ``payload`` and return the response."""
+        slice_id, _, op = target.partition(".")
+        return await self.route(SliceRequest(slice_id=slice_id, operation=op, payload=payload))
+
+    async def route(self, request: SliceRequest) -> SliceResponse:
+        """Run one request through hooks, limits and the slice; log and measure it. Never raises."""
+        started = time.perf_counter()
+        slot = self.slots.get(request.slice_id)
+        if self._stopping or slot is None or slot.instance is None:
+            return self._finish(request, started, self._unavailable(request, slot))
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            response = await self._run(request, slot.instance, started)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+        return self._finish(request, started, response)
+
+    async def _run(self, request: SliceRequest, instance: AtomicSlice, started: float) -> SliceResponse:
+        if self._before_op:
+            try:
+                await self.plugins.acall("before_operation", request=request)
+            except Exception as exc:  # a policy hook refused (or broke): the request is refused
+                return SliceResponse.failure(request, ErrorType.REFUSED, f"refused: {exc}")
+        try:
+            return await self.allocator.run(request.slice_id, request.target, instance.execute(request))  # type: ignore[no-any-return]
+        except OperationTimeout as exc:
+            return SliceResponse.failure(request, ErrorType.TIMEOUT, str(exc))
+        except (RateLimited, ResourceLimitExceeded) as exc:
+            return SliceResponse.failure(request, ErrorType.RESOURCE_LIMIT, str(exc))
+
+    def _unavailable(self, request: SliceRequest, slot: SliceSlot | None) -> SliceResponse:
+        if self._stopping:
+            why = "the host is shutting down"
+        elif slot is None:
+            known = ", ".join(sorted(self.slots)) or "none"
+            why = f"unknown slice '{request.slice_id}' (installed and enabled: {known})"
+        else:
+            why = f"slice '{request.slice_id}' is {slot.status}" + (f": {slot.error}" if slot.error else "")
+        return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, why)
+
+    def _finish(self, request: SliceRequest, started: float, response: SliceResponse) -> SliceResponse:
+        duration = (time.perf_counter() - started) * 1000
+        response.duration_ms = duration
+        self.metrics.record(request.slice_id, request.operation, duration, response.success)
+        if self.settings.core.operation_log:
+            self.state.log_operation(
+                request.request_id,
+                request.slice_id,
+                request.operation,
+                request.caller,
+                response.success,
+                response.error_type.value if response.error_type else None,
+                response.error_message,
+                duration,
+            )
+        if self._after_op:
+            asyncio.get_running_loop().create_task(self._after(request, response))
+        return response
+
+    async def _after(self, request: SliceRequest, response: SliceResponse) -> None:
+        try:
+            await self.plugins.acall("after_operation", request=request, response=response)
+        except Exception:  # observers must not affect the request
+            log.exception("after_operation hook failed for %s", request.target)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` on the bus."""
+        await self.bus.publish(event)
+
+    # -- LLM -------------------------------------------------------------------------------
+
+    def gateway_for(self, call: LLMCall) -> LLMGateway:
+        """Return the gateway serving ``call``: named, matched by model prefix, or the default."""
+        registered = self.plugins.registry.gateways
+        if not registered:
+            raise GatewayError("no LLM gateway is installed (pip install refactorbot-gateway-litellm)")
+        name = (
+            call.gateway
+            or next(
+                (n for n, r in sorted(registered.items()) if any(call.model.startswith(p) for p in r.obj.prefixes)),
+                None,
+            )
+            or self.settings.llm.gateway
+            or ("litellm" if "litellm" in registered else sorted(registered)[0])
+        )
+        if name not in registered:
+            raise GatewayError(f"unknown gateway '{name}' (installed: {', '.join(sorted(registered))})")
+        gateway = self._gateways.get(name)
+        if gateway is None:
+            gateway = self._gateways[name] = registered[name].obj(self.settings.gateways.get(name, {}))
+        return gateway
+
+    async def complete(self, call: LLMCall) -> LLMResponse:
+        """Run ``before_llm_call`` (a veto refuses), the gateway, then ``after_llm_call``."""
+        call.model = call.model or self.settings.llm.model
+        gateway = self.gateway_for(call)
+        call.gateway = gateway.name
+        veto = await self.plugins.afirstresult("before_llm_call", call=call)
+        if veto:
+            raise LLMCallRefused(f"LLM call refused: {veto}")
+        result = await gateway.complete(call.messages, call.model, call.tools, **call.params)
+        result.gateway = result.gateway or gateway.name
+        await self._after_llm(call, result)
+        return result
+
+    async def stream(self, call: LLMCall) -> AsyncIterator[LLMChunk]:
+        """Like ``complete`` but yield chunks; ``after_llm_call`` sees the reassembled answer."""
+        call.model = call.model or self.settings.llm.model
+        gateway = self.gateway_for(call)
+        call.gateway = gateway.name
+        veto = await self.plugins.afirstresult("before_llm_call", call=call)
+        if veto:
+            raise LLMCallRefused(f"LLM call refused: {veto}")
+        started = time.perf_counter()
+        text: list[str] = []
+        tool_calls: list[ToolCallRequest] = []
+        last: LLMChunk | None = None
+        async for chunk in gateway.stream(call.messages, call.model, call.tools, **call.params):
+            text.append(chunk.content)
+            tool_calls.extend(chunk.tool_calls)
+            last = chunk
+            yield chunk
+        result = LLMResponse(
+            content="".join(text),
+            tool_calls=tool_calls,
+            model=(last.model if last else "") or call.model,
+            finish_reason=last.finish_reason if last else None,
+            usage=(last.usage if last and last.usage else Usage()),
+            cost_usd=last.cost_usd if last else None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            gateway=gateway.name,
+        )
+        await self._after_llm(call, result)
+
+    async def _after_llm(self, call: LLMCall, result: LLMResponse) -> None:
+        try:
+            await self.plugins.acall("after_llm_call", call=call, result=result)
+        except Exception:  # cost tracking must not lose the answer
+            log.exception("after_llm_call hook failed")
+
+    # -- supervision -----------------------------------------------------------------------
+
+    def _backoff(self, slot: SliceSlot) -> float:
+        core = self.settings.core
+        return float(min(core.restart_backoff * 2**slot.restarts, core.restart_backoff_max))
+
+    async def _supervise(self) -> None:
+        interval = self.settings.core.health_interval
+        while True:
+            await asyncio.sleep(interval)
+            for slice_id in list(self.order):
+                try:
+                    await self._check(self.slots[slice_id])
+                except Exception:  # supervision must survive anything a slice does
+                    log.exception("supervising %s failed", slice_id)
+
+    async def _check(self, slot: SliceSlot) -> None:
+        if slot.instance is None:
+            retry_due = slot.status == "failed" and slot.next_restart_at is not None
+            if (
+                retry_due
+                and time.monotonic() >= slot.next_restart_at
+                and slot.restarts < self.settings.core.restart_attempts
+            ):  # type: ignore[operator]
+                slot.restarts += 1
+                log.warning("restarting slice %s (attempt %d)", slot.slice_id, slot.restarts)
+                await self._bring_up(slot)
+            return
+        try:
+            health = await asyncio.wait_for(slot.instance.health_check(), self.settings.core.stop_timeout)
+            status, message = health.status, health.message
+        except Exception as exc:  # an exploding health check means unhealthy
+            status, message = HealthState.UNHEALTHY, f"health check failed: {type(exc).__name__}: {exc}"
+        slot.health = status.value
+        slot.heartbeat_at = time.time()
+        if status is HealthState.UNHEALTHY:
+            slot.error = message or "unhealthy"
+            log.warning("slice %s unhealthy: %s", slot.slice_id, slot.error, extra={"slice_id": slot.slice_id})
+            await self._take_down(slot, "failed")
+            slot.next_restart_at = time.monotonic() + self._backoff(slot)
+            return
+        slot.status = "degraded" if status is HealthState.DEGRADED else "running"
+        await self.state.set_slice(slot.slice_id, slot.status, health=slot.health, heartbeat_at=slot.heartbeat_at)

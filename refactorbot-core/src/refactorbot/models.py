@@ -1,0 +1,181 @@
+"""The request, response and status models shared by the host, slices and clients."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class SliceRequest(BaseModel):
+    """A request for one operation of one slice."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slice_id: str
+    operation: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    request_id: str = Field(default_factory=_request_id)
+    caller: str | None = None  # slice id of a cross-slice caller, None for external callers
+    created_at: float = Field(default_factory=time.time)
+
+    @property
+    def target(self) -> str:
+        """Return ``slice.operation``."""
+        return f"{self.slice_id}.{self.operation}"
+
+
+class ErrorType(str, Enum):
+    """Why a request failed; stable strings for clients to branch on."""
+
+    INVALID_PAYLOAD = "invalid_payload"
+    UNKNOWN_OPERATION = "unknown_operation"
+    SLICE_UNAVAILABLE = "slice_unavailable"
+    RESOURCE_LIMIT = "resource_limit"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    OPERATION_ERROR = "operation_error"
+
+
+class SliceResponse(BaseModel):
+    """The outcome of a request: data on success, a one-line error otherwise."""
+
+    request_id: str
+    success: bool
+    data: Any = None
+    error_message: str | None = None
+    error_type: ErrorType | None = None
+    duration_ms: float = 0.0
+
+    @classmethod
+    def failure(
+        cls, request: SliceRequest, error_type: ErrorType, message: str, duration_ms: float = 0.0
+    ) -> SliceResponse:
+        """Return a failed response for ``request``."""
+        return cls(
+            request_id=request.request_id,
+            success=False,
+            error_type=error_type,
+            error_message=message,
+            duration_ms=duration_ms,
+        )
+
+
+class HealthState(str, Enum):
+    """Coarse health of a slice."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class HealthStatus(BaseModel):
+    """What ``AtomicSlice.health_check`` reports."""
+
+    status: HealthState = HealthState.HEALTHY
+    message: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        """Return whether the slice can serve requests."""
+        return self.status is not HealthState.UNHEALTHY
+
+
+class OperationInfo(BaseModel):
+    """One operation of a slice as clients see it: name, description and JSON schemas."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+
+
+class SliceCapabilities(BaseModel):
+    """Everything a slice offers, derived from its ``@operation`` methods."""
+
+    slice_id: str
+    version: str
+    description: str
+    requires: list[str]
+    operations: list[OperationInfo]
+
+
+class ImprovementFeedback(BaseModel):
+    """Input to ``AtomicSlice.self_improve``: what went wrong or could be better."""
+
+    source: str = "user"
+    summary: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Proposal(BaseModel):
+    """One concrete change a slice proposes to itself."""
+
+    title: str
+    rationale: str
+    kind: Literal["config", "code", "data", "prompt", "other"] = "other"
+    changes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImprovementPlan(BaseModel):
+    """What ``AtomicSlice.self_improve`` returns: proposals, never applied silently."""
+
+    slice_id: str
+    proposals: list[Proposal] = Field(default_factory=list)
+    notes: str = ""
+
+
+class DiagnosticCheck(BaseModel):
+    """One check of a self-diagnosis."""
+
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class DiagnosticReport(BaseModel):
+    """What ``AtomicSlice.run_self_diagnostics`` returns."""
+
+    slice_id: str
+    checks: list[DiagnosticCheck] = Field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Return whether every check passed."""
+        return all(c.passed for c in self.checks)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class IncomingMessage(BaseModel):
+    """A message from a channel, normalized for every platform."""
+
+    channel: str
+    chat_id: str
+    sender_id: str
+    text: str
+    message_id: str = Field(default_factory=_request_id)
+    sender_name: str | None = None
+    received_at: datetime = Field(default_factory=_utcnow)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class OutgoingMessage(BaseModel):
+    """A reply to send through a channel."""
+
+    channel: str
+    chat_id: str
+    text: str
+    reply_to: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)

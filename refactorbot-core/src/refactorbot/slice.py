@@ -1,0 +1,334 @@
+"""``AtomicSlice``: the base class of every slice, and the context the host gives it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from refactorbot.config import describe_validation_error
+from refactorbot.database import SliceDatabase, migration_files
+from refactorbot.errors import (
+    OperationFailed,
+    OperationTimeout,
+    RefactorbotError,
+    ResourceLimitExceeded,
+    SliceUnavailable,
+)
+from refactorbot.events import Event
+from refactorbot.llm import LLMCall, LLMChunk, LLMResponse
+from refactorbot.models import (
+    DiagnosticCheck,
+    DiagnosticReport,
+    ErrorType,
+    HealthState,
+    HealthStatus,
+    ImprovementFeedback,
+    ImprovementPlan,
+    OperationInfo,
+    Proposal,
+    SliceCapabilities,
+    SliceRequest,
+    SliceResponse,
+)
+from refactorbot.operations import OperationSpec, build_spec
+
+
+class SliceConfig(BaseModel):
+    """Base of a slice's ``Config`` model: unknown keys are configuration errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Host(Protocol):
+    """What a slice may ask of the host through its context."""
+
+    async def route(self, request: SliceRequest) -> SliceResponse: ...
+    async def publish(self, event: Event) -> None: ...
+    async def complete(self, call: LLMCall) -> LLMResponse: ...
+    def stream(self, call: LLMCall) -> AsyncIterator[LLMChunk]: ...
+    def has_slice(self, slice_id: str) -> bool: ...
+
+
+class SliceContext:
+    """A slice's handle on the host: its home, logger, cross-slice calls, events and LLMs."""
+
+    def __init__(self, slice_id: str, home: Path, host: Host | None = None, settings: Any = None) -> None:
+        self.slice_id = slice_id
+        self.home = Path(home)
+        self.host = host
+        self.settings = settings
+        self.log = logging.getLogger(f"refactorbot.slice.{slice_id}")
+
+    @property
+    def data_dir(self) -> Path:
+        """Return the folder of slice databases."""
+        return self.home / "slices"
+
+    @property
+    def db_path(self) -> Path:
+        """Return this slice's SQLite file."""
+        return self.data_dir / f"{self.slice_id}.db"
+
+    def _host(self) -> Host:
+        if self.host is None:
+            raise SliceUnavailable(f"slice '{self.slice_id}' runs without a host: no other slices to call")
+        return self.host
+
+    def has_slice(self, slice_id: str) -> bool:
+        """Return whether ``slice_id`` is running and can be called."""
+        return self.host is not None and self.host.has_slice(slice_id)
+
+    async def call(self, target: str, /, **payload: Any) -> Any:
+        """Call ``"slice.operation"`` through the host and return its data.
+
+        Raise ``SliceUnavailable`` when the slice is absent, ``OperationFailed`` when it fails.
+        """
+        slice_id, _, op = target.partition(".")
+        if not op:
+            raise ValueError(f"target {target!r} must be 'slice.operation'")
+        request = SliceRequest(slice_id=slice_id, operation=op, payload=payload, caller=self.slice_id)
+        response = await self._host().route(request)
+        if response.success:
+            return response.data
+        if response.error_type is ErrorType.SLICE_UNAVAILABLE:
+            raise SliceUnavailable(response.error_message or f"slice '{slice_id}' is unavailable")
+        raise OperationFailed(target, response.error_type and response.error_type.value, response.error_message)
+
+    async def publish(self, topic: str, payload: dict[str, Any] | None = None) -> None:
+        """Publish an event (``topic`` is dotted, conventionally ``<slice_id>.<what>``)."""
+        await self._host().publish(Event(topic=topic, payload=payload or {}, source=self.slice_id))
+
+    async def complete(
+        self,
+        messages: list[dict[str, Any]],
+        model: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        **params: Any,
+    ) -> LLMResponse:
+        """Ask a language model through the host's gateways; the call is billed to this slice."""
+        call = LLMCall(model=model or "", messages=messages, tools=tools, slice_id=self.slice_id, params=params)
+        return await self._host().complete(call)
+
+    def stream(
+        self,
+        messages: list[dict[str, Any]],
+        model: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        **params: Any,
+    ) -> AsyncIterator[LLMChunk]:
+        """Stream a language model's answer through the host's gateways."""
+        call = LLMCall(
+            model=model or "", messages=messages, tools=tools, slice_id=self.slice_id, params=params, stream=True
+        )
+        return self._host().stream(call)
+
+
+class AtomicSlice:
+    """Base class of every slice: one domain, one database, operations, health and self-care.
+
+    Subclasses set ``slice_id`` and define ``@operation`` methods. Lifecycle:
+    ``initialize`` (open the database, migrate) → ``start`` → ``stop`` → ``shutdown``.
+    """
+
+    slice_id: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
+    Config: ClassVar[type[BaseModel]] = SliceConfig
+    #: Whether the slice gets its own SQLite file (``self.db``) opened by ``initialize``.
+    uses_database: ClassVar[bool] = True
+    _specs: ClassVar[dict[str, OperationSpec] | None] = None
+
+    def __init__(self, ctx: SliceContext, config: BaseModel | None = None) -> None:
+        self.ctx = ctx
+        self.config = config if config is not None else self.Config()
+        self.db: SliceDatabase | None = None
+        self.log = ctx.log
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._specs = None  # resolved on first use, once annotations can be evaluated
+
+    # -- operations ------------------------------------------------------------------------
+
+    @classmethod
+    def operations(cls) -> dict[str, OperationSpec]:
+        """Return this slice's operations by name."""
+        specs = cls.__dict__.get("_specs")
+        if specs is None:
+            specs = {}
+            for klass in reversed(cls.__mro__):
+                for attr, value in vars(klass).items():
+                    if callable(value) and hasattr(value, "__rb_operation__"):
+                        spec = build_spec(getattr(cls, attr))
+                        specs[spec.name] = spec
+            cls._specs = specs
+        return specs
+
+    @classmethod
+    def get_capabilities(cls) -> SliceCapabilities:
+        """Return the slice's operations with their JSON schemas."""
+        return SliceCapabilities(
+            slice_id=cls.slice_id,
+            version=cls.version,
+            description=cls.description or _first_line(cls.__doc__),
+            requires=list(cls.requires),
+            operations=[OperationInfo(**spec.info()) for spec in cls.operations().values()],
+        )
+
+    async def execute(self, request: SliceRequest) -> SliceResponse:
+        """Run one operation; never raises: failures come back as ``success=False``."""
+        started = time.perf_counter()
+
+        def fail(kind: ErrorType, message: str) -> SliceResponse:
+            return SliceResponse.failure(request, kind, message, (time.perf_counter() - started) * 1000)
+
+        spec = self.operations().get(request.operation)
+        if spec is None:
+            names = ", ".join(sorted(self.operations())) or "none"
+            return fail(
+                ErrorType.UNKNOWN_OPERATION,
+                f"slice '{self.slice_id}' has no operation '{request.operation}' (available: {names})",
+            )
+        try:
+            params = spec.input_model.model_validate(request.payload)
+        except ValidationError as exc:
+            return fail(
+                ErrorType.INVALID_PAYLOAD, f"invalid payload for {request.target}: {describe_validation_error(exc)}"
+            )
+        method = getattr(self, spec.method)
+        try:
+            result = await (method(params) if spec.takes_params else method())
+            data = spec.output.dump_python(result, mode="json")
+        except OperationTimeout as exc:
+            return fail(ErrorType.TIMEOUT, str(exc))
+        except ResourceLimitExceeded as exc:
+            return fail(ErrorType.RESOURCE_LIMIT, str(exc))
+        except SliceUnavailable as exc:
+            return fail(ErrorType.SLICE_UNAVAILABLE, str(exc))
+        except RefactorbotError as exc:
+            return fail(ErrorType.OPERATION_ERROR, str(exc))
+        except ValidationError as exc:
+            return fail(ErrorType.OPERATION_ERROR, f"{request.target}: {describe_validation_error(exc)}")
+        except Exception as exc:  # a bug in the slice: report it, never raise to the caller
+            self.log.exception("%s raised", request.target)
+            return fail(ErrorType.OPERATION_ERROR, f"{request.target} raised {type(exc).__name__}: {exc}")
+        return SliceResponse(
+            request_id=request.request_id,
+            success=True,
+            data=data,
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def migrations(cls) -> Traversable | None:
+        """Return the folder of numbered ``.sql`` migrations (default: ``<package>/migrations``)."""
+        module = sys.modules.get(cls.__module__)
+        package = getattr(module, "__package__", None) or cls.__module__
+        try:
+            return files(package) / "migrations"
+        except (ModuleNotFoundError, TypeError):
+            return None
+
+    async def initialize(self) -> None:
+        """Open the slice's database and apply its migrations."""
+        if self.uses_database:
+            self.db = SliceDatabase(self.ctx.db_path, self.migrations())
+            await self.db.open()
+
+    async def start(self) -> None:
+        """Begin background work, if any (called after every required slice initialized)."""
+
+    async def stop(self) -> None:
+        """Stop background work; in-flight operations have finished or timed out."""
+
+    async def shutdown(self) -> None:
+        """Release resources: flush batched writes and close the database."""
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+    async def health_check(self) -> HealthStatus:
+        """Return the slice's health (default: its database answers)."""
+        if self.uses_database:
+            if self.db is None or not self.db.is_open:
+                return HealthStatus(status=HealthState.UNHEALTHY, message="database is not open")
+            await self.db.scalar("SELECT 1")
+        return HealthStatus()
+
+    # -- self-care -------------------------------------------------------------------------
+
+    async def run_self_diagnostics(self) -> DiagnosticReport:
+        """Check health, database integrity, migrations and operation schemas."""
+        checks = []
+        try:
+            health = await self.health_check()
+            checks.append(DiagnosticCheck(name="health", passed=health.healthy, detail=health.status.value))
+        except Exception as exc:  # a failing health check is a finding, not a crash
+            checks.append(DiagnosticCheck(name="health", passed=False, detail=f"{type(exc).__name__}: {exc}"))
+        if self.db is not None and self.db.is_open:
+            verdict = await self.db.integrity_check()
+            checks.append(DiagnosticCheck(name="database_integrity", passed=verdict == "ok", detail=verdict))
+            shipped = [n for n, _, _ in migration_files(self.migrations())]
+            applied = await self.db.applied_migrations()
+            missing = sorted(set(shipped) - set(applied))
+            checks.append(
+                DiagnosticCheck(
+                    name="migrations",
+                    passed=not missing,
+                    detail=f"applied {len(applied)} of {len(shipped)}" + (f"; missing {missing}" if missing else ""),
+                )
+            )
+        try:
+            self.get_capabilities()
+            checks.append(DiagnosticCheck(name="schemas", passed=True, detail=f"{len(self.operations())} operations"))
+        except Exception as exc:  # an operation whose schema cannot be generated
+            checks.append(DiagnosticCheck(name="schemas", passed=False, detail=f"{type(exc).__name__}: {exc}"))
+        metrics = getattr(self.ctx.host, "metrics", None)
+        if metrics is not None:
+            for target, stats in metrics.snapshot(self.slice_id).items():
+                if stats["count"] >= 10:
+                    checks.append(
+                        DiagnosticCheck(
+                            name=f"error_rate:{target}",
+                            passed=stats["error_rate"] < 0.05,
+                            detail=f"{stats['errors']} errors in {stats['count']} calls",
+                        )
+                    )
+        return DiagnosticReport(slice_id=self.slice_id, checks=checks)
+
+    async def self_improve(self, feedback: ImprovementFeedback) -> ImprovementPlan:
+        """Propose changes from diagnostics and feedback; nothing is applied without review."""
+        report = await self.run_self_diagnostics()
+        proposals = [
+            Proposal(
+                title=f"Fix failing check '{check.name}'",
+                rationale=check.detail,
+                kind="config" if check.name.startswith("error_rate") else "other",
+            )
+            for check in report.checks
+            if not check.passed
+        ]
+        if feedback.summary:
+            proposals.append(
+                Proposal(
+                    title=f"Address {feedback.source} feedback", rationale=feedback.summary, changes=feedback.details
+                )
+            )
+        notes = "all checks passed" if report.passed else f"{len(proposals)} proposal(s) from diagnostics"
+        return ImprovementPlan(slice_id=self.slice_id, proposals=proposals, notes=notes)
+
+
+def _first_line(doc: str | None) -> str:
+    lines = (doc or "").strip().splitlines()
+    return lines[0] if lines else ""

@@ -1,0 +1,145 @@
+"""The orchestrator's own records in ``master.db``: key/value state, slice states, logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from refactorbot.database import BatchWriter, SliceDatabase
+
+SLICE_STATUSES = ("pending", "initializing", "running", "degraded", "failed", "stopped")
+
+
+class GlobalState:
+    """Key/value state, slice states and heartbeats, the operation log and unified logs."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = SliceDatabase(path, files("refactorbot") / "state_migrations")
+        self._ops: BatchWriter | None = None
+        self._logs: BatchWriter | None = None
+
+    async def open(self) -> None:
+        """Open ``master.db`` and its batched writers."""
+        await self.db.open()
+        self._ops = self.db.batch_writer(
+            "INSERT INTO operation_log (ts, request_id, slice_id, operation, caller, success,"
+            " error_type, error_message, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        self._logs = self.db.batch_writer(
+            "INSERT INTO logs (ts, level, level_name, slice_id, logger, message) VALUES (?, ?, ?, ?, ?, ?)"
+        )
+
+    async def close(self) -> None:
+        """Flush pending rows and close the database."""
+        await self.db.close()
+
+    async def flush(self) -> None:
+        """Write pending operation-log and log rows now."""
+        for writer in (self._ops, self._logs):
+            if writer is not None:
+                await writer.flush()
+
+    # -- key/value -------------------------------------------------------------------------
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """Return the JSON value stored under ``key``."""
+        raw = await self.db.scalar("SELECT value FROM kv WHERE key = ?", (key,))
+        return default if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any) -> None:
+        """Store ``value`` (JSON-serializable) under ``key``."""
+        await self.db.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (key, json.dumps(value), time.time()),
+        )
+
+    # -- slices ----------------------------------------------------------------------------
+
+    async def set_slice(self, slice_id: str, status: str, **fields: Any) -> None:
+        """Record a slice's status (and any of plugin, version, health, error, restarts)."""
+        if status not in SLICE_STATUSES:
+            raise ValueError(f"unknown slice status {status!r}")
+        now = time.time()
+        columns = {"status": status, "updated_at": now, **fields}
+        if status == "running" and "started_at" not in fields:
+            columns.setdefault("heartbeat_at", now)
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        await self.db.execute(
+            f"INSERT INTO slice_state (slice_id, {names}) VALUES (?, {marks})"
+            f" ON CONFLICT(slice_id) DO UPDATE SET {updates}",
+            (slice_id, *columns.values()),
+        )
+
+    async def heartbeat(self, slice_id: str, health: str) -> None:
+        """Record that ``slice_id`` answered a health check."""
+        now = time.time()
+        await self.db.execute(
+            "UPDATE slice_state SET heartbeat_at = ?, health = ?, updated_at = ? WHERE slice_id = ?",
+            (now, health, now, slice_id),
+        )
+
+    async def slices(self) -> list[dict[str, Any]]:
+        """Return every recorded slice state, sorted by id."""
+        rows = await self.db.fetchall("SELECT * FROM slice_state ORDER BY slice_id")
+        return [dict(r) for r in rows]
+
+    # -- logs ------------------------------------------------------------------------------
+
+    def log_operation(
+        self,
+        request_id: str,
+        slice_id: str,
+        operation: str,
+        caller: str | None,
+        success: bool,
+        error_type: str | None,
+        error_message: str | None,
+        duration_ms: float,
+    ) -> None:
+        """Queue one operation-log row (written in the next batch)."""
+        if self._ops is not None:
+            self._ops.add(
+                (
+                    time.time(),
+                    request_id,
+                    slice_id,
+                    operation,
+                    caller,
+                    int(success),
+                    error_type,
+                    error_message,
+                    duration_ms,
+                )
+            )
+
+    def log_record(self, record: logging.LogRecord, slice_id: str | None) -> None:
+        """Queue one log row."""
+        if self._logs is not None:
+            self._logs.add(
+                (record.created, record.levelno, record.levelname, slice_id, record.name, record.getMessage()[:4000])
+            )
+
+
+class StateLogHandler(logging.Handler):
+    """Send log records of ``refactorbot*`` loggers to ``master.db`` (the unified log)."""
+
+    def __init__(self, state: GlobalState, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.state = state
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record; the slice is read from ``record.slice_id`` or the logger name."""
+        try:
+            slice_id = getattr(record, "slice_id", None)
+            if slice_id is None and record.name.startswith("refactorbot.slice."):
+                slice_id = record.name.split(".")[2]
+            self.state.log_record(record, slice_id)
+        except RuntimeError:  # no running loop (logging at interpreter exit): drop quietly
+            pass

@@ -1,0 +1,66 @@
+"""The tool contract: what an agent can call, with validated parameters."""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+
+class ToolResult(BaseModel):
+    """What a tool returns: output text for the model, optional structured data."""
+
+    ok: bool = True
+    output: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class ToolContext(BaseModel):
+    """What a tool may use while running: its workspace and the caller's identity."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    workspace: Path
+    session_id: str | None = None
+    user_id: str | None = None
+    slice: Any = None  # the calling SliceContext, for tools that call other slices
+
+
+class ToolCall(BaseModel):
+    """A tool call about to run; ``before_tool_call`` hooks see (and may veto) it."""
+
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    call_id: str | None = None
+    session_id: str | None = None
+    user_id: str | None = None
+
+
+class Tool(abc.ABC):
+    """A tool an agent can call. Register subclasses with ``register_tools``."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = dict(config or {})
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """Return the tool in OpenAI function-calling format."""
+        return {
+            "type": "function",
+            "function": {
+                "name": cls.name,
+                "description": cls.description,
+                "parameters": cls.Params.model_json_schema(),
+            },
+        }
+
+    @abc.abstractmethod
+    async def run(self, params: Any, ctx: ToolContext) -> ToolResult:
+        """Run with validated ``params``; raise ``ToolError`` to refuse."""

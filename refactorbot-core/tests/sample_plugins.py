@@ -1,0 +1,145 @@
+"""Plugins used by the core's own tests: a healthy slice and several broken ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, Field
+from refactorbot import AtomicSlice, HealthState, HealthStatus, hookimpl, operation, subscribe
+from refactorbot.events import Event
+
+
+class EchoParams(BaseModel):
+    text: str = Field(description="what to echo")
+    times: int = Field(1, ge=1, le=10)
+
+
+class EchoResult(BaseModel):
+    text: str
+
+
+class CounterConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+    start: int = 0
+
+
+class EchoSlice(AtomicSlice):
+    """Echo text and count events."""
+
+    slice_id = "echo"
+    Config = CounterConfig
+
+    def __init__(self, ctx, config=None):
+        super().__init__(ctx, config)
+        self.seen: list[str] = []
+        self.unhealthy = False
+
+    @operation
+    async def echo(self, params: EchoParams) -> EchoResult:
+        """Return the text repeated."""
+        return EchoResult(text=params.text * params.times)
+
+    @operation
+    async def noop(self) -> None:
+        """Do nothing."""
+
+    @operation
+    async def boom(self) -> None:
+        """Raise an error."""
+        raise RuntimeError("kaboom")
+
+    @operation
+    async def slow(self, params: EchoParams) -> EchoResult:
+        """Sleep ``times`` tenths of a second."""
+        await asyncio.sleep(params.times / 10)
+        return EchoResult(text=params.text)
+
+    @operation
+    async def announce(self, params: EchoParams) -> None:
+        """Publish an event."""
+        await self.ctx.publish("echo.said", {"text": params.text})
+
+    @operation
+    async def ask(self, params: EchoParams) -> dict:
+        """Call another slice through the host."""
+        return await self.ctx.call(params.text, text="hi")
+
+    @subscribe("echo.*")
+    async def on_echo(self, event: Event) -> None:
+        self.seen.append(event.payload["text"])
+
+    async def health_check(self) -> HealthStatus:
+        if self.unhealthy:
+            return HealthStatus(status=HealthState.UNHEALTHY, message="told to be unhealthy")
+        return await super().health_check()
+
+
+class Plugin:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register):
+        register(EchoSlice)
+
+
+echo_plugin = Plugin()
+
+
+class FailingInitSlice(AtomicSlice):
+    slice_id = "badinit"
+    uses_database = False
+
+    async def initialize(self) -> None:
+        raise RuntimeError("cannot open the thing")
+
+    @operation
+    async def noop(self) -> None:
+        """Nothing."""
+
+
+class HangingStopSlice(AtomicSlice):
+    slice_id = "hangstop"
+    uses_database = False
+
+    async def stop(self) -> None:
+        await asyncio.sleep(3600)
+
+    @operation
+    async def noop(self) -> None:
+        """Nothing."""
+
+
+class BrokenPlugins:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register):
+        register(FailingInitSlice)
+        register(HangingStopSlice)
+
+
+broken_slices_plugin = BrokenPlugins()
+
+
+class RaisingRegistration:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register):
+        raise ValueError("registration exploded")
+
+
+class WrongApi:
+    REFACTORBOT_API = 99
+
+    @hookimpl
+    def register_slices(self, register):
+        register(EchoSlice)
+
+
+class DuplicateEcho:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register):
+        register(EchoSlice)
