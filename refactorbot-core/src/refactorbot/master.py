@@ -135,8 +135,12 @@ class MasterCore:
             ctx = SliceContext(slot.slice_id, self.settings.home, host=self, settings=self.settings)
             instance = slot.cls(ctx, config)
             await asyncio.wait_for(instance.initialize(), self.settings.core.stop_timeout * 3)
+            slot.instance = instance  # initialized: it may serve calls, even from its own start()
             await asyncio.wait_for(instance.start(), self.settings.core.stop_timeout * 3)
         except Exception as exc:  # a slice failing to come up is reported; the others carry on
+            if slot.instance is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(slot.instance.shutdown(), self.settings.core.stop_timeout)
             message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             slot.status, slot.error, slot.instance = "failed", message, None
             log.error("slice %s failed to start: %s", slot.slice_id, message, extra={"slice_id": slot.slice_id})

@@ -123,7 +123,7 @@ class PluginHost:
         """Load every installed plugin allowed by ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS``."""
         allow = _env_list(self.env, "RB_LOAD_PLUGINS")
         deny = _env_list(self.env, "RB_DISABLE_PLUGINS") or set()
-        eps = list(scan_entry_points() if entry_points is None else entry_points)
+        eps = sorted(scan_entry_points() if entry_points is None else entry_points, key=lambda ep: ep.name)
         per_dist: dict[str, int] = {}
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else ep.name
@@ -136,11 +136,11 @@ class PluginHost:
                 version=ep.dist.version if ep.dist is not None else None,
                 entry_point=f"{ep.name} = {ep.value}",
             )
+            self.records[name] = record
             norm = normalize_name(dist_name)
             if (allow is not None and norm not in allow) or norm in deny:
                 record.status = "blocked"
                 record.error = "disabled by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS"
-                self.records[name] = record
                 continue
             try:
                 plugin = ep.load()

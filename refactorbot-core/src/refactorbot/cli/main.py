@@ -21,11 +21,11 @@ T = TypeVar("T")
 class Env:
     """What every command gets: the chosen home, config file and debug flag."""
 
-    def __init__(self, home: str | None, config: str | None, debug: bool) -> None:
+    def __init__(self, home: str | None, config: str | None, debug: bool, meta: dict[str, Any]) -> None:
         self.home_option = home
         self.config = config
         self.debug = debug
-        self._plugins: Any = None
+        self.meta = meta
 
     @property
     def home(self) -> Path:
@@ -35,13 +35,8 @@ class Env:
         return Path(self.home_option).expanduser() if self.home_option else default_home()
 
     def plugins(self) -> Any:
-        """Return the plugin host, loaded once per process."""
-        if self._plugins is None:
-            from refactorbot.plugins import PluginHost
-
-            self._plugins = PluginHost()
-            self._plugins.load_entrypoints()
-        return self._plugins
+        """Return the plugin host, loaded once per invocation."""
+        return plugin_host(self.meta)
 
     def master(self) -> Any:
         """Return a ``MasterCore`` for this home, with the installed plugins."""
@@ -76,20 +71,25 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def plugin_host(meta: dict[str, Any]) -> Any:
+    """Return the invocation's ``PluginHost`` (installed plugins loaded on first use)."""
+    host = meta.get("refactorbot.plugins")
+    if host is None:
+        from refactorbot.plugins import PluginHost
+
+        host = meta["refactorbot.plugins"] = PluginHost()
+        host.load_entrypoints()
+    return host
+
+
 class RefactorbotGroup(click.Group):
     """The root group: adds plugin commands lazily, and turns errors into one clear line."""
 
     def _plugin_commands(self, ctx: click.Context) -> None:
-        if getattr(self, "_plugins_added", False):
+        if ctx.meta.get("refactorbot.commands_added"):
             return
-        self._plugins_added = True
-        env = ctx.ensure_object(Env) if ctx.obj is None else ctx.obj
-        if not isinstance(env, Env):
-            return
-        before = set(self.commands)
-        env.plugins().call_isolated("register_commands", cli=self)
-        for name in set(self.commands) - before:
-            self.commands[name].hidden = False
+        ctx.meta["refactorbot.commands_added"] = True
+        plugin_host(ctx.meta).call_isolated("register_commands", cli=self)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """Return a built-in command, or look among plugin commands."""
@@ -121,7 +121,7 @@ class RefactorbotGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, home: str | None, config: str | None, debug: bool) -> None:
     """Run and inspect a refactorbot host: plugins, slices, operations."""
-    ctx.obj = Env(home, config, debug)
+    ctx.obj = Env(home, config, debug, ctx.meta)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

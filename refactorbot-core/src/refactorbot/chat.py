@@ -1,0 +1,175 @@
+"""``MasterChat``: one chat turn through whatever slices are installed.
+
+session (get or create, store the user's turn) → memory recall → agent (LLM + tools) → session
+(store the turn's messages) → memory (facts the agent marked) → reply. Each step degrades when
+its slice is absent or fails: the turn still gets a clear answer, never an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from refactorbot.errors import RefactorbotError
+from refactorbot.models import IncomingMessage, OutgoingMessage
+
+log = logging.getLogger(__name__)
+
+NO_AGENT = (
+    "No agent slice is installed, so there is no one to answer yet. "
+    "Install one with: pip install refactorbot-slice-agent (plus an LLM gateway such as refactorbot-gateway-litellm)."
+)
+
+
+class ChatTurn:
+    """What one turn gathered on its way through the slices."""
+
+    def __init__(self, message: IncomingMessage) -> None:
+        self.message = message
+        self.started = time.perf_counter()
+        self.session_id: str | None = None
+        self.memories: list[str] | None = None
+        self.result: dict[str, Any] = {}
+        self.degraded: list[str] = []
+
+
+class MasterChat:
+    """Turn an ``IncomingMessage`` into an ``OutgoingMessage`` with the host's session, memory and agent."""
+
+    def __init__(self, host: Any, *, model: str | None = None, mode: str = "auto", recall_limit: int = 5) -> None:
+        self.host = host
+        self.model = model
+        self.mode = mode
+        self.recall_limit = recall_limit
+
+    # -- slices ----------------------------------------------------------------------------
+
+    async def _call(self, turn: ChatTurn, target: str, **payload: Any) -> Any:
+        """Call a slice operation; on failure note it in ``turn.degraded`` and return None."""
+        slice_id = target.partition(".")[0]
+        if not self.host.has_slice(slice_id):
+            return None
+        response = await self.host.call(target, **payload)
+        if not response.success:
+            log.warning("%s failed: %s", target, response.error_message)
+            turn.degraded.append(f"{target}: {response.error_message}")
+            return None
+        return response.data
+
+    async def _begin(self, message: IncomingMessage) -> ChatTurn:
+        turn = ChatTurn(message)
+        await self._hook("message_received", message=message)
+        session = await self._call(
+            turn, "session.get_or_create", channel=message.channel, chat_id=message.chat_id, user_id=message.sender_id
+        )
+        if session is not None:
+            turn.session_id = session["session_id"]
+            await self._call(turn, "session.append", session_id=turn.session_id, role="user", content=message.text)
+        if self.host.has_slice("memory") and self.recall_limit:
+            found = await self._call(
+                turn, "memory.search", user_id=message.sender_id, query=message.text, limit=self.recall_limit
+            )
+            if found is not None and not found["memories"]:
+                found = await self._call(turn, "memory.search", user_id=message.sender_id, limit=self.recall_limit)
+            if found is not None:
+                turn.memories = [m["content"] for m in found["memories"]]
+        return turn
+
+    def _run_payload(self, turn: ChatTurn) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "message": turn.message.text,
+            "session_id": turn.session_id,
+            "user_id": turn.message.sender_id,
+            "mode": self.mode,
+            "memories": turn.memories,
+        }
+        if self.model:
+            payload["model"] = self.model
+        return payload
+
+    async def _end(self, turn: ChatTurn, answer: str) -> OutgoingMessage:
+        duration_ms = (time.perf_counter() - turn.started) * 1000
+        if turn.session_id is not None:
+            produced = turn.result.get("messages") or [{"role": "assistant", "content": answer}]
+            for item in produced:
+                fields = {k: item[k] for k in ("role", "content", "tool_calls", "tool_call_id") if item.get(k)}
+                fields.setdefault("content", "")
+                if item is produced[-1]:
+                    fields["duration_ms"] = round(duration_ms, 3)
+                await self._call(turn, "session.append", session_id=turn.session_id, **fields)
+        for fact in turn.result.get("remember") or []:
+            await self._call(
+                turn,
+                "memory.remember",
+                user_id=turn.message.sender_id,
+                content=fact,
+                session_id=turn.session_id,
+                tags=["agent"],
+            )
+        reply = OutgoingMessage(
+            channel=turn.message.channel,
+            chat_id=turn.message.chat_id,
+            text=answer,
+            reply_to=turn.message.message_id,
+            metadata={
+                "session_id": turn.session_id,
+                "tool_calls": [c.get("tool") for c in turn.result.get("tool_calls") or []],
+                "steps": turn.result.get("steps", 0),
+                "tokens": (turn.result.get("tokens") or {}).get("total_tokens", 0),
+                "execution_id": turn.result.get("execution_id"),
+                "remembered": turn.result.get("remember") or [],
+                "degraded": turn.degraded,
+                "duration_ms": round(duration_ms, 3),
+            },
+        )
+        await self._hook("message_sent", message=reply)
+        return reply
+
+    async def _hook(self, name: str, **kwargs: Any) -> None:
+        try:
+            await self.host.plugins.acall(name, **kwargs)
+        except Exception:  # an observer must not break the conversation
+            log.exception("%s hook failed", name)
+
+    # -- entry points ----------------------------------------------------------------------
+
+    async def process_message(self, message: IncomingMessage) -> OutgoingMessage:
+        """Answer one message: session → memory recall → agent → session → memory → reply."""
+        return await self._answer(await self._begin(message))
+
+    async def stream_message(self, message: IncomingMessage) -> AsyncIterator[str]:
+        """Yield the answer's text as it arrives; the turn is stored like ``process_message`` does."""
+        turn = await self._begin(message)
+        agent = self.host.instance("agent") if self.host.has_slice("agent") else None
+        stream_run = getattr(agent, "stream_run", None)
+        if agent is None or stream_run is None:
+            reply = await self._answer(turn)
+            yield reply.text
+            return
+        stream = stream_run(**self._run_payload(turn))
+        shown: list[str] = []
+        try:
+            async for chunk in stream:
+                shown.append(chunk)
+                yield chunk
+        except RefactorbotError as exc:
+            turn.degraded.append(f"agent stream: {exc}")
+            message_text = f"Sorry, the agent failed: {exc}"
+            yield message_text
+            await self._end(turn, message_text)
+            return
+        result = stream.result
+        turn.result = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result or {})
+        await self._end(turn, turn.result.get("answer", "".join(shown)))
+
+    async def _answer(self, turn: ChatTurn) -> OutgoingMessage:
+        if not self.host.has_slice("agent"):
+            return await self._end(turn, NO_AGENT)
+        response = await self.host.call("agent.run", **self._run_payload(turn))
+        if not response.success:
+            turn.degraded.append(f"agent.run: {response.error_message}")
+            return await self._end(turn, f"Sorry, the agent failed: {response.error_message}")
+        turn.result = response.data
+        return await self._end(turn, str(turn.result["answer"]))

@@ -1,0 +1,235 @@
+import asyncio
+import sqlite3
+
+import pytest
+
+import sample_plugins as sp
+from refactorbot import ErrorType, LLMCall, LLMCallRefused, hookimpl
+from refactorbot.errors import GatewayError
+from refactorbot.testing import build_host, host_running
+
+FAST = {"core": {"health_interval": 3600, "stop_timeout": 0.5, "drain_timeout": 1.0}}
+
+
+@pytest.mark.asyncio
+async def test_route_validates_executes_logs_and_measures(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        ok = await host.call("echo.echo", text="ab", times=2)
+        assert ok.success and ok.data == {"text": "abab"}
+        bad = await host.call("echo.echo", times="many")
+        assert bad.error_type is ErrorType.INVALID_PAYLOAD
+        assert "text: Field required" in bad.error_message and "times" in bad.error_message
+        unknown = await host.call("echo.nope")
+        assert unknown.error_type is ErrorType.UNKNOWN_OPERATION and "available: " in unknown.error_message
+        missing = await host.call("ghost.op")
+        assert missing.error_type is ErrorType.SLICE_UNAVAILABLE and "unknown slice 'ghost'" in missing.error_message
+        stats = host.metrics.snapshot()
+        assert stats["echo.echo"]["count"] == 2 and stats["echo.echo"]["errors"] == 1
+    rows = sqlite3.connect(tmp_path / "master.db").execute(
+        "SELECT slice_id, operation, success, error_type FROM operation_log ORDER BY id"
+    ).fetchall()
+    assert rows == [
+        ("echo", "echo", 1, None),
+        ("echo", "echo", 0, "invalid_payload"),
+        ("echo", "nope", 0, "unknown_operation"),
+        ("ghost", "op", 0, "slice_unavailable"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_operation_that_raises_is_reported_not_raised(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        response = await host.call("echo.boom")
+        assert not response.success
+        assert response.error_type is ErrorType.OPERATION_ERROR
+        assert response.error_message == "echo.boom raised RuntimeError: kaboom"
+        assert (await host.call("echo.noop")).success  # the slice keeps serving
+
+
+@pytest.mark.asyncio
+async def test_failing_initialize_and_hanging_stop_do_not_take_the_host_down(tmp_path):
+    host = build_host(tmp_path, [sp.echo_plugin, sp.broken_slices_plugin], config=FAST)
+    await host.start()
+    status = {r["slice_id"]: r for r in host.slice_status()}
+    assert status["badinit"]["status"] == "failed"
+    assert "cannot open the thing" in status["badinit"]["error"]
+    assert status["hangstop"]["status"] == "running"
+    assert (await host.call("echo.echo", text="x")).success
+    failed = await host.call("badinit.noop")
+    assert failed.error_type is ErrorType.SLICE_UNAVAILABLE and "cannot open the thing" in failed.error_message
+    await asyncio.wait_for(host.stop(), timeout=10)
+    status = {r["slice_id"]: r for r in host.slice_status()}
+    assert status["hangstop"]["status"] == "failed"
+    assert "stop timed out" in status["hangstop"]["error"]
+    assert status["echo"]["status"] == "stopped"
+    saved = dict(sqlite3.connect(tmp_path / "master.db").execute("SELECT slice_id, status FROM slice_state").fetchall())
+    assert saved == {"badinit": "failed", "echo": "stopped", "hangstop": "failed"}
+
+
+@pytest.mark.asyncio
+async def test_events_reach_subscribers(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        assert (await host.call("echo.announce", text="hello")).success
+        for _ in range(50):
+            if host.instance("echo").seen:
+                break
+            await asyncio.sleep(0.01)
+        assert host.instance("echo").seen == ["hello"]
+
+
+@pytest.mark.asyncio
+async def test_cross_slice_call_reports_missing_slice(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        response = await host.call("echo.ask", text="memory.search")
+        assert response.error_type is ErrorType.SLICE_UNAVAILABLE
+        assert "unknown slice 'memory'" in response.error_message
+        loop = await host.call("echo.ask", text="echo.echo")
+        assert loop.success and loop.data == {"text": "hi"}
+    rows = sqlite3.connect(tmp_path / "master.db").execute(
+        "SELECT caller FROM operation_log WHERE operation = 'echo' AND slice_id = 'echo'"
+    ).fetchall()
+    assert rows == [("echo",)]
+
+
+@pytest.mark.asyncio
+async def test_timeout_concurrency_and_rate_limits_are_enforced(tmp_path):
+    config = {
+        **FAST,
+        "slices": {"echo": {"resources": {"timeout": 0.2, "max_concurrency": 1, "rate_limit": 1000, "burst": 3}}},
+    }
+    async with host_running(tmp_path, [sp.echo_plugin], config=config) as host:
+        slow = await host.call("echo.slow", text="x", times=5)
+        assert slow.error_type is ErrorType.TIMEOUT
+        assert slow.error_message == "echo.slow timed out after 0.2s"
+    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 0.25}
+    async with host_running(tmp_path / "b", [sp.echo_plugin], config=config) as host:
+        # one at a time: the second waits its turn (0.2 s < timeout), the third waits too long
+        calls = [host.call("echo.slow", text=t, times=2) for t in "abc"]
+        first, second, third = await asyncio.gather(*calls)
+        assert first.success and second.success
+        assert third.error_type is ErrorType.RESOURCE_LIMIT
+        assert third.error_message == "slice 'echo' is busy: 1 operations already running for 0.25s"
+    config["slices"]["echo"]["resources"] = {"rate_limit": 0.001, "burst": 2}
+    async with host_running(tmp_path / "c", [sp.echo_plugin], config=config) as host:
+        results = [await host.call("echo.noop") for _ in range(3)]
+        assert [r.success for r in results] == [True, True, False]
+        assert results[2].error_message == "slice 'echo' rate limit of 0.001/s exceeded; retry later"
+
+
+@pytest.mark.asyncio
+async def test_env_overrides_and_invalid_slice_config(tmp_path):
+    host = build_host(tmp_path, [sp.echo_plugin], config=FAST, env={"RB_ECHO_START": "7"})
+    await host.start()
+    assert host.instance("echo").config.start == 7
+    await host.stop()
+    host = build_host(tmp_path / "b", [sp.echo_plugin], config=FAST, env={"RB_ECHO_START": "seven"})
+    await host.start()
+    row = host.slice_status()[0]
+    assert row["status"] == "failed"
+    assert row["error"].startswith("[slices.echo]: start: Input should be a valid integer")
+    await host.stop()
+    host = build_host(tmp_path / "c", [sp.echo_plugin], config=FAST, env={"RB_ECHO_ENABLED": "0"})
+    await host.start()
+    assert host.slice_status() == []
+    await host.stop()
+
+
+@pytest.mark.asyncio
+async def test_supervisor_restarts_an_unhealthy_slice(tmp_path):
+    config = {"core": {"health_interval": 0.05, "restart_backoff": 0.01, "stop_timeout": 0.5}}
+    async with host_running(tmp_path, [sp.echo_plugin], config=config) as host:
+        first = host.instance("echo")
+        first.unhealthy = True
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            current = host.instance("echo")
+            if current is not None and current is not first:
+                break
+        assert host.instance("echo") is not first
+        assert host.slice_status()[0]["restarts"] == 1
+        assert (await host.call("echo.noop")).success
+
+
+@pytest.mark.asyncio
+async def test_shutdown_lets_in_flight_requests_finish(tmp_path):
+    host = build_host(tmp_path, [sp.echo_plugin], config=FAST)
+    await host.start()
+    pending = asyncio.ensure_future(host.call("echo.slow", text="late", times=3))
+    await asyncio.sleep(0.05)
+    await host.stop()
+    assert (await pending).success
+    refused = await host.call("echo.noop")
+    assert refused.error_type is ErrorType.SLICE_UNAVAILABLE and "shutting down" in refused.error_message
+
+
+@pytest.mark.asyncio
+async def test_control_stop_start_restart(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        await host.stop_slice("echo")
+        assert (await host.call("echo.noop")).error_type is ErrorType.SLICE_UNAVAILABLE
+        assert await host.start_slice("echo")
+        assert await host.restart_slice("echo")
+        assert host.slice_status()[0]["restarts"] == 1
+        assert (await host.call("echo.noop")).success
+
+
+@pytest.mark.asyncio
+async def test_operation_hooks_can_refuse_and_observe(tmp_path):
+    seen = []
+
+    class Policy:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def before_operation(self, request):
+            if request.operation == "boom":
+                raise PermissionError("boom is not allowed here")
+
+        @hookimpl
+        async def after_operation(self, request, response):
+            seen.append((request.target, response.success))
+
+    async with host_running(tmp_path, [sp.echo_plugin, Policy()], config=FAST) as host:
+        refused = await host.call("echo.boom")
+        assert refused.error_type is ErrorType.REFUSED
+        assert refused.error_message == "refused: boom is not allowed here"
+        await host.call("echo.noop")
+        await asyncio.sleep(0.01)
+    assert seen == [("echo.boom", False), ("echo.noop", True)]
+
+
+@pytest.mark.asyncio
+async def test_llm_calls_need_a_gateway_and_honour_vetoes(tmp_path):
+    from refactorbot import LLMGateway, LLMResponse
+
+    class Static(LLMGateway):
+        name = "static"
+
+        async def complete(self, messages, model, tools=None, **params):
+            return LLMResponse(content=f"{model}:{messages[-1]['content']}")
+
+        async def stream(self, messages, model, tools=None, **params):
+            yield  # pragma: no cover
+
+    class Gateways:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def register_gateways(self, register):
+            register(Static)
+
+    class Budget:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        async def before_llm_call(self, call):
+            return "budget exhausted" if call.slice_id == "poor" else None
+
+    async with host_running(tmp_path, [], config=FAST) as host:
+        with pytest.raises(GatewayError, match="no LLM gateway is installed"):
+            await host.complete(LLMCall(model="m", messages=[{"role": "user", "content": "hi"}]))
+    async with host_running(tmp_path / "b", [Gateways(), Budget()], config=FAST) as host:
+        answer = await host.complete(LLMCall(model="m", messages=[{"role": "user", "content": "hi"}]))
+        assert answer.content == "m:hi" and answer.gateway == "static"
+        with pytest.raises(LLMCallRefused, match="budget exhausted"):
+            await host.complete(LLMCall(model="m", slice_id="poor", messages=[{"role": "user", "content": "hi"}]))
