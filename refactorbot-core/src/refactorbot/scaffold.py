@@ -41,14 +41,19 @@ class PluginNames:
     name: str
 
     @property
+    def family(self) -> str:
+        """Return the naming family: ``tools`` for tool handlers, else the kind itself."""
+        return "tools" if self.kind == "tool" else self.kind
+
+    @property
     def dist(self) -> str:
-        """Return the distribution name, ``refactorbot-<kind>-<name>``."""
-        return f"refactorbot-{self.kind}-{self.name.replace('_', '-')}"
+        """Return the distribution name, ``refactorbot-<family>-<name>``."""
+        return f"refactorbot-{self.family}-{self.name.replace('_', '-')}"
 
     @property
     def package(self) -> str:
-        """Return the import name, ``refactorbot_<kind>_<name>``."""
-        return f"refactorbot_{self.kind}_{self.name}"
+        """Return the import name, ``refactorbot_<family>_<name>``."""
+        return f"refactorbot_{self.family}_{self.name}"
 
     @property
     def class_prefix(self) -> str:

@@ -1,0 +1,5 @@
+"""refactorbot-slice-example: a refactorbot plugin."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
