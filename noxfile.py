@@ -1,8 +1,8 @@
 """Test every distribution in its own virtualenv, then everything together.
 
-    nox                      # lint, core, every plugin and example, integration
-    nox -s "plugin(refactorbot-slice-memory)"
-    nox -s bench             # benchmarks (numbers go to docs/benchmarks.md)
+nox                      # lint, core, every plugin and example, integration
+nox -s "plugin(refactorbot-slice-memory)"
+nox -s bench             # benchmarks (numbers go to docs/benchmarks.md)
 """
 
 from __future__ import annotations

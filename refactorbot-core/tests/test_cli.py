@@ -1,9 +1,8 @@
 import json
 
 import pytest
-from click.testing import CliRunner
-
 import sample_plugins as sp
+from click.testing import CliRunner
 from refactorbot.cli import main
 from refactorbot.cli.commands import parse_payload
 
@@ -35,7 +34,10 @@ def test_call_prints_json(runner):
     ("args", "message"),
     [
         (["call", "ghost.op"], "Error: unknown slice 'ghost' (installed and enabled: echo)"),
-        (["call", "echo.nope"], "Error: slice 'echo' has no operation 'nope' (available: announce, ask, boom, echo, noop, slow)"),
+        (
+            ["call", "echo.nope"],
+            "Error: slice 'echo' has no operation 'nope' (available: announce, ask, boom, echo, noop, slow)",
+        ),
         (["call", "echo.echo", "times=3"], "Error: invalid payload for echo.echo: text: Field required"),
         (["call", "echo.echo", "--json", "{bad"], "Error: --json is not valid JSON"),
         (["call", "echo.echo", "--json", "[1]"], "Error: --json must be a JSON object"),
@@ -83,7 +85,6 @@ def test_slices_table_and_plugins_list(runner):
 
 def test_plugin_commands_are_added(monkeypatch, tmp_path):
     import click
-
     from refactorbot import hookimpl
     from refactorbot.plugins import PluginHost
 
@@ -106,5 +107,9 @@ def test_plugin_commands_are_added(monkeypatch, tmp_path):
 
 def test_parse_payload_types():
     assert parse_payload(None, ("a=1", "b=true", "c=text", 'd={"x": 1}', "e=")) == {
-        "a": 1, "b": True, "c": "text", "d": {"x": 1}, "e": "",
+        "a": 1,
+        "b": True,
+        "c": "text",
+        "d": {"x": 1},
+        "e": "",
     }

@@ -2,7 +2,6 @@ import asyncio
 import sqlite3
 
 import pytest
-
 from refactorbot.database import SliceDatabase
 from refactorbot.errors import MigrationError
 

@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from refactorbot import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
@@ -13,9 +12,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "hooks.md"
 
 def specs():
     return {
-        name: func
-        for name, func in vars(hookspecs).items()
-        if callable(func) and hasattr(func, "refactorbot_spec")
+        name: func for name, func in vars(hookspecs).items() if callable(func) and hasattr(func, "refactorbot_spec")
     }
 
 

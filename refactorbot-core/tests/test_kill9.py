@@ -61,7 +61,11 @@ def counts(home):
     for path, table in ((home / "master.db", "operation_log"), (home / "slices" / "burst.db", "ticks")):
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            result[table] = con.execute(f"SELECT count(*), coalesce(max(id), 0) FROM {table}").fetchone() if table == "operation_log" else con.execute("SELECT count(*), coalesce(max(n), 0) FROM ticks").fetchone()
+            result[table] = (
+                con.execute(f"SELECT count(*), coalesce(max(id), 0) FROM {table}").fetchone()
+                if table == "operation_log"
+                else con.execute("SELECT count(*), coalesce(max(n), 0) FROM ticks").fetchone()
+            )
         finally:
             con.close()
     return result
@@ -73,8 +77,13 @@ def test_kill_9_during_a_burst_loses_no_committed_row(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
     env.update({"PYTHONPATH": str(site), "RB_HOME": str(home), "RB_LOAD_PLUGINS": "rb-burst"})
-    proc = subprocess.Popen([sys.executable, "-m", "refactorbot", "serve"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refactorbot", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         seen = None

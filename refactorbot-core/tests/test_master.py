@@ -2,7 +2,6 @@ import asyncio
 import sqlite3
 
 import pytest
-
 import sample_plugins as sp
 from refactorbot import ErrorType, LLMCall, LLMCallRefused, hookimpl
 from refactorbot.errors import GatewayError
@@ -25,9 +24,11 @@ async def test_route_validates_executes_logs_and_measures(tmp_path):
         assert missing.error_type is ErrorType.SLICE_UNAVAILABLE and "unknown slice 'ghost'" in missing.error_message
         stats = host.metrics.snapshot()
         assert stats["echo.echo"]["count"] == 2 and stats["echo.echo"]["errors"] == 1
-    rows = sqlite3.connect(tmp_path / "master.db").execute(
-        "SELECT slice_id, operation, success, error_type FROM operation_log ORDER BY id"
-    ).fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "master.db")
+        .execute("SELECT slice_id, operation, success, error_type FROM operation_log ORDER BY id")
+        .fetchall()
+    )
     assert rows == [
         ("echo", "echo", 1, None),
         ("echo", "echo", 0, "invalid_payload"),
@@ -85,9 +86,11 @@ async def test_cross_slice_call_reports_missing_slice(tmp_path):
         assert "unknown slice 'memory'" in response.error_message
         loop = await host.call("echo.ask", text="echo.echo")
         assert loop.success and loop.data == {"text": "hi"}
-    rows = sqlite3.connect(tmp_path / "master.db").execute(
-        "SELECT caller FROM operation_log WHERE operation = 'echo' AND slice_id = 'echo'"
-    ).fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "master.db")
+        .execute("SELECT caller FROM operation_log WHERE operation = 'echo' AND slice_id = 'echo'")
+        .fetchall()
+    )
     assert rows == [("echo",)]
 
 

@@ -5,11 +5,10 @@ import sys
 from importlib.metadata import distributions
 
 import pytest
-
+import sample_plugins as sp
 from distfactory import GOOD, make_dist
 from refactorbot.errors import PluginError
 from refactorbot.plugins import PluginHost
-import sample_plugins as sp
 
 
 def eps_in(site):
@@ -23,12 +22,16 @@ def site(tmp_path, monkeypatch):
     make_dist(site, "rb-broken-import", "rb_broken_import", "import does_not_exist_anywhere\n")
     make_dist(site, "rb-old-api", "rb_old_api", "REFACTORBOT_API = 0\n")
     make_dist(
-        site, "rb-raises", "rb_raises",
+        site,
+        "rb-raises",
+        "rb_raises",
         "from refactorbot import hookimpl\nREFACTORBOT_API = 1\n"
         "@hookimpl\ndef register_slices(register):\n    raise RuntimeError('nope')\n",
     )
     make_dist(
-        site, "rb-unknown-hook", "rb_unknown_hook",
+        site,
+        "rb-unknown-hook",
+        "rb_unknown_hook",
         "from refactorbot import hookimpl\nREFACTORBOT_API = 1\n@hookimpl\ndef register_everything(register):\n    pass\n",
     )
     monkeypatch.syspath_prepend(str(site))
@@ -158,8 +161,11 @@ def test_cli_plugins_list_json_is_sorted_and_stable(site, tmp_path):
         assert list(row) == sorted(row)
         assert set(row) >= {"name", "version", "hooks", "status", "error"}
     assert {p["name"]: p["status"] for p in data}["rb-broken-import"] == "failed"
-    shown = json.loads(_cli(site, tmp_path / "home", "plugins", "list", "--json", "--all",
-                            env={"RB_DISABLE_PLUGINS": "rb-old-api"}).stdout)
+    shown = json.loads(
+        _cli(
+            site, tmp_path / "home", "plugins", "list", "--json", "--all", env={"RB_DISABLE_PLUGINS": "rb-old-api"}
+        ).stdout
+    )
     assert {p["name"]: p["status"] for p in shown}["rb-old-api"] == "blocked"
     again = _cli(site, tmp_path / "home", "plugins", "list", "--json", env={"RB_DISABLE_PLUGINS": "rb-old-api"})
     assert again.stdout == out.stdout
@@ -170,8 +176,7 @@ def test_cli_doctor_shows_tracebacks_and_exits_1(site, tmp_path):
     assert out.returncode == 1
     assert "rb-broken-import" in out.stderr and "Traceback" in out.stderr
     assert "ModuleNotFoundError" in out.stderr
-    clean = _cli(site, tmp_path / "home", "plugins", "doctor",
-                 env={"RB_LOAD_PLUGINS": "rb-good"})
+    clean = _cli(site, tmp_path / "home", "plugins", "doctor", env={"RB_LOAD_PLUGINS": "rb-good"})
     assert clean.returncode == 0, clean.stderr
 
 

@@ -471,12 +471,9 @@ class MasterCore:
 
     async def _check(self, slot: SliceSlot) -> None:
         if slot.instance is None:
-            retry_due = slot.status == "failed" and slot.next_restart_at is not None
-            if (
-                retry_due
-                and time.monotonic() >= slot.next_restart_at
-                and slot.restarts < self.settings.core.restart_attempts
-            ):  # type: ignore[operator]
+            due = slot.next_restart_at
+            retry = slot.status == "failed" and due is not None and time.monotonic() >= due
+            if retry and slot.restarts < self.settings.core.restart_attempts:
                 slot.restarts += 1
                 log.warning("restarting slice %s (attempt %d)", slot.slice_id, slot.restarts)
                 await self._bring_up(slot)

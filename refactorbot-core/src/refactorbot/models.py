@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +33,7 @@ class SliceRequest(BaseModel):
         return f"{self.slice_id}.{self.operation}"
 
 
-class ErrorType(str, Enum):
+class ErrorType(StrEnum):
     """Why a request failed; stable strings for clients to branch on."""
 
     INVALID_PAYLOAD = "invalid_payload"
@@ -69,7 +69,7 @@ class SliceResponse(BaseModel):
         )
 
 
-class HealthState(str, Enum):
+class HealthState(StrEnum):
     """Coarse health of a slice."""
 
     HEALTHY = "healthy"

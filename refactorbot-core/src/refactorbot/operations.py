@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -40,7 +40,15 @@ class OperationSpec:
         }
 
 
-def operation(func: F | None = None, *, name: str | None = None, description: str | None = None) -> Any:
+@overload
+def operation(func: F, /) -> F: ...
+
+
+@overload
+def operation(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+
+
+def operation(func: F | None = None, /, *, name: str | None = None, description: str | None = None) -> Any:
     """Mark an ``async def op(self, params: Model) -> Result`` method of a slice as an operation.
 
     The parameter's pydantic model validates payloads and gives the input JSON schema; the return

@@ -114,7 +114,9 @@ class Workspace:
         if _DRIVE.match(user_path):
             raise PathOutsideWorkspace(f"{shown!r}: drive-letter paths are not allowed (use a relative path)")
         if user_path.startswith("/"):
-            raise PathOutsideWorkspace(f"{shown!r}: absolute paths are not allowed (use a path relative to the workspace)")
+            raise PathOutsideWorkspace(
+                f"{shown!r}: absolute paths are not allowed (use a path relative to the workspace)"
+            )
         if _PERCENT_ESCAPE.search(user_path) and unquote(user_path) != user_path:
             raise PathOutsideWorkspace(f"{shown!r}: percent-encoded paths are not allowed (write the name as is)")
         self._refuse_lookalikes(shown, user_path)

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -56,7 +56,7 @@ def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise SystemExit(130) from None
 
 
-def fail(env: Env | None, message: str, code: int = 1) -> Any:
+def fail(env: Env | None, message: str, code: int = 1) -> NoReturn:
     """Print ``Error: message`` (plus the traceback under ``--debug``) and exit non-zero."""
     if env is not None and env.debug and sys.exc_info()[0] is not None:
         import traceback

@@ -11,7 +11,7 @@ import pytest
 try:
     import pytest_asyncio
 except ImportError:  # the kit's async fixtures need refactorbot-core[testing]
-    pytest_asyncio = None
+    pytest_asyncio = None  # type: ignore[assignment]
 
 
 @pytest.fixture
