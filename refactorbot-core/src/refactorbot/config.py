@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refactorbot.errors import ConfigError
+from refactorbot.home import default_home
 
 CONFIG_FILE = "refactorbot.toml"
 M = TypeVar("M", bound=BaseModel)
@@ -154,16 +155,6 @@ def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
     if more > 0:
         parts.append(f"and {more} more")
     return "; ".join(parts)
-
-
-def default_home(env: Mapping[str, str] | None = None) -> Path:
-    """Return ``RB_HOME`` or the per-user data directory."""
-    env = os.environ if env is None else env
-    if env.get("RB_HOME"):
-        return Path(env["RB_HOME"]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("refactorbot", appauthor=False))
 
 
 def load_settings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -30,7 +29,7 @@ class Env:
     @property
     def home(self) -> Path:
         """Return the home directory (``--home``, ``RB_HOME`` or the per-user default)."""
-        from refactorbot.config import default_home
+        from refactorbot.home import default_home
 
         return Path(self.home_option).expanduser() if self.home_option else default_home()
 
@@ -48,6 +47,8 @@ class Env:
 
 def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine for a command: one clear line on error, the traceback with ``--debug``."""
+    import asyncio
+
     try:
         return asyncio.run(coro_fn())
     except RefactorbotError as exc:

@@ -98,7 +98,8 @@ class Reply:
         self.headers = dict(headers or {})
 
     def __repr__(self) -> str:
-        fields = {k: v for k, v in vars(self).items() if v not in (None, "", [], {}, 0, 0.0, 200, 3)}
+        defaults = vars(Reply())
+        fields = {k: v for k, v in vars(self).items() if v != defaults[k]}
         return "Reply(" + ", ".join(f"{k}={v!r}" for k, v in fields.items()) + ")"
 
     @classmethod
