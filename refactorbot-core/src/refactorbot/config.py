@@ -176,10 +176,10 @@ def load_settings(
             raise ConfigError(f"{path}: cannot read: {exc}") from None
     elif config_file or env.get("RB_CONFIG"):
         raise ConfigError(f"{path}: no such configuration file")
-    data.setdefault("core", {})
-    data["core"].update(_env_fields(CoreSettings, "RB_", env))
-    data.setdefault("llm", {})
-    data["llm"].update({k: env[f"RB_{k.upper()}"] for k in LLMSettings.model_fields if env.get(f"RB_{k.upper()}")})
+    for table, model in (("core", CoreSettings), ("llm", LLMSettings)):
+        overrides = {k: v for k, v in _env_fields(model, "RB_", env).items() if v}
+        if overrides and isinstance(data.get(table, {}), dict):
+            data[table] = {**data.get(table, {}), **overrides}
     data["home"] = home_dir
     data["config_file"] = path if path.is_file() else None
     return validate_section(Settings, data, str(path))
