@@ -8,6 +8,7 @@ nox -s bench             # benchmarks (numbers go to docs/benchmarks.md)
 from __future__ import annotations
 
 import pathlib
+import tomllib
 
 import nox
 
@@ -28,9 +29,23 @@ def distributions() -> list[str]:
     return found
 
 
+def _project(dist: str) -> dict:
+    return tomllib.loads((ROOT / dist / "pyproject.toml").read_text())
+
+
 def _extras(dist: str) -> str:
-    text = (ROOT / dist / "pyproject.toml").read_text()
-    return "[test]" if "\ntest = [" in text else ""
+    extras = _project(dist).get("project", {}).get("optional-dependencies", {})
+    return "[test]" if "test" in extras else ""
+
+
+def _test_siblings(dist: str) -> list[str]:
+    """Return sibling distributions a plugin's tests use (``[tool.refactorbot.test] siblings``).
+
+    Only for tests: siblings are not published, so they cannot be test extras. The plugin's
+    own runtime dependencies still install from its ``dependencies`` alone.
+    """
+    siblings = _project(dist).get("tool", {}).get("refactorbot", {}).get("test", {}).get("siblings", [])
+    return [arg for sibling in siblings for arg in ("-e", f"{sibling}{_extras(sibling)}")]
 
 
 @nox.session
@@ -44,7 +59,7 @@ def core(session: nox.Session) -> None:
 @nox.parametrize("dist", distributions(), ids=[d.split("/")[-1] for d in distributions()])
 def plugin(session: nox.Session, dist: str) -> None:
     """Test one plugin or example with only what it declares (plus the core)."""
-    session.install("-e", f"{CORE}[testing]", "-e", f"{dist}{_extras(dist)}")
+    session.install("-e", f"{CORE}[testing]", "-e", f"{dist}{_extras(dist)}", *_test_siblings(dist))
     session.run("pytest", f"{dist}/tests", *session.posargs)
 
 

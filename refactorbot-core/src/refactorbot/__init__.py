@@ -70,6 +70,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.tools import ToolCall as ToolCall
     from refactorbot.tools import ToolContext as ToolContext
     from refactorbot.tools import ToolResult as ToolResult
+    from refactorbot.workspace import Workspace as Workspace
+    from refactorbot.workspace import atomic_write as atomic_write
 
 _LAZY = {
     "ChannelAdapter": "channels",
@@ -129,6 +131,8 @@ _LAZY = {
     "ToolCall": "tools",
     "ToolContext": "tools",
     "ToolResult": "tools",
+    "Workspace": "workspace",
+    "atomic_write": "workspace",
 }
 
 __all__ = ["API_VERSION", "__version__", "hookimpl", *sorted(_LAZY)]

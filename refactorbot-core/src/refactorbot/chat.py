@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from refactorbot.errors import RefactorbotError
-from refactorbot.models import IncomingMessage, OutgoingMessage
+from refactorbot.models import ErrorType, IncomingMessage, OutgoingMessage
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,7 @@ class MasterChat:
     async def _end(self, turn: ChatTurn, answer: str) -> OutgoingMessage:
         duration_ms = (time.perf_counter() - turn.started) * 1000
         if turn.session_id is not None:
-            produced = turn.result.get("messages") or [{"role": "assistant", "content": answer}]
-            for item in produced:
-                fields = {k: item[k] for k in ("role", "content", "tool_calls", "tool_call_id") if item.get(k)}
-                fields.setdefault("content", "")
-                if item is produced[-1]:
-                    fields["duration_ms"] = round(duration_ms, 3)
-                await self._call(turn, "session.append", session_id=turn.session_id, **fields)
+            await self._store_turn(turn, answer, duration_ms)
         for fact in turn.result.get("remember") or []:
             await self._call(
                 turn,
@@ -126,6 +120,24 @@ class MasterChat:
         )
         await self._hook("message_sent", message=reply)
         return reply
+
+    async def _store_turn(self, turn: ChatTurn, answer: str, duration_ms: float) -> None:
+        """Store the turn's messages with ``session.extend`` (``session.append`` each, if it has none)."""
+        produced = turn.result.get("messages") or [{"role": "assistant", "content": answer}]
+        items = []
+        for item in produced:
+            fields = {k: item[k] for k in ("role", "content", "tool_calls", "tool_call_id") if item.get(k)}
+            fields.setdefault("content", "")
+            items.append(fields)
+        items[-1]["duration_ms"] = round(duration_ms, 3)
+        response = await self.host.call("session.extend", session_id=turn.session_id, messages=items)
+        if response.success:
+            return
+        if response.error_type is not ErrorType.UNKNOWN_OPERATION:
+            turn.degraded.append(f"session.extend: {response.error_message}")
+            return
+        for fields in items:
+            await self._call(turn, "session.append", session_id=turn.session_id, **fields)
 
     async def _hook(self, name: str, **kwargs: Any) -> None:
         try:

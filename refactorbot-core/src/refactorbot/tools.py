@@ -45,6 +45,12 @@ class Tool(abc.ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     Params: ClassVar[type[BaseModel]]
+    #: The ``[tools.<section>]`` table (and ``RB_<SECTION>_*`` variables) holding its settings.
+    config_section: ClassVar[str | None] = None
+    #: A pydantic model validating that section; None: the tool takes no settings.
+    Config: ClassVar[type[BaseModel] | None] = None
+    #: A grouping shown in listings (``files``, ``exec``, ``web``, ...).
+    category: ClassVar[str | None] = None
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})

@@ -14,5 +14,6 @@ from __future__ import annotations
 
 from refactorbot.testing.contracts import SliceContract, check_import_cost
 from refactorbot.testing.host import build_host, host_running
+from refactorbot.testing.tool_contract import ToolContract
 
-__all__ = ["SliceContract", "build_host", "check_import_cost", "host_running"]
+__all__ = ["SliceContract", "ToolContract", "build_host", "check_import_cost", "host_running"]

@@ -1,0 +1,384 @@
+"""What ``exec_run`` may run: the allow-list, the refusals, and the argv it finally executes.
+
+No shell is ever involved, so chaining, redirection and substitution cannot happen; they are
+still refused with a clear error, because a model that writes them expects a shell and would
+otherwise get a confusing result. Programs that run other programs, options that make an
+allowed program run arbitrary commands, and arguments that reach outside the workspace are
+refused too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from refactorbot.errors import PathOutsideWorkspace, ToolError
+from refactorbot.workspace import Workspace
+
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+#: Programs that exist to run other programs (or a shell); never run, whatever the allow-list says.
+LAUNCHERS = frozenset(
+    [
+        "sh",
+        "bash",
+        "zsh",
+        "dash",
+        "ksh",
+        "mksh",
+        "csh",
+        "tcsh",
+        "fish",
+        "ash",
+        "busybox",
+        "env",
+        "sudo",
+        "su",
+        "doas",
+        "pkexec",
+        "xargs",
+        "nohup",
+        "setsid",
+        "nice",
+        "ionice",
+        "timeout",
+        "stdbuf",
+        "chroot",
+        "unshare",
+        "nsenter",
+        "strace",
+        "ltrace",
+        "gdb",
+        "script",
+        "expect",
+        "watch",
+        "parallel",
+        "flock",
+        "systemd-run",
+        "runuser",
+        "chrt",
+        "taskset",
+        "eval",
+        "exec",
+        "command",
+        "builtin",
+        "time",
+    ]
+)
+#: Shell operators: chaining, pipes, background jobs, redirection and substitution.
+OPERATORS = (";", "&&", "||", "|", "&", ">", "<", "`", "$(", "${", "\n", "\r")
+#: Options that make an otherwise harmless program run a command of the caller's choice.
+SMUGGLING_PREFIXES = (
+    "--exec",
+    "--upload-pack",
+    "--receive-pack",
+    "--to-command",
+    "--checkpoint-action",
+    "--use-compress-program",
+    "--rsh",
+    "--open-files-in-pager",
+    "--config-env",
+    "--run-command",
+    "ext::",
+)
+SMUGGLING_TOKENS = frozenset(
+    {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}
+)
+GIT_SUBCOMMANDS = frozenset(
+    [
+        "add",
+        "apply",
+        "blame",
+        "branch",
+        "cat-file",
+        "checkout",
+        "cherry-pick",
+        "commit",
+        "describe",
+        "diff",
+        "grep",
+        "init",
+        "log",
+        "ls-files",
+        "ls-tree",
+        "merge",
+        "mv",
+        "reset",
+        "restore",
+        "rev-parse",
+        "rm",
+        "shortlog",
+        "show",
+        "stash",
+        "status",
+        "switch",
+        "tag",
+    ]
+)
+#: Settings put in front of every git command: no hooks, pagers, editors or external transports.
+GIT_HARDENING = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.pager=cat",
+    "-c",
+    "core.editor=true",
+    "-c",
+    "sequence.editor=true",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "diff.external=",
+)
+_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
+_PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+
+
+class ExecConfig(BaseModel):
+    """``[tools.exec]``: what may run, where, for how long, with what environment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workspace: str | None = Field(None, description="workspace folder (default: <home>/workspace)")
+    allowed_programs: list[str] = Field(
+        default_factory=lambda: ["ls", "cat", "echo", "python", "python3", "git", "grep", "wc", "pytest"],
+        description="program names that may run (launchers and shells are refused regardless)",
+    )
+    path: str = Field(SAFE_PATH, description="the only folders programs are looked up in (and the child's PATH)")
+    timeout: float = Field(15.0, gt=0, description="default seconds before the process group is killed")
+    max_timeout: float = Field(120.0, gt=0, description="largest timeout a call may ask for")
+    max_output_bytes: int = Field(65_536, ge=256, description="bytes kept of stdout and of stderr each")
+    env_passthrough: list[str] = Field(default_factory=list, description="variables copied from the server's env")
+    lang: str = Field("C.UTF-8", description="LANG of the child")
+    allow_python_c: bool = Field(False, description="allow 'python -c CODE'")
+    python_modules: list[str] = Field(
+        default_factory=lambda: ["pytest", "unittest", "py_compile", "json.tool"],
+        description="modules 'python -m' may run",
+    )
+    max_args: int = Field(256, ge=1, description="most arguments in one command")
+    max_command_chars: int = Field(16_384, ge=16, description="longest command, all arguments together")
+
+    @field_validator("env_passthrough")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not _ENV_NAME.match(n)]
+        if bad:
+            raise ValueError(f"not environment variable names: {bad}")
+        return names
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        parts = [p for p in value.split(os.pathsep) if p]
+        if not parts or any(not os.path.isabs(p) for p in parts):
+            raise ValueError("path must list absolute folders")
+        return os.pathsep.join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedCommand:
+    """A command that passed every check: the absolute program, its arguments and its folder."""
+
+    program: str
+    args: tuple[str, ...]
+    cwd: Path
+    shown: str
+
+    @property
+    def argv(self) -> list[str]:
+        """Return the full argv."""
+        return [self.program, *self.args]
+
+
+class CommandPolicy:
+    """Turn a command from a model into a ``PreparedCommand``, or refuse it with ``ToolError``."""
+
+    def __init__(self, config: ExecConfig) -> None:
+        self.config = config
+
+    def prepare(self, command: str | list[str], workspace: Workspace, cwd: str = ".") -> PreparedCommand:
+        """Check ``command`` (a string is split like a shell would, but never run by one)."""
+        tokens = self._tokens(command)
+        self._refuse_operators(tokens)
+        if _ENV_ASSIGNMENT.match(tokens[0]):
+            raise ToolError(
+                f"environment assignments like '{tokens[0]}' are not allowed; the environment is fixed by configuration"
+            )
+        name = tokens[0]
+        self._check_name(name)
+        args = tokens[1:]
+        self._refuse_smuggling(name, args)
+        program = self._locate(name)
+        folder = self._cwd(workspace, cwd)
+        for arg in args:
+            self._refuse_escape(workspace, folder, arg)
+        if name == "git":
+            args = [*GIT_HARDENING, *args]
+        return PreparedCommand(program=program, args=tuple(args), cwd=folder, shown=shlex.join(tokens))
+
+    def environment(self, workspace: Workspace) -> dict[str, str]:
+        """Return the child's whole environment: nothing of the server's unless configured."""
+        env = {
+            "PATH": self.config.path,
+            "HOME": str(workspace.root),
+            "LANG": self.config.lang,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_PAGER": "cat",
+            "PAGER": "cat",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+        }
+        for name in self.config.env_passthrough:
+            if name in os.environ:
+                env[name] = os.environ[name]
+        return env
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _tokens(self, command: str | list[str]) -> list[str]:
+        if isinstance(command, str):
+            if "\n" in command or "\r" in command:
+                raise ToolError("newlines are not allowed in a command; run one command per call")
+            if "\x00" in command:
+                raise ToolError("NUL bytes are not allowed in a command")
+            try:
+                tokens = shlex.split(command)
+            except ValueError as exc:
+                raise ToolError(f"cannot parse the command: {exc}") from None
+        else:
+            tokens = list(command)
+        if not tokens or not tokens[0].strip():
+            raise ToolError("the command is empty")
+        if len(tokens) - 1 > self.config.max_args:
+            raise ToolError(f"too many arguments ({len(tokens) - 1}, limit {self.config.max_args})")
+        if sum(len(t) for t in tokens) > self.config.max_command_chars:
+            raise ToolError(f"the command is longer than {self.config.max_command_chars} characters")
+        for token in tokens:
+            if any(ord(c) < 32 and c not in "\t\n\r" for c in token) or "\x7f" in token:
+                raise ToolError(f"control characters are not allowed in arguments: {token!r}")
+        return tokens
+
+    @staticmethod
+    def _refuse_operators(tokens: list[str]) -> None:
+        for token in tokens:
+            for op in OPERATORS:
+                if op in token:
+                    shown = op.encode("unicode_escape").decode()
+                    raise ToolError(
+                        f"shell syntax '{shown}' in {token!r} is not allowed: commands run without a shell"
+                        " (no chaining, pipes, redirection or substitution); run one program per call"
+                    )
+
+    def _check_name(self, name: str) -> None:
+        if "/" in name or "\\" in name:
+            raise ToolError(f"give a program name from the allow-list, not a path: {name!r}")
+        base = name.lower()
+        if base in LAUNCHERS:
+            raise ToolError(f"'{name}' runs other programs or a shell and is never allowed")
+        if name not in self.config.allowed_programs:
+            allowed = ", ".join(sorted(self.config.allowed_programs)) or "none"
+            raise ToolError(f"program '{name}' is not allowed (allowed: {allowed})")
+
+    def _locate(self, name: str) -> str:
+        found = shutil.which(name, path=self.config.path)
+        if found is None:
+            raise ToolError(f"program '{name}' is allowed but not installed in {self.config.path}")
+        if os.path.basename(os.path.realpath(found)).lower() in LAUNCHERS:
+            raise ToolError(f"'{name}' resolves to a shell or launcher and is never allowed")
+        return found
+
+    def _refuse_smuggling(self, name: str, args: list[str]) -> None:
+        for arg in args:
+            lowered = arg.lower()
+            if lowered in SMUGGLING_TOKENS or lowered.startswith(SMUGGLING_PREFIXES):
+                raise ToolError(f"option {arg!r} makes '{name}' run other commands or delete files and is not allowed")
+        if name == "git":
+            self._check_git(args)
+        elif _PYTHON.match(name):
+            self._check_python(name, args)
+
+    @staticmethod
+    def _check_git(args: list[str]) -> None:
+        for index, arg in enumerate(args):
+            if arg in ("--version", "--help", "--no-pager"):
+                continue
+            if arg.startswith("-"):
+                raise ToolError(
+                    f"git option {arg!r} before the subcommand is not allowed (-c, -C, --git-dir and the like"
+                    " change what git runs or where)"
+                )
+            if arg not in GIT_SUBCOMMANDS:
+                raise ToolError(f"'git {arg}' is not allowed (allowed: {', '.join(sorted(GIT_SUBCOMMANDS))})")
+            rest = args[index + 1 :]
+            if arg == "grep" and any(a.startswith("-O") for a in rest):
+                raise ToolError("'git grep -O' runs a pager command and is not allowed")
+            return
+
+    def _check_python(self, name: str, args: list[str]) -> None:
+        index = 0
+        while index < len(args):
+            arg = args[index]
+            if arg in ("--version", "--help", "-V", "-h"):
+                return
+            if arg == "-" or not arg.startswith("-"):
+                return  # a script (or stdin, which is empty): its arguments are its own
+            if arg.startswith("--"):
+                raise ToolError(f"{name} option {arg!r} is not allowed")
+            flags = arg[1:]
+            for pos, flag in enumerate(flags):
+                if flag == "c":
+                    if not self.config.allow_python_c:
+                        raise ToolError(f"'{name} -c' (inline code) is not allowed; write a file and run it")
+                    return
+                if flag in "mWX":
+                    value = flags[pos + 1 :] or (args[index + 1] if index + 1 < len(args) else "")
+                    if flag == "m" and value not in self.config.python_modules:
+                        allowed = ", ".join(self.config.python_modules) or "none"
+                        raise ToolError(f"'{name} -m {value}' is not allowed (modules allowed: {allowed})")
+                    if flag == "m":
+                        return
+                    index += 0 if flags[pos + 1 :] else 1
+                    break
+            index += 1
+
+    @staticmethod
+    def _cwd(workspace: Workspace, cwd: str) -> Path:
+        folder = workspace.resolve(cwd)
+        if not folder.is_dir():
+            raise ToolError(f"working folder '{cwd}' does not exist in the workspace")
+        return folder
+
+    @staticmethod
+    def _refuse_escape(workspace: Workspace, folder: Path, arg: str) -> None:
+        for value in _path_candidates(arg):
+            if not value:
+                continue
+            if value.startswith("~"):
+                raise PathOutsideWorkspace(f"argument {arg!r}: '~' is not expanded (no shell); use a relative path")
+            if "\\" in value or _DRIVE.match(value) or value.startswith("//"):
+                raise PathOutsideWorkspace(f"argument {arg!r}: Windows and network paths are not allowed")
+            if not workspace.contains(os.path.join(folder, value)):
+                raise PathOutsideWorkspace(f"argument {arg!r} points outside the workspace")
+
+
+def _path_candidates(arg: str) -> list[str]:
+    """Return the parts of ``arg`` that a program may treat as a path."""
+    if arg.startswith("--"):
+        return [arg.split("=", 1)[1]] if "=" in arg else []
+    if arg.startswith("-") and len(arg) > 2:
+        tail = arg[2:]
+        return [tail.split("=", 1)[1] if tail.startswith("=") or "=" in tail else tail]
+    if arg.startswith("-"):
+        return []
+    return [arg]

@@ -1,0 +1,165 @@
+"""``exec_run``: run one allow-listed program without a shell, inside the workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from refactorbot.config import validate_section
+from refactorbot.errors import ToolError
+from refactorbot.tools import Tool, ToolContext, ToolResult
+from refactorbot.workspace import Workspace
+
+from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCommand
+
+_CHUNK = 65_536
+
+
+class RunParams(BaseModel):
+    """Arguments of ``exec_run``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | list[str] = Field(
+        description='the program and its arguments: a list like ["git", "status"] or one string like \'git status\''
+    )
+    cwd: str = Field(".", min_length=1, max_length=1024, description="working folder relative to the workspace")
+    timeout: float | None = Field(None, gt=0, description="seconds before the program is killed")
+
+
+class ExecRun(Tool):
+    """Run an allow-listed program without a shell."""
+
+    name = "exec_run"
+    description = (
+        "Run one allow-listed program (no shell: no pipes, redirection, chaining, globbing or variables) "
+        "in the workspace and return its exit code, stdout and stderr."
+    )
+    Params = RunParams
+    config_section: ClassVar[str] = "exec"
+    category: ClassVar[str] = "exec"
+    Config: ClassVar[type[BaseModel]] = ExecConfig
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.settings = validate_section(ExecConfig, self.config, "[tools.exec]")
+        self.policy = CommandPolicy(self.settings)
+        self._workspaces: dict[Path, Workspace] = {}
+
+    def workspace(self, ctx: ToolContext) -> Workspace:
+        """Return the configured workspace, or the caller's."""
+        root = Path(self.settings.workspace) if self.settings.workspace else Path(ctx.workspace)
+        ws = self._workspaces.get(root)
+        if ws is None:
+            ws = self._workspaces[root] = Workspace(root)
+        return ws
+
+    async def run(self, params: RunParams, ctx: ToolContext) -> ToolResult:
+        """Check the command, run it with caps and a timeout, and report what it printed."""
+        ws = self.workspace(ctx)
+        prepared = self.policy.prepare(params.command, ws, params.cwd)
+        timeout = min(params.timeout or self.settings.timeout, self.settings.max_timeout)
+        return await self.execute(prepared, self.policy.environment(ws), timeout)
+
+    async def execute(self, prepared: PreparedCommand, env: dict[str, str], timeout: float) -> ToolResult:
+        """Run ``prepared`` in its own process group; kill the group on timeout or cancellation."""
+        started = time.perf_counter()
+        cap = self.settings.max_output_bytes
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                os.path.basename(prepared.program),  # argv[0] as the model wrote it; run by absolute path
+                *prepared.args,
+                executable=prepared.program,
+                cwd=prepared.cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ToolError(f"cannot start {prepared.shown.split()[0]}: {exc.strerror or exc}") from None
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [asyncio.ensure_future(_read_capped(s, cap)) for s in (proc.stdout, proc.stderr)]
+        timed_out = False
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout)
+            except TimeoutError:
+                timed_out = True
+        finally:
+            _kill_group(proc.pid)  # also ends anything the program left running in the background
+            if proc.returncode is None:
+                await proc.wait()
+        done, pending = await asyncio.wait(readers, timeout=2.0)
+        for task in pending:
+            task.cancel()
+        (out, out_total), (err, err_total) = (t.result() if t in done else (b"", 0) for t in readers)
+        duration_ms = (time.perf_counter() - started) * 1000
+        code = proc.returncode
+        stdout, stderr = _text(out, out_total), _text(err, err_total)
+        output = _format(prepared.shown, code, duration_ms, stdout, stderr, timed_out, timeout)
+        data = {
+            "argv": [os.path.basename(prepared.program), *prepared.args],
+            "exit_code": code,
+            "stdout": stdout,
+            "stderr": stderr,
+            "timed_out": timed_out,
+            "truncated": out_total > len(out) or err_total > len(err),
+            "duration_ms": round(duration_ms, 3),
+        }
+        if timed_out:
+            return ToolResult(ok=False, output=output, data=data, error=f"timed out after {timeout:g}s; killed")
+        if code != 0:
+            return ToolResult(ok=False, output=output, data=data, error=_exit_error(code, stderr or stdout))
+        return ToolResult(output=output, data=data)
+
+
+async def _read_capped(stream: asyncio.StreamReader, cap: int) -> tuple[bytes, int]:
+    kept = bytearray()
+    total = 0
+    while True:
+        chunk = await stream.read(_CHUNK)
+        if not chunk:
+            return bytes(kept), total
+        total += len(chunk)
+        room = cap - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+
+
+def _exit_error(code: int | None, text: str) -> str:
+    # The error is one line; its last non-empty output line is usually the reason.
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("[... truncated")]
+    reason = lines[-1][:200] if lines else ""
+    return f"exited with status {code}" + (f": {reason}" if reason else "")
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _text(data: bytes, total: int) -> str:
+    text = data.decode("utf-8", errors="replace")
+    if total > len(data):
+        text += f"\n[... truncated {total - len(data)} more bytes]"
+    return text
+
+
+def _format(shown: str, code: int | None, ms: float, stdout: str, stderr: str, timed_out: bool, timeout: float) -> str:
+    status = f"killed after {timeout:g}s timeout" if timed_out else f"exit {code}"
+    parts = [f"$ {shown}  ({status}, {ms:.0f} ms)"]
+    if stdout:
+        parts += ["--- stdout ---", stdout.rstrip("\n")]
+    if stderr:
+        parts += ["--- stderr ---", stderr.rstrip("\n")]
+    if not stdout and not stderr:
+        parts.append("(no output)")
+    return "\n".join(parts)
