@@ -1,5 +1,4 @@
 import pytest
-
 from refactorbot.config import ResourceLimits, load_settings
 from refactorbot.errors import ConfigError
 

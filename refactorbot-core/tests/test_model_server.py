@@ -199,9 +199,6 @@ def test_import_is_stdlib_only() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.xfail(
-    reason="refactorbot/testing/__init__.py imports pytest eagerly (lazy imports proposed)", strict=False
-)
 def test_importable_without_pytest() -> None:
     # the offline demo model runs outside test suites, where pytest may not be installed
     code = (

@@ -1,4 +1,4 @@
-"""The testing kit for plugin authors: an isolated host, fixtures and contract tests.
+"""The testing kit for plugin authors: an isolated host, fixtures, a loopback model, contracts.
 
 Installed as a pytest plugin (entry point ``pytest11``), so its fixtures are available in any
 test suite once ``refactorbot-core[testing]`` is installed. Subclass the contracts::
@@ -8,12 +8,43 @@ test suite once ``refactorbot-core[testing]`` is installed. Subclass the contrac
     class TestNotes(SliceContract):
         slice_class = NotesSlice
         plugin = "refactorbot_example_notes.plugin"
+
+Names load on first use, so ``refactorbot.testing.model_server`` works without pytest (the
+offline demo model uses it).
 """
 
 from __future__ import annotations
 
-from refactorbot.testing.contracts import SliceContract, check_import_cost
-from refactorbot.testing.host import build_host, host_running
-from refactorbot.testing.tool_contract import ToolContract
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SliceContract", "ToolContract", "build_host", "check_import_cost", "host_running"]
+if TYPE_CHECKING:
+    from refactorbot.testing.contracts import SliceContract as SliceContract
+    from refactorbot.testing.contracts import check_import_cost as check_import_cost
+    from refactorbot.testing.gateway_contract import GatewayContract as GatewayContract
+    from refactorbot.testing.host import build_host as build_host
+    from refactorbot.testing.host import host_running as host_running
+    from refactorbot.testing.model_server import ModelServer as ModelServer
+    from refactorbot.testing.model_server import Reply as Reply
+    from refactorbot.testing.tool_contract import ToolContract as ToolContract
+
+_LAZY = {
+    "SliceContract": "contracts",
+    "check_import_cost": "contracts",
+    "GatewayContract": "gateway_contract",
+    "build_host": "host",
+    "host_running": "host",
+    "ModelServer": "model_server",
+    "Reply": "model_server",
+    "ToolContract": "tool_contract",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'refactorbot.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"refactorbot.testing.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,46 @@
+"""Entry point of refactorbot-slice-providers: the slice, its LLM hooks and the CLI commands.
+
+The hooks act through the running ``ProvidersSlice`` (registered in its ``initialize``, removed
+in its ``shutdown``): budgets, unknown models and missing key variables veto a call before any request
+is sent, and every answered call is logged with its cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refactorbot import LLMCall, LLMResponse, hookimpl
+
+from refactorbot_slice_providers.slice import ProvidersSlice
+
+#: The plugin API versions this plugin supports.
+REFACTORBOT_API = 1
+
+
+@hookimpl
+def register_slices(register: Any) -> None:
+    """Register the providers slice."""
+    register(ProvidersSlice)
+
+
+@hookimpl
+async def before_llm_call(call: LLMCall) -> str | None:
+    """Return a reason to refuse ``call`` (budget spent, unknown model, missing key variable)."""
+    instance = ProvidersSlice.current()
+    return None if instance is None else await instance.veto_reason(call)
+
+
+@hookimpl
+async def after_llm_call(call: LLMCall, result: LLMResponse) -> None:
+    """Log the call's tokens, cost and latency."""
+    instance = ProvidersSlice.current()
+    if instance is not None:
+        await instance.record_result(call, result)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``refactorbot models`` and ``refactorbot spend``."""
+    from refactorbot_slice_providers.cli import add_commands
+
+    add_commands(cli)
