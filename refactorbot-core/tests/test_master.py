@@ -236,3 +236,44 @@ async def test_llm_calls_need_a_gateway_and_honour_vetoes(tmp_path):
         assert answer.content == "m:hi" and answer.gateway == "static"
         with pytest.raises(LLMCallRefused, match="budget exhausted"):
             await host.complete(LLMCall(model="m", slice_id="poor", messages=[{"role": "user", "content": "hi"}]))
+
+
+@pytest.mark.asyncio
+async def test_before_llm_call_may_reroute_the_model_and_gateway(tmp_path):
+    from refactorbot import LLMGateway, LLMResponse
+
+    def gateway(gateway_name):
+        class Named(LLMGateway):
+            name = gateway_name
+
+            async def complete(self, messages, model, tools=None, **params):
+                return LLMResponse(content=f"{self.name}:{model}")
+
+            async def stream(self, messages, model, tools=None, **params):
+                yield  # pragma: no cover
+
+        return Named
+
+    class Gateways:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def register_gateways(self, register):
+            register(gateway("alpha"))
+            register(gateway("beta"))
+
+    class Router:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def before_llm_call(self, call):
+            assert call.gateway == "alpha"  # what the host would pick
+            if call.params.get("task") == "planning":
+                call.model, call.gateway = "strong", "beta"
+
+    async with host_running(tmp_path, [Gateways(), Router()], config=FAST) as host:
+        plain = await host.complete(LLMCall(model="cheap", messages=[{"role": "user", "content": "x"}]))
+        routed = await host.complete(
+            LLMCall(model="cheap", messages=[{"role": "user", "content": "x"}], params={"task": "planning"})
+        )
+    assert (plain.content, routed.content) == ("alpha:cheap", "beta:strong")

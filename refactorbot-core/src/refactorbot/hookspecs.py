@@ -90,7 +90,7 @@ def after_operation(request: Any, response: Any) -> Any:
 
 @hookspec(firstresult=True)
 def before_llm_call(call: Any) -> Any:
-    """Inspect an ``LLMCall`` before any request is sent; return a reason string to veto it."""
+    """Inspect (or re-route) an ``LLMCall`` before any request is sent; return a reason to veto it."""
 
 
 @hookspec

@@ -407,12 +407,7 @@ class MasterCore:
 
     async def complete(self, call: LLMCall) -> LLMResponse:
         """Run ``before_llm_call`` (a veto refuses), the gateway, then ``after_llm_call``."""
-        call.model = call.model or self.settings.llm.model
-        gateway = self.gateway_for(call)
-        call.gateway = gateway.name
-        veto = await self.plugins.afirstresult("before_llm_call", call=call)
-        if veto:
-            raise LLMCallRefused(f"LLM call refused: {veto}")
+        gateway = await self._prepare_llm_call(call)
         result = await gateway.complete(call.messages, call.model, call.tools, **call.params)
         result.gateway = result.gateway or gateway.name
         await self._after_llm(call, result)
@@ -420,12 +415,7 @@ class MasterCore:
 
     async def stream(self, call: LLMCall) -> AsyncIterator[LLMChunk]:
         """Like ``complete`` but yield chunks; ``after_llm_call`` sees the reassembled answer."""
-        call.model = call.model or self.settings.llm.model
-        gateway = self.gateway_for(call)
-        call.gateway = gateway.name
-        veto = await self.plugins.afirstresult("before_llm_call", call=call)
-        if veto:
-            raise LLMCallRefused(f"LLM call refused: {veto}")
+        gateway = await self._prepare_llm_call(call)
         started = time.perf_counter()
         text: list[str] = []
         tool_calls: list[ToolCallRequest] = []
@@ -446,6 +436,19 @@ class MasterCore:
             gateway=gateway.name,
         )
         await self._after_llm(call, result)
+
+    async def _prepare_llm_call(self, call: LLMCall) -> LLMGateway:
+        """Fill in model and gateway, run the ``before_llm_call`` veto, return the gateway to use.
+
+        Hooks see the gateway the host would pick and may change ``call.model`` or
+        ``call.gateway`` (model routing); the gateway is resolved again afterwards.
+        """
+        call.model = call.model or self.settings.llm.model
+        call.gateway = call.gateway or self.gateway_for(call).name
+        veto = await self.plugins.afirstresult("before_llm_call", call=call)
+        if veto:
+            raise LLMCallRefused(f"LLM call refused: {veto}")
+        return self.gateway_for(call)
 
     async def _after_llm(self, call: LLMCall, result: LLMResponse) -> None:
         try:
