@@ -14,6 +14,7 @@ from refactorbot.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names load lazily
     from refactorbot.channels import ChannelAdapter as ChannelAdapter
+    from refactorbot.chat import MasterChat as MasterChat
     from refactorbot.config import ResourceLimits as ResourceLimits
     from refactorbot.config import Settings as Settings
     from refactorbot.config import load_settings as load_settings
@@ -75,6 +76,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
 
 _LAZY = {
     "ChannelAdapter": "channels",
+    "MasterChat": "chat",
     "ResourceLimits": "config",
     "Settings": "config",
     "load_settings": "config",

@@ -1,0 +1,26 @@
+"""Entry point of refactorbot-slice-agent: the ``agent`` slice and the ``chat`` and ``demo`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refactorbot import hookimpl
+
+REFACTORBOT_API = 1
+
+
+@hookimpl
+def register_slices(register: Any) -> None:
+    """Register ``AgentSlice``."""
+    from refactorbot_slice_agent.slice import AgentSlice
+
+    register(AgentSlice)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``refactorbot chat`` and ``refactorbot demo``."""
+    from refactorbot_slice_agent.cli import chat, demo
+
+    cli.add_command(chat)
+    cli.add_command(demo)

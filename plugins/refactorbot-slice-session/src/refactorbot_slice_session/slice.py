@@ -1,0 +1,341 @@
+"""``SessionSlice``: conversations keyed by channel and chat, with token-budgeted history."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import aiosqlite
+from refactorbot import AtomicSlice, RefactorbotError, operation
+
+from refactorbot_slice_session.models import (
+    AppendParams,
+    ArchiveIdleParams,
+    ArchiveResult,
+    ExtendParams,
+    GetOrCreateParams,
+    History,
+    HistoryParams,
+    ListParams,
+    Message,
+    NewMessage,
+    Session,
+    SessionConfig,
+    SessionIdParams,
+    SessionStats,
+    StatsParams,
+)
+from refactorbot_slice_session.tokens import message_tokens
+
+_SESSION_COLUMNS = (
+    "id, channel, chat_id, user_id, status, title, metadata, created_at, updated_at,"
+    " archived_at, message_count, token_count"
+)
+
+
+class SessionNotFound(RefactorbotError):
+    """Raise when a session id is unknown."""
+
+
+class SessionArchived(RefactorbotError):
+    """Raise when appending to an archived session."""
+
+
+def _session(row: aiosqlite.Row, created: bool = False) -> Session:
+    return Session(
+        session_id=row["id"],
+        channel=row["channel"],
+        chat_id=row["chat_id"],
+        user_id=row["user_id"],
+        status=row["status"],
+        title=row["title"],
+        metadata=json.loads(row["metadata"] or "{}"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        archived_at=row["archived_at"],
+        message_count=row["message_count"],
+        token_count=row["token_count"],
+        created=created,
+    )
+
+
+def chat_message(row: aiosqlite.Row) -> dict[str, Any]:
+    """Return a stored message in OpenAI chat format."""
+    message: dict[str, Any] = {"role": row["role"], "content": row["content"]}
+    if row["tool_calls"]:
+        message["tool_calls"] = json.loads(row["tool_calls"])
+    if row["tool_call_id"]:
+        message["tool_call_id"] = row["tool_call_id"]
+    if row["name"]:
+        message["name"] = row["name"]
+    return message
+
+
+def trim_to_budget(rows: list[tuple[dict[str, Any], int]], budget: int) -> tuple[list[dict[str, Any]], int, int]:
+    """Keep the first system message and the newest messages that fit ``budget``.
+
+    Returns ``(messages, tokens, dropped)``. A kept history never starts with ``tool``
+    messages whose assistant turn was dropped: they would be orphans to the model.
+    """
+    system: list[tuple[dict[str, Any], int]] = []
+    if rows and rows[0][0]["role"] == "system":
+        system, rows = [rows[0]], rows[1:]
+    used = sum(tokens for _, tokens in system)
+    kept: list[tuple[dict[str, Any], int]] = []
+    for message, tokens in reversed(rows):
+        if used + tokens > budget:
+            break
+        kept.append((message, tokens))
+        used += tokens
+    kept.reverse()
+    while kept and kept[0][0]["role"] == "tool":
+        used -= kept.pop(0)[1]
+    messages = [m for m, _ in system + kept]
+    return messages, used, len(rows) - len(kept)
+
+
+class SessionSlice(AtomicSlice):
+    """Conversations keyed by channel and chat: history with token counts, trimming, archival, analytics."""
+
+    slice_id = "session"
+    version = "0.1.0"
+    Config = SessionConfig
+    config: SessionConfig
+
+    async def start(self) -> None:
+        """Apply the archival rule once at start (``archive_on_start``)."""
+        if self.config.archive_on_start:
+            result = await self.archive_idle(ArchiveIdleParams())
+            if result.archived:
+                self.log.info("archived %d idle session(s)", result.archived)
+
+    @property
+    def _db(self) -> Any:
+        assert self.db is not None, "session slice used before initialize"
+        return self.db
+
+    async def _get(self, session_id: str) -> aiosqlite.Row:
+        row = await self._db.fetchone(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        if row is None:
+            raise SessionNotFound(f"no session '{session_id}'")
+        found: aiosqlite.Row = row
+        return found
+
+    @operation
+    async def get_or_create(self, params: GetOrCreateParams) -> Session:
+        """Return the active session of a channel's chat, creating it when there is none."""
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"
+        row = await self._db.fetchone(query, (params.channel, params.chat_id))
+        if row is not None:
+            return _session(row)
+        now = time.time()
+        session_id = uuid.uuid4().hex
+        await self._db.execute(
+            "INSERT INTO sessions (id, channel, chat_id, user_id, title, metadata, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                session_id,
+                params.channel,
+                params.chat_id,
+                params.user_id,
+                params.title,
+                json.dumps(params.metadata),
+                now,
+                now,
+            ),
+        )
+        await self.ctx.publish("session.created", {"session_id": session_id, "user_id": params.user_id})
+        return _session(await self._get(session_id), created=True)
+
+    @operation
+    async def get(self, params: SessionIdParams) -> Session:
+        """Return one session by id."""
+        return _session(await self._get(params.session_id))
+
+    @operation
+    async def append(self, params: AppendParams) -> Message:
+        """Add a message to a session and publish ``session.message_added``."""
+        item = NewMessage.model_validate(params.model_dump(exclude={"session_id"}))
+        return (await self._add(params.session_id, [item]))[0]
+
+    @operation
+    async def extend(self, params: ExtendParams) -> list[Message]:
+        """Add several messages at once (one transaction), e.g. a turn's tool calls, results and answer."""
+        return await self._add(params.session_id, params.messages)
+
+    async def _add(self, session_id: str, items: list[NewMessage]) -> list[Message]:
+        for item in items:
+            if len(item.content) > self.config.max_content_chars:
+                raise RefactorbotError(
+                    f"message has {len(item.content)} characters; the limit is {self.config.max_content_chars}"
+                )
+            if item.tool_calls and item.role != "assistant":
+                raise RefactorbotError("only assistant messages carry tool_calls")
+        row = await self._get(session_id)
+        if row["status"] != "active":
+            raise SessionArchived(f"session '{session_id}' is archived; get_or_create starts a new one")
+        now = time.time()
+        added: list[Message] = []
+        async with self._db.transaction() as conn:
+            for item in items:
+                tokens = message_tokens(item.content, item.tool_calls)
+                cursor = await conn.execute(
+                    "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, name, tokens,"
+                    " duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        item.role,
+                        item.content,
+                        json.dumps(item.tool_calls) if item.tool_calls else None,
+                        item.tool_call_id,
+                        item.name,
+                        tokens,
+                        item.duration_ms,
+                        now,
+                    ),
+                )
+                added.append(
+                    Message(
+                        id=cursor.lastrowid or 0,
+                        session_id=session_id,
+                        tokens=tokens,
+                        created_at=now,
+                        **item.model_dump(),
+                    )
+                )
+            await conn.execute(
+                "UPDATE sessions SET message_count = message_count + ?, token_count = token_count + ?,"
+                " updated_at = ? WHERE id = ?",
+                (len(added), sum(m.tokens for m in added), now, session_id),
+            )
+        for message in added:
+            await self.ctx.publish(
+                "session.message_added",
+                {"session_id": session_id, "message_id": message.id, "role": message.role, "tokens": message.tokens},
+            )
+        return added
+
+    def budget(self, max_tokens: int | None, model: str | None) -> int:
+        """Return the history budget: explicit, else the model's context window minus the reserve."""
+        if max_tokens is not None:
+            return max_tokens
+        window = self.config.context_windows.get(model or "", self.config.context_window)
+        return max(1, window - self.config.reserve_tokens)
+
+    @operation
+    async def history(self, params: HistoryParams) -> History:
+        """Return a session's messages, oldest first, trimmed to a token budget."""
+        await self._get(params.session_id)
+        budget = self.budget(params.max_tokens, params.model)
+        rows = await self._newest_within(params.session_id, budget, params.limit or 10_000)
+        first = await self._db.fetchone(
+            "SELECT id, role, content, tool_calls, tool_call_id, name, tokens FROM messages"
+            " WHERE session_id = ? ORDER BY id LIMIT 1",
+            (params.session_id,),
+        )
+        ordered = [(chat_message(r), r["tokens"]) for r in reversed(rows)]
+        if first is not None and first["role"] == "system" and (not rows or rows[-1]["id"] != first["id"]):
+            ordered.insert(0, (chat_message(first), first["tokens"]))
+        messages, tokens, dropped = trim_to_budget(ordered, budget)
+        total = await self._db.scalar("SELECT message_count FROM sessions WHERE id = ?", (params.session_id,))
+        dropped = max(dropped, int(total or 0) - len(messages))
+        return History(session_id=params.session_id, messages=messages, tokens=tokens, budget=budget, dropped=dropped)
+
+    async def _newest_within(self, session_id: str, budget: int, limit: int) -> list[aiosqlite.Row]:
+        """Return the newest messages, newest first, reading pages until ``budget`` is certainly spent."""
+        rows: list[aiosqlite.Row] = []
+        spent, before = 0, None
+        while len(rows) < limit and spent <= budget:
+            page = await self._db.fetchall(
+                "SELECT id, role, content, tool_calls, tool_call_id, name, tokens FROM messages"
+                " WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                (session_id, before if before is not None else 2**62, min(200, limit - len(rows))),
+            )
+            if not page:
+                break
+            rows.extend(page)
+            spent += sum(r["tokens"] for r in page)
+            before = page[-1]["id"]
+        return rows
+
+    @operation(name="list")
+    async def list_sessions(self, params: ListParams) -> list[Session]:
+        """Return sessions, most recently active first, filtered by user, channel or status."""
+        where, args = [], []
+        for column in ("user_id", "channel", "status"):
+            value = getattr(params, column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._db.fetchall(
+            f"SELECT {_SESSION_COLUMNS} FROM sessions{clause} ORDER BY updated_at DESC LIMIT ?", (*args, params.limit)
+        )
+        return [_session(r) for r in rows]
+
+    @operation
+    async def archive(self, params: SessionIdParams) -> Session:
+        """Archive a session: it keeps its history, and its chat starts a new session next time."""
+        await self._get(params.session_id)
+        await self._db.execute(
+            "UPDATE sessions SET status = 'archived', archived_at = ? WHERE id = ? AND status = 'active'",
+            (time.time(), params.session_id),
+        )
+        await self.ctx.publish("session.archived", {"session_id": params.session_id})
+        return _session(await self._get(params.session_id))
+
+    @operation
+    async def archive_idle(self, params: ArchiveIdleParams) -> ArchiveResult:
+        """Archive every active session idle longer than ``idle_days`` (default from the config)."""
+        days = params.idle_days if params.idle_days is not None else self.config.archive_after_days
+        cutoff = time.time() - days * 86400
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT id FROM sessions WHERE status = 'active' AND updated_at < ?", (cutoff,)
+            ) as cursor:
+                ids = [r[0] for r in await cursor.fetchall()]
+            await conn.execute(
+                "UPDATE sessions SET status = 'archived', archived_at = ? WHERE status = 'active' AND updated_at < ?",
+                (time.time(), cutoff),
+            )
+        for session_id in ids:
+            await self.ctx.publish("session.archived", {"session_id": session_id})
+        return ArchiveResult(archived=len(ids), session_ids=ids)
+
+    @operation
+    async def stats(self, params: StatsParams) -> SessionStats:
+        """Return message counts, tokens and durations of one session or of all."""
+        if params.session_id is not None:
+            await self._get(params.session_id)
+            scope, args = " WHERE session_id = ?", [params.session_id]
+            sessions = await self._db.fetchall("SELECT status FROM sessions WHERE id = ?", args)
+        else:
+            scope, args = "", []
+            sessions = await self._db.fetchall("SELECT status FROM sessions")
+        by_role = {
+            r["role"]: r["n"]
+            for r in await self._db.fetchall(f"SELECT role, COUNT(*) AS n FROM messages{scope} GROUP BY role", args)
+        }
+        totals = await self._db.fetchone(
+            f"SELECT COUNT(*) AS n, COALESCE(SUM(tokens), 0) AS t, AVG(CASE WHEN role = 'assistant'"
+            f" THEN duration_ms END) AS r FROM messages{scope}",
+            args,
+        )
+        span = await self._db.scalar(
+            f"SELECT AVG(span) FROM (SELECT MAX(created_at) - MIN(created_at) AS span FROM messages{scope}"
+            " GROUP BY session_id)",
+            args,
+        )
+        active = sum(1 for r in sessions if r["status"] == "active")
+        return SessionStats(
+            sessions=len(sessions),
+            active=active,
+            archived=len(sessions) - active,
+            messages=totals["n"],
+            tokens=totals["t"],
+            by_role=by_role,
+            span_seconds=round(float(span or 0.0), 3),
+            mean_response_ms=None if totals["r"] is None else round(totals["r"], 3),
+        )
