@@ -124,18 +124,13 @@ class PluginHost:
         allow = _env_list(self.env, "RB_LOAD_PLUGINS")
         deny = _env_list(self.env, "RB_DISABLE_PLUGINS") or set()
         eps = sorted(scan_entry_points() if entry_points is None else entry_points, key=lambda ep: ep.name)
+        dists = [_dist_of(ep) for ep in eps]
         per_dist: dict[str, int] = {}
-        for ep in eps:
-            dist = ep.dist.name if ep.dist is not None else ep.name
-            per_dist[dist] = per_dist.get(dist, 0) + 1
-        for ep in eps:
-            dist_name = ep.dist.name if ep.dist is not None else ep.name
+        for dist_name, _ in dists:
+            per_dist[dist_name] = per_dist.get(dist_name, 0) + 1
+        for ep, (dist_name, version) in zip(eps, dists, strict=True):
             name = dist_name if per_dist[dist_name] == 1 else f"{dist_name}:{ep.name}"
-            record = PluginRecord(
-                name=name,
-                version=ep.dist.version if ep.dist is not None else None,
-                entry_point=f"{ep.name} = {ep.value}",
-            )
+            record = PluginRecord(name=name, version=version, entry_point=f"{ep.name} = {ep.value}")
             self.records[name] = record
             norm = normalize_name(dist_name)
             if (allow is not None and norm not in allow) or norm in deny:
@@ -261,6 +256,14 @@ class PluginHost:
     def failed(self) -> list[PluginRecord]:
         """Return the records of plugins that did not load cleanly."""
         return [r for r in self.sorted_records() if r.status in ("failed", "incompatible")]
+
+
+def _dist_of(ep: EntryPoint) -> tuple[str, str | None]:
+    """Return the distribution name and version of ``ep`` (its metadata is parsed once)."""
+    if ep.dist is None:
+        return ep.name, None
+    meta = ep.dist.metadata
+    return meta["Name"], meta["Version"]
 
 
 def _call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
