@@ -58,6 +58,13 @@ def make_site(root: Path, count: int) -> Path:
     return root
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """Return the environment for timed subprocesses: bytecode caching on, no RB_* leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 def wall(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
     """Return wall times (ms) of ``runs`` runs of ``cmd`` after one warm-up run."""
     subprocess.run(cmd, env=env, check=True, capture_output=True)
@@ -72,8 +79,7 @@ def wall(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
 def bench_startup(runs: int) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         site = make_site(Path(tmp) / "site", 25)
-        env = {**os.environ, "PYTHONPATH": str(site), "RB_HOME": str(Path(tmp) / "home")}
-        env.pop("RB_LOAD_PLUGINS", None)
+        env = clean_env(PYTHONPATH=str(site), RB_HOME=str(Path(tmp) / "home"))
         listed = subprocess.run(
             [sys.executable, "-m", "refactorbot", "plugins", "list", "--json"], env=env, capture_output=True, text=True
         )
@@ -83,7 +89,10 @@ def bench_startup(runs: int) -> list[tuple[str, str, str]]:
         imp = statistics.median(wall([sys.executable, "-c", "import refactorbot"], env, runs))
         bare = statistics.median(wall([sys.executable, "-c", "pass"], env, runs))
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import refactorbot"], capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-c", "import refactorbot"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
     ).stderr
     cumulative = [int(line.split("|")[1]) for line in out.splitlines() if line.rstrip().endswith("| refactorbot")]
     return [
@@ -189,7 +198,7 @@ def bench_footprint(seconds: float) -> list[tuple[str, str, str]]:
     import psutil
 
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "RB_HOME": tmp, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}
+        env = clean_env(RB_HOME=tmp, RB_LOAD_PLUGINS="refactorbot-example-notes")
         proc = subprocess.Popen(
             [sys.executable, "-m", "refactorbot", "serve"],
             env=env,
