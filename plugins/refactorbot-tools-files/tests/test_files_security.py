@@ -183,7 +183,7 @@ async def test_file_swapped_for_symlink_between_check_and_use(
     tool = tool_class()
     racing = RacingWorkspace(workspace)
     racing.target = sentinel / "secret.txt"
-    tool._workspaces[Path(workspace)] = racing
+    tool.workspace = lambda _ctx: racing  # the attacker swaps paths inside this workspace
     (workspace / "victim.txt").write_text("do not touch\n")
     arguments = {"path": "victim.txt", "search": "do not touch", "replace": "PWNED", "content": "PWNED"}
     params = tool.Params.model_validate({k: v for k, v in arguments.items() if k in tool.Params.model_fields})
@@ -205,7 +205,7 @@ async def test_parent_swapped_for_symlink_between_check_and_write(
     tool = FilesWrite()
     racing = RacingParentWorkspace(workspace)
     racing.target = sentinel
-    tool._workspaces[Path(workspace)] = racing
+    tool.workspace = lambda _ctx: racing  # the attacker swaps paths inside this workspace
     (workspace / "dir").mkdir()
     (workspace / "dir" / "keep.txt").write_text("x")
     with pytest.raises(PathOutsideWorkspace, match="changed into a symlink"):

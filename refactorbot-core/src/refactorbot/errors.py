@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """Return ``text`` collapsed to one line of at most ``limit`` characters (for error messages)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 class RefactorbotError(Exception):
     """Base class of every error refactorbot raises on purpose."""
 

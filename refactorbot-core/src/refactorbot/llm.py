@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
+
+from refactorbot.errors import GatewayError
 
 
 class ToolCallRequest(BaseModel):
@@ -27,6 +30,23 @@ class Usage(BaseModel):
     def total_tokens(self) -> int:
         """Return prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
+
+
+def parse_tool_arguments(raw: Any, tool: str, model: str, gateway: str) -> dict[str, Any]:
+    """Return a tool call's arguments as a dict; raise ``GatewayError`` when they are not a JSON object."""
+    if isinstance(raw, dict):
+        return raw
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, json.JSONDecodeError) as exc:
+        raise GatewayError(f"{gateway}: {model} sent malformed JSON arguments for tool '{tool}': {exc}") from None
+    if not isinstance(value, dict):
+        raise GatewayError(
+            f"{gateway}: {model} sent arguments for tool '{tool}' that are a JSON {type(value).__name__}, not an object"
+        )
+    return value
 
 
 class LLMCall(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import re
 import stat
@@ -289,3 +290,13 @@ def _fsync_dir(folder: str, dir_fd: int | None) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@functools.lru_cache(maxsize=64)
+def _workspace_at(root: Path) -> Workspace:
+    return Workspace(root)
+
+
+def workspace_for(configured: str | os.PathLike[str] | None, default: str | os.PathLike[str]) -> Workspace:
+    """Return the tool's configured workspace, else the caller's ``default`` (created once, then cached)."""
+    return _workspace_at(Path(configured or default).expanduser())

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from refactorbot.config import validate_section
-from refactorbot.errors import GatewayError
-from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
+from refactorbot.errors import GatewayError, one_line
+from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage, parse_tool_arguments
 
 from refactorbot_gateway_litellm.config import LiteLLMConfig, ModelOverride
 
@@ -38,28 +38,6 @@ async def load_litellm() -> Any:
     if _litellm is not None:
         return _litellm
     return await asyncio.to_thread(_import_litellm)
-
-
-def parse_arguments(raw: Any, tool: str, model: str) -> dict[str, Any]:
-    """Return a tool call's arguments as a dict; raise ``GatewayError`` when they are not a JSON object."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise GatewayError(f"litellm: {model} sent malformed JSON arguments for tool '{tool}': {exc}") from None
-    if not isinstance(value, dict):
-        raise GatewayError(
-            f"litellm: {model} sent arguments for tool '{tool}' that are a JSON {type(value).__name__}, not an object"
-        )
-    return value
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _configured_name(served: str | None, candidates: list[str]) -> str:
@@ -149,7 +127,7 @@ class LiteLLMGateway(LLMGateway):
         if "Timeout" in kind or isinstance(exc, TimeoutError):
             return GatewayError(f"litellm: {model} timed out after {settings.timeout:g}s")
         status = getattr(exc, "status_code", None)
-        message = _one_line(getattr(exc, "message", None) or str(exc) or kind)
+        message = one_line(getattr(exc, "message", None) or str(exc) or kind)
         if isinstance(status, int) and status >= 400:
             return GatewayError(f"litellm: {model} failed with HTTP {status}: {message}")
         return GatewayError(f"litellm: {model} failed: {kind}: {message}")
@@ -196,7 +174,7 @@ class LiteLLMGateway(LLMGateway):
             ToolCallRequest(
                 id=tc.id or f"call_{i}",
                 name=tc.function.name,
-                arguments=parse_arguments(tc.function.arguments, tc.function.name, served),
+                arguments=parse_tool_arguments(tc.function.arguments, tc.function.name, served, "litellm"),
             )
             for i, tc in enumerate(message.tool_calls or [])
         ]
@@ -253,7 +231,9 @@ class LiteLLMGateway(LLMGateway):
             raise self._error(model, self.settings.for_model(model), exc) from None
         calls = [
             ToolCallRequest(
-                id=p["id"] or f"call_{i}", name=p["name"], arguments=parse_arguments(p["arguments"], p["name"], served)
+                id=p["id"] or f"call_{i}",
+                name=p["name"],
+                arguments=parse_tool_arguments(p["arguments"], p["name"], served, "litellm"),
             )
             for i, p in sorted(pieces.items())
         ]

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from refactorbot.config import validate_section
-from refactorbot.errors import GatewayError
-from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
+from refactorbot.errors import GatewayError, one_line
+from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage, parse_tool_arguments
 
 from refactorbot_gateway_openrouter.config import OpenRouterConfig, wire_name
 
@@ -25,28 +25,6 @@ class _Retryable(GatewayError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-
-
-def parse_arguments(raw: Any, tool: str, model: str) -> dict[str, Any]:
-    """Return a tool call's arguments as a dict; raise ``GatewayError`` when they are not a JSON object."""
-    if isinstance(raw, dict):
-        return raw
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        return {}
-    try:
-        value = json.loads(raw)
-    except (TypeError, json.JSONDecodeError) as exc:
-        raise GatewayError(f"openrouter: {model} sent malformed JSON arguments for tool '{tool}': {exc}") from None
-    if not isinstance(value, dict):
-        raise GatewayError(
-            f"openrouter: {model} sent arguments for tool '{tool}' that are a JSON {type(value).__name__}, not an object"
-        )
-    return value
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _usage(raw: Any) -> tuple[Usage, float | None]:
@@ -134,7 +112,7 @@ class OpenRouterGateway(LLMGateway):
             detail = json.loads(text).get("error", {}).get("message") or text
         except (json.JSONDecodeError, AttributeError):
             detail = text
-        message = f"openrouter: {model} failed with HTTP {status}: {_one_line(detail or 'no detail')}"
+        message = f"openrouter: {model} failed with HTTP {status}: {one_line(detail or 'no detail')}"
         if status in RETRYABLE:
             delay = None
             with contextlib.suppress(TypeError, ValueError):
@@ -157,7 +135,7 @@ class OpenRouterGateway(LLMGateway):
                     raise GatewayError(f"openrouter: {candidate} timed out after {self.settings.timeout:g}s") from None
                 except httpx.TransportError as exc:
                     last = _Retryable(
-                        f"openrouter: cannot reach {self.settings.base_url}: {_one_line(str(exc) or type(exc).__name__)}"
+                        f"openrouter: cannot reach {self.settings.base_url}: {one_line(str(exc) or type(exc).__name__)}"
                     )
                 except _Retryable as exc:
                     last = exc
@@ -206,7 +184,7 @@ class OpenRouterGateway(LLMGateway):
         data, chain = await self._with_retries(model, attempt)
         if not isinstance(data, dict) or data.get("error"):
             detail = data.get("error", {}).get("message") if isinstance(data, dict) else None
-            raise GatewayError(f"openrouter: {chain[0]} failed: {_one_line(str(detail or data))}")
+            raise GatewayError(f"openrouter: {chain[0]} failed: {one_line(str(detail or data))}")
         try:
             choice = data["choices"][0]
             message = choice["message"]
@@ -217,7 +195,9 @@ class OpenRouterGateway(LLMGateway):
             ToolCallRequest(
                 id=tc.get("id") or f"call_{i}",
                 name=tc["function"]["name"],
-                arguments=parse_arguments(tc["function"].get("arguments"), tc["function"]["name"], served),
+                arguments=parse_tool_arguments(
+                    tc["function"].get("arguments"), tc["function"]["name"], served, "openrouter"
+                ),
             )
             for i, tc in enumerate(message.get("tool_calls") or [])
         ]
@@ -275,7 +255,7 @@ class OpenRouterGateway(LLMGateway):
                     raise GatewayError(f"openrouter: {served} streamed an event that is not JSON") from None
                 if event.get("error"):
                     detail = event["error"].get("message") if isinstance(event["error"], dict) else event["error"]
-                    raise GatewayError(f"openrouter: {served} failed mid-stream: {_one_line(str(detail))}")
+                    raise GatewayError(f"openrouter: {served} failed mid-stream: {one_line(str(detail))}")
                 served = self._configured(event.get("model"), chain) if event.get("model") else served
                 if event.get("usage"):
                     usage, cost = _usage(event["usage"])
@@ -296,13 +276,15 @@ class OpenRouterGateway(LLMGateway):
             raise GatewayError(f"openrouter: {served} timed out after {self.settings.timeout:g}s mid-stream") from None
         except httpx.TransportError as exc:
             raise GatewayError(
-                f"openrouter: {served} stream broke: {_one_line(str(exc) or type(exc).__name__)}"
+                f"openrouter: {served} stream broke: {one_line(str(exc) or type(exc).__name__)}"
             ) from None
         finally:
             await response.aclose()
         calls = [
             ToolCallRequest(
-                id=p["id"] or f"call_{i}", name=p["name"], arguments=parse_arguments(p["arguments"], p["name"], served)
+                id=p["id"] or f"call_{i}",
+                name=p["name"],
+                arguments=parse_tool_arguments(p["arguments"], p["name"], served, "openrouter"),
             )
             for i, p in sorted(pieces.items())
         ]

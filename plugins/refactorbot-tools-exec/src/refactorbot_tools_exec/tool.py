@@ -7,14 +7,13 @@ import contextlib
 import os
 import signal
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
-from refactorbot.workspace import Workspace
+from refactorbot.workspace import Workspace, workspace_for
 
 from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCommand
 
@@ -50,15 +49,10 @@ class ExecRun(Tool):
         super().__init__(config)
         self.settings = validate_section(ExecConfig, self.config, "[tools.exec]")
         self.policy = CommandPolicy(self.settings)
-        self._workspaces: dict[Path, Workspace] = {}
 
     def workspace(self, ctx: ToolContext) -> Workspace:
         """Return the configured workspace, or the caller's."""
-        root = Path(self.settings.workspace) if self.settings.workspace else Path(ctx.workspace)
-        ws = self._workspaces.get(root)
-        if ws is None:
-            ws = self._workspaces[root] = Workspace(root)
-        return ws
+        return workspace_for(self.settings.workspace, ctx.workspace)
 
     async def run(self, params: RunParams, ctx: ToolContext) -> ToolResult:
         """Check the command, run it with caps and a timeout, and report what it printed."""

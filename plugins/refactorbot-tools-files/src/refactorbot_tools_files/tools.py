@@ -10,14 +10,13 @@ import asyncio
 import errno
 import os
 import stat
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
-from refactorbot.workspace import Workspace
+from refactorbot.workspace import Workspace, workspace_for
 
 PATH_FIELD = Field(min_length=1, max_length=1024, description="file path relative to the workspace, e.g. 'src/app.py'")
 
@@ -43,15 +42,10 @@ class FilesTool(Tool):
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
         self.settings = validate_section(FilesConfig, self.config, "[tools.files]")
-        self._workspaces: dict[Path, Workspace] = {}
 
     def workspace(self, ctx: ToolContext) -> Workspace:
         """Return the configured workspace, or the caller's."""
-        root = Path(self.settings.workspace) if self.settings.workspace else Path(ctx.workspace)
-        ws = self._workspaces.get(root)
-        if ws is None:
-            ws = self._workspaces[root] = Workspace(root)
-        return ws
+        return workspace_for(self.settings.workspace, ctx.workspace)
 
 
 def _io_error(rel: str, exc: OSError) -> ToolError:
