@@ -91,5 +91,7 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks and print their numbers (see docs/benchmarks.md)."""
     _install_everything(session)
+    wanted = session.posargs  # e.g. `nox -s bench -- core agent` runs bench_core.py and bench_agent.py
     for script in sorted((ROOT / "tests" / "bench").glob("bench_*.py")):
-        session.run("python", str(script), *session.posargs)
+        if not wanted or script.stem.removeprefix("bench_") in wanted:
+            session.run("python", str(script))
