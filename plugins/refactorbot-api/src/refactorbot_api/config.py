@@ -1,0 +1,15 @@
+"""The ``[plugins.api]`` section of ``refactorbot.toml``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiConfig(BaseModel):
+    """Where the control API listens (``RB_API_HOST``, ``RB_API_PORT``, ``RB_API_ENABLED``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="serve the API with `refactorbot serve`")
+    host: str = Field("127.0.0.1", min_length=1, description="address to bind (loopback by default)")
+    port: int = Field(8787, ge=0, le=65535, description="TCP port; 0 picks a free one")

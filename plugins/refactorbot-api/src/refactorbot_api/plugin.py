@@ -1,0 +1,34 @@
+"""Entry point of refactorbot-api: serve the control API while the orchestrator runs."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from refactorbot import hookimpl
+
+REFACTORBOT_API = 1
+
+_servers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+@hookimpl
+async def startup(host: Any) -> None:
+    """Start the API server inside the orchestrator's event loop (unless ``[plugins.api] enabled = false``)."""
+    from refactorbot_api.config import ApiConfig
+    from refactorbot_api.server import ApiServer
+
+    config = host.settings.section("plugins", "api", ApiConfig, host.env)
+    if not config.enabled:
+        return
+    server = ApiServer(host, config)
+    await server.start()
+    _servers[host] = server
+
+
+@hookimpl
+async def shutdown(host: Any) -> None:
+    """Stop the API server and remove ``server.json``."""
+    server = _servers.pop(host, None)
+    if server is not None:
+        await server.stop()

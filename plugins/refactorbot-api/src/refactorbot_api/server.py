@@ -1,0 +1,119 @@
+"""Run the API with uvicorn inside the orchestrator's event loop; advertise it in ``server.json``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from refactorbot.client import SERVER_FILE
+from refactorbot.errors import ConfigError
+
+from refactorbot_api.app import create_app
+from refactorbot_api.auth import ensure_token
+from refactorbot_api.config import ApiConfig
+
+log = logging.getLogger("refactorbot.api")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Return a listening socket; raise ``ConfigError`` with the reason when it cannot bind."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # An explicit IPPROTO_TCP lets asyncio set TCP_NODELAY on accepted connections; without it a
+    # keep-alive client waits on delayed ACKs (~40 ms a request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"[plugins.api]: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+class ApiServer:
+    """The control API of one ``MasterCore``: a uvicorn server running as a task of its loop."""
+
+    def __init__(self, host: Any, config: ApiConfig | None = None) -> None:
+        self.host = host
+        self.config = config or ApiConfig.model_validate({})
+        self.token = ""
+        self.url = ""
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        """Return the port the server listens on (0 before ``start``)."""
+        return 0 if self._socket is None else int(self._socket.getsockname()[1])
+
+    async def start(self) -> None:
+        """Bind, start serving, and write ``server.json`` once the server accepts connections."""
+        home = self.host.home
+        self.token = ensure_token(home)
+        self._socket = _bind(self.config.host, self.config.port)
+        address = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
+        self.url = f"http://{address}:{self.port}"
+        app = create_app(self.host, token=self.token)
+        # log_config=None: the host owns logging configuration; uvicorn only sets its loggers to WARNING.
+        config = uvicorn.Config(
+            app,
+            host=self.config.host,
+            port=self.port,
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            access_log=False,
+        )
+        self._server = EmbeddedServer(config)
+        self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[self._socket]), name="api")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # surfaces why the server stopped
+                raise ConfigError("[plugins.api]: the API server stopped while starting")
+            await asyncio.sleep(0.005)
+        self._write_server_file()
+        log.info("control API listening on %s", self.url)
+
+    def _write_server_file(self) -> None:
+        path = self.host.home / SERVER_FILE
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"url": self.url, "pid": os.getpid()}), encoding="utf-8")
+        os.replace(tmp, path)
+
+    async def stop(self) -> None:
+        """Stop accepting requests, let open ones finish, remove ``server.json``."""
+        path = self.host.home / SERVER_FILE
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+            if json.loads(path.read_text(encoding="utf-8")).get("url") == self.url:
+                path.unlink()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                self._server.force_exit = True
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the orchestrator."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Install no signal handlers: ``MasterCore.serve_forever`` owns SIGINT/SIGTERM."""
+        yield

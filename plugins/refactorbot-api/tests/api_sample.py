@@ -1,0 +1,93 @@
+"""A small slice and plugin for the API's tests: operations, routes and a webhook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from refactorbot import AtomicSlice, hookimpl, operation
+
+REFACTORBOT_API = 1
+
+
+class AddParams(BaseModel):
+    model_config = {"extra": "forbid"}
+    title: str = Field(min_length=1, max_length=200, description="title of the note")
+    body: str = Field("", max_length=10_000)
+
+
+class Note(BaseModel):
+    id: int
+    title: str
+    body: str
+
+
+class ListParams(BaseModel):
+    model_config = {"extra": "forbid"}
+    limit: int = Field(10, ge=1, le=100)
+
+
+class SampleConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+    max_notes: int = Field(1000, ge=1)
+    api_key: str = ""
+
+
+class SampleSlice(AtomicSlice):
+    """Keep notes in SQLite."""
+
+    slice_id = "sample"
+    Config = SampleConfig
+    uses_database = False
+
+    def __init__(self, ctx: Any, config: Any = None) -> None:
+        super().__init__(ctx, config)
+        self.notes: list[Note] = []
+
+    @operation
+    async def add(self, params: AddParams) -> Note:
+        """Add a note."""
+        note = Note(id=len(self.notes) + 1, title=params.title, body=params.body)
+        self.notes.append(note)
+        self.log.info("added note %d", note.id)
+        return note
+
+    @operation(name="list")
+    async def list_notes(self, params: ListParams) -> list[Note]:
+        """List the newest notes."""
+        return self.notes[-params.limit :]
+
+    @operation
+    async def fail(self) -> None:
+        """Always fail."""
+        raise RuntimeError("this operation always fails")
+
+
+@hookimpl
+def register_slices(register: Any) -> None:
+    register(SampleSlice)
+
+
+@hookimpl
+def register_routes(router: Any) -> None:
+    @router.get("/sample/count")
+    async def count() -> dict[str, int]:
+        return {"count": 42}
+
+    @router.webhooks.post("/sample")
+    async def hook(payload: dict[str, Any]) -> dict[str, Any]:
+        return {"received": sorted(payload)}
+
+
+CONFIG = {"core": {"health_interval": 3600}, "plugins": {"api": {"port": 0}}}
+
+
+class Served:
+    """A started host, its API URL and an authenticated client."""
+
+    def __init__(self, host: Any, home: Path, client: Any) -> None:
+        self.host = host
+        self.home = home
+        self.client = client
+        self.url = str(client.base_url)

@@ -1,0 +1,1 @@
+"""The master pages of the dashboard; each module has ``render(api)``."""

@@ -1,0 +1,189 @@
+"""Every master page and a contributed page under Streamlit's AppTest, against a real API server."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+from dashboard_sample import APP
+from refactorbot_api.testing import RunningServer
+from streamlit.testing.v1 import AppTest
+
+MASTER = {
+    "overview": "Overview",
+    "analytics": "Analytics",
+    "control": "Control",
+    "logs": "Logs",
+    "settings": "Settings",
+}
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(APP), default_timeout=30)
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.caption] + [str(e.value) for e in at.error]
+    parts += [str(e.value) for e in at.info] + [str(e.value) for e in at.success] + [str(e.value) for e in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_overview_is_the_default_page(dashboard_env: RunningServer) -> None:
+    at = _app().run()
+    assert not at.exception
+    assert at.title[0].value == "Overview"
+    table = at.dataframe[0].value
+    assert list(table["slice"]) == ["sample"]
+    assert "running" in table["status"][0]
+    assert at.metric[0].value == "1 / 1"
+
+
+@pytest.mark.parametrize("path", list(MASTER))
+def test_every_master_page_renders(dashboard_env: RunningServer, path: str) -> None:
+    httpx.post(
+        f"{dashboard_env.url}/slices/sample/operations/add", json={"title": "seen"}, headers=dashboard_env.headers
+    )
+    at = _app().run()
+    at.switch_page(f"master_pages/{path}.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == MASTER[path]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_analytics_shows_percentiles_and_charts(dashboard_env: RunningServer) -> None:
+    for i in range(3):
+        httpx.post(
+            f"{dashboard_env.url}/slices/sample/operations/add", json={"title": f"a{i}"}, headers=dashboard_env.headers
+        )
+    at = _app().run()
+    at.switch_page("master_pages/analytics.py").run()
+    assert not at.exception
+    operations = list(at.dataframe[0].value["operation"])
+    assert "sample.add" in operations
+    charts = at.get("vega_lite_chart") + at.get("arrow_vega_lite_chart")
+    assert len(charts) >= 3, "latency and over-time charts are drawn"
+    assert "providers slice" in _texts(at)
+
+
+def test_control_runs_an_operation_and_shows_validation_errors_inline(dashboard_env: RunningServer) -> None:
+    at = _app().run()
+    at.switch_page("master_pages/control.py").run()
+    assert not at.exception
+    assert at.selectbox(key="control.slice").value == "sample"
+    at.selectbox(key="control.sample.op").set_value("add").run()
+    at.text_input(key="control.sample.add.title").input("")
+    at.button[[b.label for b in at.button].index("Run sample.add")].click().run()
+    assert not at.exception
+    assert any("title: String should have at least 1 character" in e.value for e in at.error), _texts(at)
+
+    at.text_input(key="control.sample.add.title").input("from the dashboard")
+    at.number_input(key="control.sample.add.priority").set_value(3)
+    at.text_area(key="control.sample.add.tags").input('["x", "y"]')
+    at.button[[b.label for b in at.button].index("Run sample.add")].click().run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("sample.add succeeded" in s.value for s in at.success)
+    assert any("from the dashboard" in j.value for j in at.json)
+
+    at.text_area(key="control.sample.add.tags").input("[not json")
+    at.button[[b.label for b in at.button].index("Run sample.add")].click().run()
+    assert any("tags: not valid JSON" in e.value for e in at.error)
+
+
+def test_control_lifecycle_and_diagnostics(dashboard_env: RunningServer) -> None:
+    at = _app().run()
+    at.switch_page("master_pages/control.py").run()
+    at.button(key="control.stop").click().run()
+    assert any("stop → stopped" in s.value for s in at.success)
+    at.button(key="control.sample.diag").click().run()
+    assert any("is stopped" in w.value for w in at.warning)
+    at.button(key="control.start").click().run()
+    assert any("start → running" in s.value for s in at.success)
+    at.button(key="control.sample.diag").click().run()
+    assert any("All checks passed" in s.value for s in at.success)
+    labels = [b.label for b in at.button]
+    at.text_area(key="control.sample.feedback").input("make it faster")
+    at.button[labels.index("Propose improvements")].click().run()
+    assert "make it faster" in _texts(at)
+
+
+def test_logs_page_filters(dashboard_env: RunningServer) -> None:
+    async def log() -> None:
+        logging.getLogger("refactorbot.slice.sample").error("the disk is full")
+        await dashboard_env.host.state.flush()
+
+    dashboard_env.run(log())
+    at = _app().run()
+    at.switch_page("master_pages/logs.py").run()
+    assert not at.exception
+    messages = list(at.dataframe[0].value["message"])
+    assert "the disk is full" in messages
+    at.selectbox(key="logs.level").set_value("CRITICAL").run()
+    assert not at.dataframe and any("No log rows" in i.value for i in at.info)
+
+
+def test_settings_page_validates_and_saves(dashboard_env: RunningServer) -> None:
+    at = _app().run()
+    at.switch_page("master_pages/settings.py").run()
+    assert not at.exception
+    at.text_input(key="settings.new.section").input("core")
+    at.text_area(key="settings.new.text").input("health_interval = -5")
+    at.button[[b.label for b in at.button].index("Save section")].click().run()
+    assert any("health_interval" in e.value for e in at.error), _texts(at)
+    at.text_area(key="settings.new.text").input("health_interval = [")
+    at.button[[b.label for b in at.button].index("Save section")].click().run()
+    assert any("not valid TOML" in e.value for e in at.error)
+    at.text_input(key="settings.new.section").input("gateways.openrouter")
+    at.text_area(key="settings.new.text").input('api_key = "sk-very-secret"\nbase_url = "http://127.0.0.1:1"')
+    at.button[[b.label for b in at.button].index("Save section")].click().run()
+    assert any("Saved [gateways.openrouter]" in s.value for s in at.success), _texts(at)
+    at = _app().run()
+    at.switch_page("master_pages/settings.py").run()
+    editors = {ta.key: ta.value for ta in at.text_area}
+    assert 'api_key = "***"' in editors["settings.gateways.openrouter.text"]
+    assert "sk-very-secret" not in "".join(str(v) for v in editors.values())
+
+
+def test_contributed_pages_are_grouped_and_render(
+    dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpx.post(
+        f"{dashboard_env.url}/slices/sample/operations/add",
+        json={"title": "contributed"},
+        headers=dashboard_env.headers,
+    )
+    monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-dashboard")
+    at = _app().run()
+    assert not at.exception
+    assert at.header[0].value == "Sample notes"
+    assert "contributed" in _texts(at)
+    monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-analytics")
+    at = _app().run()
+    assert not at.exception
+    assert at.header[0].value == "Sample analytics"
+    assert at.metric[0].value != "0"
+
+
+def test_a_failing_contributed_page_is_reported_not_raised(
+    dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-other")
+    at = _app().run()
+    assert not at.exception
+    assert any(
+        "The page 'Broken' of sample failed: RuntimeError: this page is broken on purpose" in e.value for e in at.error
+    )
+
+
+def test_unreachable_server_is_one_line(dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RB_DASHBOARD_API_URL", "http://127.0.0.1:9")
+    at = _app().run()
+    assert not at.exception
+    assert any("The API is unreachable" in e.value for e in at.error)
+
+
+def test_wrong_token_is_reported(dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", "wrong")
+    at = _app().run()
+    assert not at.exception
+    assert any("HTTP 401" in e.value and "api-token" in e.value for e in at.error)

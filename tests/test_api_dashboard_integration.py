@@ -1,0 +1,183 @@
+"""The API and dashboard with the installed distributions: `refactorbot serve` in a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("refactorbot_api")
+pytest.importorskip("refactorbot_dashboard")
+pytest.importorskip("refactorbot_example_notes")
+
+from refactorbot.client import ServerClient  # noqa: E402
+
+PLUGINS = "refactorbot-api,refactorbot-dashboard,refactorbot-example-notes"
+CLI = [sys.executable, "-c", "from refactorbot.cli import main; main()"]
+
+
+def _env(home: Path) -> dict[str, str]:
+    return {**os.environ, "RB_HOME": str(home), "RB_LOAD_PLUGINS": PLUGINS, "RB_API_PORT": "0"}
+
+
+@pytest.fixture
+def serving(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """Run `refactorbot serve` with the API and the example notes slice; stop it with SIGTERM."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "refactorbot.toml").write_text("[core]\nhealth_interval = 3600\n")
+    proc = subprocess.Popen(
+        [*CLI, "serve"], env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 60
+    while not (home / "server.json").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"serve did not start:\n{proc.communicate()[0]}")
+        time.sleep(0.1)
+    try:
+        yield home, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def test_serve_exposes_the_api_and_the_cli_uses_it(serving: tuple[Path, subprocess.Popen[str]]) -> None:
+    home, proc = serving
+    client = ServerClient.discover(home)
+    assert client is not None
+    assert json.loads((home / "server.json").read_text())["pid"] == proc.pid
+    slices = {row["slice_id"]: row for row in client.request("GET", "/slices")}
+    assert slices["notes"]["status"] == "running"
+    plugins = {row["name"]: row["status"] for row in client.request("GET", "/plugins")}
+    assert plugins["refactorbot-api"] == "ok" and plugins["refactorbot-example-notes"] == "ok"
+
+    out = subprocess.run(
+        [*CLI, "call", "notes.add", "title=through the server"], env=_env(home), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["title"] == "through the server"
+    listed = client.call("notes", "list", {})
+    assert [n["title"] for n in listed["data"]["notes"]] == ["through the server"]
+    metrics = client.request("GET", "/metrics")
+    assert metrics["operations"]["notes.add"]["count"] == 1  # the CLI's call ran in the server
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert not (home / "server.json").exists()
+
+
+def test_dashboard_shows_the_example_page_against_serve(
+    serving: tuple[Path, subprocess.Popen[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refactorbot_dashboard.navigation import installed_pages
+    from streamlit.testing.v1 import AppTest
+
+    home, _ = serving
+    client = ServerClient.discover(home)
+    assert client is not None
+    client.call("notes", "add", {"title": "shown on the page"})
+
+    pages, problems = installed_pages({"RB_LOAD_PLUGINS": PLUGINS})
+    assert not problems
+    assert [(p.group, p.path) for p in pages] == [("notes", "notes-dashboard")]
+
+    import refactorbot_dashboard
+
+    app = Path(refactorbot_dashboard.__file__).with_name("app.py")
+    monkeypatch.setenv("RB_DASHBOARD_API_URL", client.url)
+    monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", client.token)
+    monkeypatch.setenv("RB_LOAD_PLUGINS", PLUGINS)
+    monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "notes-dashboard")
+    at = AppTest.from_file(str(app), default_timeout=30).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Notes"
+    assert "shown on the page" in list(at.dataframe[0].value["title"])
+    at.switch_page("master_pages/overview.py").run()
+    assert not at.exception
+    assert "notes" in list(at.dataframe[0].value["slice"])
+
+
+def test_dashboard_command_without_server(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "refactorbot_dashboard", "--home", str(tmp_path)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert "refactorbot serve" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.asyncio
+async def test_chat_through_the_api_reaches_the_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("refactorbot_slice_agent")
+    pytest.importorskip("refactorbot_gateway_openrouter")
+    import httpx
+    from refactorbot.testing import host_running
+    from refactorbot.testing.model_server import ModelServer, Reply
+
+    monkeypatch.setenv("RB_TEST_OPENROUTER_KEY", "test-key")
+    plugins = ["refactorbot_api.plugin", "refactorbot_slice_agent.plugin", "refactorbot_gateway_openrouter.plugin"]
+    with ModelServer() as model:
+        model.script(Reply.text("hello from the model"))
+        config = {
+            "core": {"health_interval": 3600},
+            "plugins": {"api": {"port": 0}},
+            "llm": {"model": "openrouter/test-model"},
+            "gateways": {
+                "openrouter": {"base_url": model.base_url, "api_key_env": "RB_TEST_OPENROUTER_KEY", "max_retries": 0}
+            },
+        }
+        async with host_running(tmp_path, plugins, config=config):
+            url = json.loads((tmp_path / "server.json").read_text())["url"]
+            token = (tmp_path / "api-token").read_text().strip()
+            async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+                reply = await api.post("/chat", json={"text": "hi there", "chat_id": "c1"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["text"] == "hello from the model"
+        assert reply.json()["chat_id"] == "c1"
+        assert model.requests[0]["messages"][-1] == {"role": "user", "content": "hi there"}
+
+
+def test_analytics_charts_llm_spend_from_the_providers_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("refactorbot_slice_providers")
+    import httpx
+    import refactorbot_dashboard
+    from refactorbot_api.testing import running_server
+    from streamlit.testing.v1 import AppTest
+
+    with running_server(tmp_path, ["refactorbot_slice_providers.plugin"]) as server:
+        for slice_id, model, tokens, cost in [("agent", "m-large", 1000, 0.02), ("memory", "m-small", 300, 0.001)]:
+            recorded = httpx.post(
+                f"{server.url}/slices/providers/operations/record_call",
+                json={"model": model, "slice_id": slice_id, "prompt_tokens": tokens, "cost_usd": cost},
+                headers=server.headers,
+            ).json()
+            assert recorded["success"], recorded
+        monkeypatch.setenv("RB_DASHBOARD_API_URL", server.url)
+        monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", server.token)
+        monkeypatch.setenv("RB_LOAD_PLUGINS", "")
+        app = Path(refactorbot_dashboard.__file__).with_name("app.py")
+        at = AppTest.from_file(str(app), default_timeout=30).run()
+        at.switch_page("master_pages/analytics.py").run()
+        assert not at.exception, at.exception
+        spend = at.dataframe[-1].value
+        assert sorted(zip(spend["slice_id"], spend["model"], spend["tokens"], strict=True)) == [
+            ("agent", "m-large", 1000),
+            ("memory", "m-small", 300),
+        ]
+        charts = at.get("vega_lite_chart") + at.get("arrow_vega_lite_chart")
+        assert len(charts) >= 5  # latency, operations, errors, mean latency, tokens, cost
