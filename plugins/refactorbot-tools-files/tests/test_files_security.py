@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from refactorbot.config import describe_validation_error
-from refactorbot.errors import PathOutsideWorkspace, ToolError
+from refactorbot.errors import PathOutsideWorkspace, ToolError, describe_validation_error
 from refactorbot.tools import ToolContext
 from refactorbot.workspace import Workspace
 from refactorbot_tools_files import FilesDelete, FilesList, FilesRead, FilesReplace, FilesWrite

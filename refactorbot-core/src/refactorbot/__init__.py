@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.models import ImprovementFeedback as ImprovementFeedback
     from refactorbot.models import ImprovementPlan as ImprovementPlan
     from refactorbot.models import IncomingMessage as IncomingMessage
+    from refactorbot.models import Model as Model
     from refactorbot.models import OutgoingMessage as OutgoingMessage
     from refactorbot.models import Proposal as Proposal
     from refactorbot.models import SliceCapabilities as SliceCapabilities
@@ -115,6 +116,7 @@ _LAZY = {
     "HealthStatus": "models",
     "ImprovementFeedback": "models",
     "ImprovementPlan": "models",
+    "Model": "models",
     "IncomingMessage": "models",
     "OutgoingMessage": "models",
     "Proposal": "models",

@@ -26,14 +26,15 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from refactorbot.errors import ConfigError
+from refactorbot.errors import ConfigError, describe_validation_error
 from refactorbot.home import default_home
+from refactorbot.models import Model
 
 CONFIG_FILE = "refactorbot.toml"
 M = TypeVar("M", bound=BaseModel)
 
 
-class ResourceLimits(BaseModel):
+class ResourceLimits(Model):
     """Per-slice limits the ``ResourceAllocator`` enforces."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +45,7 @@ class ResourceLimits(BaseModel):
     burst: int | None = Field(None, ge=1, description="bucket size for the rate limit")
 
 
-class CoreSettings(BaseModel):
+class CoreSettings(Model):
     """Settings of the orchestrator itself."""
 
     model_config = ConfigDict(extra="forbid")
@@ -60,7 +61,7 @@ class CoreSettings(BaseModel):
     operation_log: bool = Field(True, description="log every operation to master.db")
 
 
-class LLMSettings(BaseModel):
+class LLMSettings(Model):
     """Which model and gateway slices get when they do not ask for one."""
 
     model_config = ConfigDict(extra="forbid")
@@ -69,7 +70,7 @@ class LLMSettings(BaseModel):
     gateway: str | None = Field(None, description="default gateway name (RB_GATEWAY)")
 
 
-class Settings(BaseModel):
+class Settings(Model):
     """The whole configuration of one home directory."""
 
     model_config = ConfigDict(extra="forbid")
@@ -143,18 +144,6 @@ def validate_section(model: type[M], data: Mapping[str, Any], where: str) -> M:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(f"{where}: {describe_validation_error(exc)}") from None
-
-
-def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
-    """Return a one-line summary of a pydantic ``ValidationError``."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{loc}: {err['msg']}")
-    more = len(exc.errors()) - limit
-    if more > 0:
-        parts.append(f"and {more} more")
-    return "; ".join(parts)
 
 
 def load_settings(

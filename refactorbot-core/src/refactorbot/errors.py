@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 def one_line(text: object, limit: int = 300) -> str:
     """Return ``text`` collapsed to one line of at most ``limit`` characters (for error messages)."""
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """Return a one-line summary of a pydantic ``ValidationError``: ``field: message; ...``."""
+    errors = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in errors[:limit]]
+    if len(errors) > limit:
+        parts.append(f"and {len(errors) - limit} more")
+    return "; ".join(parts)
 
 
 class RefactorbotError(Exception):

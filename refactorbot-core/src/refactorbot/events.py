@@ -11,7 +11,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from refactorbot.models import Model
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,7 @@ Handler = Callable[["Event"], Awaitable[None]]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Event(BaseModel):
+class Event(Model):
     """One published event: a dotted topic (``session.message_added``) and a JSON payload."""
 
     topic: str

@@ -7,12 +7,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from refactorbot.errors import GatewayError
+from refactorbot.models import Model
 
 
-class ToolCallRequest(BaseModel):
+class ToolCallRequest(Model):
     """A tool call the model asked for."""
 
     id: str
@@ -20,7 +21,7 @@ class ToolCallRequest(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-class Usage(BaseModel):
+class Usage(Model):
     """Token counts of one call."""
 
     prompt_tokens: int = 0
@@ -49,7 +50,7 @@ def parse_tool_arguments(raw: Any, tool: str, model: str, gateway: str) -> dict[
     return value
 
 
-class LLMCall(BaseModel):
+class LLMCall(Model):
     """One call about to be made; ``before_llm_call`` hooks see (and may veto) it."""
 
     model: str
@@ -61,7 +62,7 @@ class LLMCall(BaseModel):
     stream: bool = False
 
 
-class LLMResponse(BaseModel):
+class LLMResponse(Model):
     """A complete answer with its usage and cost."""
 
     content: str = ""
@@ -74,7 +75,7 @@ class LLMResponse(BaseModel):
     gateway: str = ""
 
 
-class LLMChunk(BaseModel):
+class LLMChunk(Model):
     """A piece of a streamed answer; the last chunk carries usage and finish reason."""
 
     content: str = ""

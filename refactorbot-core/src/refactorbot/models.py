@@ -11,14 +11,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Model(BaseModel):
+    """Base of refactorbot's models: schemas are built on first use, keeping imports fast."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 def _request_id() -> str:
     return uuid.uuid4().hex
 
 
-class SliceRequest(BaseModel):
+class SliceRequest(Model):
     """A request for one operation of one slice."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     slice_id: str
     operation: str
@@ -45,7 +51,7 @@ class ErrorType(StrEnum):
     OPERATION_ERROR = "operation_error"
 
 
-class SliceResponse(BaseModel):
+class SliceResponse(Model):
     """The outcome of a request: data on success, a one-line error otherwise."""
 
     request_id: str
@@ -77,7 +83,7 @@ class HealthState(StrEnum):
     UNHEALTHY = "unhealthy"
 
 
-class HealthStatus(BaseModel):
+class HealthStatus(Model):
     """What ``AtomicSlice.health_check`` reports."""
 
     status: HealthState = HealthState.HEALTHY
@@ -90,7 +96,7 @@ class HealthStatus(BaseModel):
         return self.status is not HealthState.UNHEALTHY
 
 
-class OperationInfo(BaseModel):
+class OperationInfo(Model):
     """One operation of a slice as clients see it: name, description and JSON schemas."""
 
     name: str
@@ -99,7 +105,7 @@ class OperationInfo(BaseModel):
     output_schema: dict[str, Any]
 
 
-class SliceCapabilities(BaseModel):
+class SliceCapabilities(Model):
     """Everything a slice offers, derived from its ``@operation`` methods."""
 
     slice_id: str
@@ -109,7 +115,7 @@ class SliceCapabilities(BaseModel):
     operations: list[OperationInfo]
 
 
-class ImprovementFeedback(BaseModel):
+class ImprovementFeedback(Model):
     """Input to ``AtomicSlice.self_improve``: what went wrong or could be better."""
 
     source: str = "user"
@@ -117,7 +123,7 @@ class ImprovementFeedback(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class Proposal(BaseModel):
+class Proposal(Model):
     """One concrete change a slice proposes to itself."""
 
     title: str
@@ -126,7 +132,7 @@ class Proposal(BaseModel):
     changes: dict[str, Any] = Field(default_factory=dict)
 
 
-class ImprovementPlan(BaseModel):
+class ImprovementPlan(Model):
     """What ``AtomicSlice.self_improve`` returns: proposals, never applied silently."""
 
     slice_id: str
@@ -134,7 +140,7 @@ class ImprovementPlan(BaseModel):
     notes: str = ""
 
 
-class DiagnosticCheck(BaseModel):
+class DiagnosticCheck(Model):
     """One check of a self-diagnosis."""
 
     name: str
@@ -142,7 +148,7 @@ class DiagnosticCheck(BaseModel):
     detail: str = ""
 
 
-class DiagnosticReport(BaseModel):
+class DiagnosticReport(Model):
     """What ``AtomicSlice.run_self_diagnostics`` returns."""
 
     slice_id: str
@@ -158,7 +164,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class IncomingMessage(BaseModel):
+class IncomingMessage(Model):
     """A message from a channel, normalized for every platform."""
 
     channel: str
@@ -171,7 +177,7 @@ class IncomingMessage(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class OutgoingMessage(BaseModel):
+class OutgoingMessage(Model):
     """A reply to send through a channel."""
 
     channel: str

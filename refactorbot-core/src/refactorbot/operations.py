@@ -10,10 +10,12 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, TypeAdapter
 
+from refactorbot.models import Model
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class NoParams(BaseModel):
+class NoParams(Model):
     """The input model of an operation that takes no parameters."""
 
     model_config = {"extra": "forbid"}

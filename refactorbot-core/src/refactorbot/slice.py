@@ -9,21 +9,18 @@ from collections.abc import AsyncIterator
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from refactorbot.config import describe_validation_error
-from refactorbot.database import SliceDatabase, migration_files
 from refactorbot.errors import (
     OperationFailed,
     OperationTimeout,
     RefactorbotError,
     ResourceLimitExceeded,
     SliceUnavailable,
+    describe_validation_error,
 )
-from refactorbot.events import Event
-from refactorbot.llm import LLMCall, LLMChunk, LLMResponse
 from refactorbot.models import (
     DiagnosticCheck,
     DiagnosticReport,
@@ -32,6 +29,7 @@ from refactorbot.models import (
     HealthStatus,
     ImprovementFeedback,
     ImprovementPlan,
+    Model,
     OperationInfo,
     Proposal,
     SliceCapabilities,
@@ -40,8 +38,13 @@ from refactorbot.models import (
 )
 from refactorbot.operations import OperationSpec, build_spec
 
+if TYPE_CHECKING:  # imported where used, so that plugin discovery stays fast
+    from refactorbot.database import SliceDatabase
+    from refactorbot.events import Event
+    from refactorbot.llm import LLMCall, LLMChunk, LLMResponse
 
-class SliceConfig(BaseModel):
+
+class SliceConfig(Model):
     """Base of a slice's ``Config`` model: unknown keys are configuration errors."""
 
     model_config = ConfigDict(extra="forbid")
@@ -104,6 +107,8 @@ class SliceContext:
 
     async def publish(self, topic: str, payload: dict[str, Any] | None = None) -> None:
         """Publish an event (``topic`` is dotted, conventionally ``<slice_id>.<what>``)."""
+        from refactorbot.events import Event
+
         await self._host().publish(Event(topic=topic, payload=payload or {}, source=self.slice_id))
 
     async def complete(
@@ -114,6 +119,8 @@ class SliceContext:
         **params: Any,
     ) -> LLMResponse:
         """Ask a language model through the host's gateways; the call is billed to this slice."""
+        from refactorbot.llm import LLMCall
+
         call = LLMCall(model=model or "", messages=messages, tools=tools, slice_id=self.slice_id, params=params)
         return await self._host().complete(call)
 
@@ -125,6 +132,8 @@ class SliceContext:
         **params: Any,
     ) -> AsyncIterator[LLMChunk]:
         """Stream a language model's answer through the host's gateways."""
+        from refactorbot.llm import LLMCall
+
         call = LLMCall(
             model=model or "", messages=messages, tools=tools, slice_id=self.slice_id, params=params, stream=True
         )
@@ -243,6 +252,8 @@ class AtomicSlice:
     async def initialize(self) -> None:
         """Open the slice's database and apply its migrations."""
         if self.uses_database:
+            from refactorbot.database import SliceDatabase
+
             self.db = SliceDatabase(self.ctx.db_path, self.migrations())
             await self.db.open()
 
@@ -279,6 +290,8 @@ class AtomicSlice:
         if self.db is not None and self.db.is_open:
             verdict = await self.db.integrity_check()
             checks.append(DiagnosticCheck(name="database_integrity", passed=verdict == "ok", detail=verdict))
+            from refactorbot.database import migration_files
+
             shipped = [n for n, _, _ in migration_files(self.migrations())]
             applied = await self.db.applied_migrations()
             missing = sorted(set(shipped) - set(applied))

@@ -8,8 +8,10 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
+from refactorbot.models import Model
 
-class ToolResult(BaseModel):
+
+class ToolResult(Model):
     """What a tool returns: output text for the model, optional structured data."""
 
     ok: bool = True
@@ -18,7 +20,7 @@ class ToolResult(BaseModel):
     error: str | None = None
 
 
-class ToolContext(BaseModel):
+class ToolContext(Model):
     """What a tool may use while running: its workspace and the caller's identity."""
 
     model_config = {"arbitrary_types_allowed": True}
@@ -29,7 +31,7 @@ class ToolContext(BaseModel):
     slice: Any = None  # the calling SliceContext, for tools that call other slices
 
 
-class ToolCall(BaseModel):
+class ToolCall(Model):
     """A tool call about to run; ``before_tool_call`` hooks see (and may veto) it."""
 
     tool: str

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from refactorbot import SliceConfig
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints
+from refactorbot import Model, SliceConfig
 
 TITLE_MAX = 200
 BODY_MAX = 10_000
@@ -34,7 +34,7 @@ class NotesConfig(SliceConfig):
     default_list: ListName = Field("inbox", description="list a note goes to when `add` names none")
 
 
-class Params(BaseModel):
+class Params(Model):
     """Base of every operation's parameters: unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,7 +80,7 @@ class CompleteNote(NoteRef):
     done: bool = Field(True, description="false reopens a completed note")
 
 
-class Note(BaseModel):
+class Note(Model):
     """One note as operations return it."""
 
     id: int
@@ -93,14 +93,14 @@ class Note(BaseModel):
     updated_at: datetime
 
 
-class NoteList(BaseModel):
+class NoteList(Model):
     """A page of notes and how many match in all."""
 
     notes: list[Note]
     total: int
 
 
-class Deleted(BaseModel):
+class Deleted(Model):
     """What ``notes.delete`` returns."""
 
     id: int

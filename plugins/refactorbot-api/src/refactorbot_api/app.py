@@ -14,8 +14,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from refactorbot._version import __version__
-from refactorbot.config import describe_validation_error
-from refactorbot.errors import ConfigError
+from refactorbot.errors import ConfigError, describe_validation_error
 from refactorbot.models import (
     ImprovementFeedback,
     ImprovementPlan,

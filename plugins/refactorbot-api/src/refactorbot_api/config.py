@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+from refactorbot import Model
 
 
-class ApiConfig(BaseModel):
+class ApiConfig(Model):
     """Where the control API listens (``RB_API_HOST``, ``RB_API_PORT``, ``RB_API_ENABLED``)."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+# Plain pydantic models: FastAPI builds their schemas itself (deferred builds confuse its body aliases).
 from pydantic import BaseModel, ConfigDict, Field
 from refactorbot.models import DiagnosticCheck, SliceCapabilities
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+from refactorbot import Model
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -24,7 +25,7 @@ def check_url(value: str | None) -> str | None:
     return value
 
 
-class ModelOverride(BaseModel):
+class ModelOverride(Model):
     """Settings for one model, overriding the gateway-wide ones."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,7 +51,7 @@ class ModelOverride(BaseModel):
         return check_url(value)
 
 
-class LiteLLMConfig(BaseModel):
+class LiteLLMConfig(Model):
     """``[gateways.litellm]``: where to send calls, how long to wait, what to fall back to."""
 
     model_config = ConfigDict(extra="forbid")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+from refactorbot import Model
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PREFIX = "openrouter/"
@@ -16,7 +17,7 @@ def wire_name(model: str) -> str:
     return model[len(PREFIX) :] if model.startswith(PREFIX) else model
 
 
-class OpenRouterConfig(BaseModel):
+class OpenRouterConfig(Model):
     """``[gateways.openrouter]``: endpoint, key variable, timeouts, retries and fallback models."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from refactorbot import SliceConfig
+from pydantic import ConfigDict, Field
+from refactorbot import Model, SliceConfig
 
 Mode = Literal["auto", "single", "two_phase"]
 _ID: dict[str, Any] = {"min_length": 1, "max_length": 200}
@@ -29,7 +29,7 @@ class AgentConfig(SliceConfig):
     tool_output_chars: int = Field(20_000, ge=100, description="tool output longer than this is cut for the model")
 
 
-class _Params(BaseModel):
+class _Params(Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -43,7 +43,7 @@ class RunParams(_Params):
     max_steps: int | None = Field(None, ge=1, le=100)
 
 
-class ToolCallRecord(BaseModel):
+class ToolCallRecord(Model):
     """One tool call the agent made and how it went."""
 
     id: str
@@ -55,13 +55,13 @@ class ToolCallRecord(BaseModel):
     duration_ms: float = 0.0
 
 
-class TokenCount(BaseModel):
+class TokenCount(Model):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
-class RunResult(BaseModel):
+class RunResult(Model):
     """What one agent run produced."""
 
     answer: str
@@ -88,7 +88,7 @@ class ExecutionsParams(_Params):
     user_id: str | None = Field(None, **_ID)
 
 
-class Execution(BaseModel):
+class Execution(Model):
     """A recorded run."""
 
     id: str
@@ -121,7 +121,7 @@ class SetPromptParams(_Params):
     note: str | None = Field(None, max_length=500)
 
 
-class PromptTemplate(BaseModel):
+class PromptTemplate(Model):
     name: str
     version: int
     content: str

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from refactorbot import SliceConfig
+from pydantic import ConfigDict, Field, field_validator
+from refactorbot import Model, SliceConfig
 
 _ID: dict[str, Any] = {"min_length": 1, "max_length": 200}
 
@@ -23,7 +23,7 @@ class MemoryConfig(SliceConfig):
     )
 
 
-class _Params(BaseModel):
+class _Params(Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -48,7 +48,7 @@ class RememberParams(_Params):
     normalize_tags = field_validator("tags")(_clean_tags)
 
 
-class Memory(BaseModel):
+class Memory(Model):
     """One memory of one user."""
 
     id: int
@@ -76,7 +76,7 @@ class SearchParams(_Params):
     normalize_tags = field_validator("tags")(_clean_tags)
 
 
-class SearchResult(BaseModel):
+class SearchResult(Model):
     memories: list[Memory]
     query: str = Field(description="the sanitised FTS5 expression that ran ('' for none)")
 
@@ -88,7 +88,7 @@ class ForgetParams(_Params):
     everything: bool = Field(False, description="forget every memory of the user")
 
 
-class ForgetResult(BaseModel):
+class ForgetResult(Model):
     forgotten: int
 
 
@@ -99,7 +99,7 @@ class ConsolidateParams(_Params):
     max_memories: int = Field(50, ge=2, le=500)
 
 
-class ConsolidateResult(BaseModel):
+class ConsolidateResult(Model):
     consolidated: bool
     summary: Memory | None = None
     source_ids: list[int] = Field(default_factory=list)
@@ -112,7 +112,7 @@ class PruneParams(_Params):
     max_access_count: int = Field(0, ge=0, description="only memories recalled at most this often")
 
 
-class PruneResult(BaseModel):
+class PruneResult(Model):
     pruned: int
 
 
@@ -120,7 +120,7 @@ class StatsParams(_Params):
     user_id: str | None = Field(None, **_ID)
 
 
-class MemoryStats(BaseModel):
+class MemoryStats(Model):
     memories: int
     users: int
     by_kind: dict[str, int]

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from refactorbot import SliceConfig
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from refactorbot import Model, SliceConfig
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -17,7 +17,7 @@ SliceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][
 Usd = Annotated[float, Field(ge=0, le=1_000_000)]
 
 
-class _Strict(BaseModel):
+class _Strict(Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -138,7 +138,7 @@ class ListModels(_Strict):
     capability: Annotated[str, Field(min_length=1, max_length=32)] | None = None
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Model):
     """A configured model and how it is reached (the key's variable name, never its value)."""
 
     name: str
@@ -173,7 +173,7 @@ class SpendQuery(_Strict):
         return self
 
 
-class SpendRow(BaseModel):
+class SpendRow(Model):
     """Spend of one group."""
 
     day: str | None = None
@@ -185,7 +185,7 @@ class SpendRow(BaseModel):
     cost_usd: float
 
 
-class SpendReport(BaseModel):
+class SpendReport(Model):
     """Spend over a date range."""
 
     since: date | None
@@ -209,7 +209,7 @@ class GetBudgets(_Strict):
     slice_id: SliceId | None = None
 
 
-class BudgetStatus(BaseModel):
+class BudgetStatus(Model):
     """A budget and how much of it is spent (``slice_id`` ``None``: all calls together)."""
 
     slice_id: str | None
@@ -226,7 +226,7 @@ class RouteTask(_Strict):
     task: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class RouteResult(BaseModel):
+class RouteResult(Model):
     """The model chosen for a task and the rule that chose it."""
 
     task: str
@@ -251,7 +251,7 @@ class RecordCall(_Strict):
     timestamp: float | None = Field(None, gt=0, description="unix time of the call (default: now)")
 
 
-class RecordedCall(BaseModel):
+class RecordedCall(Model):
     """A logged call and how its cost was found."""
 
     id: int

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from refactorbot import SliceConfig
+from pydantic import ConfigDict, Field
+from refactorbot import Model, SliceConfig
 
 Role = Literal["system", "user", "assistant", "tool"]
 Status = Literal["active", "archived"]
@@ -23,7 +23,7 @@ class SessionConfig(SliceConfig):
     max_content_chars: int = Field(200_000, ge=1, description="longest message accepted")
 
 
-class _Params(BaseModel):
+class _Params(Model):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -35,7 +35,7 @@ class GetOrCreateParams(_Params):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Session(BaseModel):
+class Session(Model):
     """One conversation."""
 
     session_id: str
@@ -71,7 +71,7 @@ class ExtendParams(_Params):
     messages: list[NewMessage] = Field(min_length=1, max_length=200)
 
 
-class Message(BaseModel):
+class Message(Model):
     """One stored message."""
 
     id: int
@@ -93,7 +93,7 @@ class HistoryParams(_Params):
     limit: int | None = Field(None, ge=1, le=10_000, description="newest messages at most")
 
 
-class History(BaseModel):
+class History(Model):
     """A session's messages in chat format, trimmed to a token budget."""
 
     session_id: str
@@ -118,7 +118,7 @@ class ArchiveIdleParams(_Params):
     idle_days: float | None = Field(None, gt=0, description="default: archive_after_days from the config")
 
 
-class ArchiveResult(BaseModel):
+class ArchiveResult(Model):
     archived: int
     session_ids: list[str]
 
@@ -127,7 +127,7 @@ class StatsParams(_Params):
     session_id: str | None = Field(None, **_ID)
 
 
-class SessionStats(BaseModel):
+class SessionStats(Model):
     """Analytics of one session, or of all when no session is named."""
 
     sessions: int

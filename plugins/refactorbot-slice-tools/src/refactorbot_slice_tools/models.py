@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+from refactorbot import Model
 from refactorbot.slice import SliceConfig
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
@@ -22,7 +23,7 @@ class ToolsConfig(SliceConfig):
     log_value_chars: int = Field(500, ge=16, description="characters of each logged argument value")
 
 
-class ToolInfo(BaseModel):
+class ToolInfo(Model):
     """One installed tool as the registry knows it."""
 
     name: str
@@ -34,7 +35,7 @@ class ToolInfo(BaseModel):
     definition: dict[str, Any] = Field(description="the tool in OpenAI function-calling format")
 
 
-class ListParams(BaseModel):
+class ListParams(Model):
     """Arguments of ``tools.list``."""
 
     model_config = {"extra": "forbid"}
@@ -43,14 +44,14 @@ class ListParams(BaseModel):
     category: str | None = Field(None, description="only tools of this category (files, exec, web, ...)")
 
 
-class ToolList(BaseModel):
+class ToolList(Model):
     """Installed tools and, in ``schemas``, the enabled ones ready to pass as ``tools=`` to an LLM."""
 
     tools: list[ToolInfo]
     schemas: list[dict[str, Any]]
 
 
-class ExecuteParams(BaseModel):
+class ExecuteParams(Model):
     """Arguments of ``tools.execute``."""
 
     model_config = {"extra": "forbid"}
@@ -64,7 +65,7 @@ class ExecuteParams(BaseModel):
     call_id: str | None = Field(None, max_length=200, description="the model's tool-call id")
 
 
-class ToolName(BaseModel):
+class ToolName(Model):
     """Arguments of ``tools.enable`` and ``tools.disable``."""
 
     model_config = {"extra": "forbid"}
@@ -72,7 +73,7 @@ class ToolName(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="tool name")
 
 
-class StatsParams(BaseModel):
+class StatsParams(Model):
     """Arguments of ``tools.stats``."""
 
     model_config = {"extra": "forbid"}
@@ -81,7 +82,7 @@ class StatsParams(BaseModel):
     since: float | None = Field(None, ge=0, description="only calls after this Unix time")
 
 
-class ToolUsage(BaseModel):
+class ToolUsage(Model):
     """Usage of one tool."""
 
     tool: str
@@ -93,14 +94,14 @@ class ToolUsage(BaseModel):
     last_used: float | None
 
 
-class ToolStats(BaseModel):
+class ToolStats(Model):
     """Usage statistics per tool, busiest first."""
 
     tools: list[ToolUsage]
     total_calls: int
 
 
-class HistoryParams(BaseModel):
+class HistoryParams(Model):
     """Arguments of ``tools.history``."""
 
     model_config = {"extra": "forbid"}
@@ -111,7 +112,7 @@ class HistoryParams(BaseModel):
     limit: int = Field(50, ge=1, le=1000)
 
 
-class ExecutionRecord(BaseModel):
+class ExecutionRecord(Model):
     """One logged tool call (secrets masked, long values cut)."""
 
     id: int
@@ -127,7 +128,7 @@ class ExecutionRecord(BaseModel):
     timestamp: float
 
 
-class History(BaseModel):
+class History(Model):
     """Recent tool calls, newest first."""
 
     executions: list[ExecutionRecord]

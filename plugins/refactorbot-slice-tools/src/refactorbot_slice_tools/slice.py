@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from refactorbot.config import describe_validation_error
 from refactorbot.database import BatchWriter
-from refactorbot.errors import RefactorbotError, ToolError
+from refactorbot.errors import RefactorbotError, ToolError, describe_validation_error
 from refactorbot.models import HealthState, HealthStatus
 from refactorbot.operations import operation
 from refactorbot.resources import TokenBucket

@@ -16,7 +16,8 @@ import shlex
 import shutil
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+from refactorbot import Model
 from refactorbot.errors import PathOutsideWorkspace, ToolError
 from refactorbot.workspace import Workspace
 
@@ -143,7 +144,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
 
 
-class ExecConfig(BaseModel):
+class ExecConfig(Model):
     """``[tools.exec]``: what may run, where, for how long, with what environment."""
 
     model_config = ConfigDict(extra="forbid")

@@ -10,6 +10,7 @@ import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from refactorbot import Model
 from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
@@ -20,7 +21,7 @@ from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCom
 _CHUNK = 65_536
 
 
-class RunParams(BaseModel):
+class RunParams(Model):
     """Arguments of ``exec_run``."""
 
     model_config = ConfigDict(extra="forbid")

@@ -13,6 +13,7 @@ import stat
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from refactorbot import Model
 from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
@@ -21,7 +22,7 @@ from refactorbot.workspace import Workspace, workspace_for
 PATH_FIELD = Field(min_length=1, max_length=1024, description="file path relative to the workspace, e.g. 'src/app.py'")
 
 
-class FilesConfig(BaseModel):
+class FilesConfig(Model):
     """``[tools.files]``: where the tools work and how much they read, write and list."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +72,7 @@ def _split_last(user_path: str) -> tuple[str, str]:
 # -- read -----------------------------------------------------------------------------------
 
 
-class ReadParams(BaseModel):
+class ReadParams(Model):
     """Arguments of ``files_read``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -162,7 +163,7 @@ class FilesRead(FilesTool):
 # -- write ----------------------------------------------------------------------------------
 
 
-class WriteParams(BaseModel):
+class WriteParams(Model):
     """Arguments of ``files_write``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -214,7 +215,7 @@ class FilesWrite(FilesTool):
 # -- replace --------------------------------------------------------------------------------
 
 
-class ReplaceParams(BaseModel):
+class ReplaceParams(Model):
     """Arguments of ``files_replace``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -281,7 +282,7 @@ class FilesReplace(FilesTool):
 # -- list -----------------------------------------------------------------------------------
 
 
-class ListParams(BaseModel):
+class ListParams(Model):
     """Arguments of ``files_list``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -367,7 +368,7 @@ def _format(entry: dict[str, Any]) -> str:
 # -- delete ---------------------------------------------------------------------------------
 
 
-class DeleteParams(BaseModel):
+class DeleteParams(Model):
     """Arguments of ``files_delete``."""
 
     model_config = ConfigDict(extra="forbid")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+from refactorbot import Model
 
 
-class WebConfig(BaseModel):
+class WebConfig(Model):
     """Configuration shared by ``web_fetch`` and ``web_search``."""
 
     model_config = ConfigDict(extra="forbid")

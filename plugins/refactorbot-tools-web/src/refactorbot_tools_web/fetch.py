@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+from refactorbot import Model
 from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
@@ -40,7 +41,7 @@ async def system_resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class FetchParams(BaseModel):
+class FetchParams(Model):
     """Arguments of ``web_fetch``."""
 
     model_config = ConfigDict(extra="forbid")

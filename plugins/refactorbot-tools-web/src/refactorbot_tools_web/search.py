@@ -7,7 +7,8 @@ import os
 from typing import Any
 from urllib.parse import quote_plus
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+from refactorbot import Model
 from refactorbot.errors import ToolError
 from refactorbot.tools import ToolContext, ToolResult
 
@@ -17,7 +18,7 @@ from refactorbot_tools_web.html_text import html_to_text
 MAX_RESPONSE_BYTES = 2_000_000
 
 
-class SearchParams(BaseModel):
+class SearchParams(Model):
     """Arguments of ``web_search``."""
 
     model_config = ConfigDict(extra="forbid")
