@@ -79,13 +79,17 @@ def wall(cmd: list[str], env: dict[str, str], runs: int) -> list[float]:
 def bench_startup(runs: int) -> list[tuple[str, str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         site = make_site(Path(tmp) / "site", 25)
+        dummies = ",".join(f"rb-bench-dummy{i}" for i in range(25))
         env = clean_env(PYTHONPATH=str(site), RB_HOME=str(Path(tmp) / "home"))
+        only = clean_env(PYTHONPATH=str(site), RB_HOME=str(Path(tmp) / "home"), RB_LOAD_PLUGINS=dummies)
         listed = subprocess.run(
             [sys.executable, "-m", "refactorbot", "plugins", "list", "--json"], env=env, capture_output=True, text=True
         )
         installed = listed.stdout.count('"name"')
+        cmd = [sys.executable, "-m", "refactorbot", "plugins", "list"]
         floor = statistics.median(wall([sys.executable, "-c", "import pluggy"], env, runs))
-        plist = statistics.median(wall([sys.executable, "-m", "refactorbot", "plugins", "list"], env, runs))
+        plist = statistics.median(wall(cmd, only, runs))
+        full = statistics.median(wall(cmd, env, runs))
         imp = statistics.median(wall([sys.executable, "-c", "import refactorbot"], env, runs))
         bare = statistics.median(wall([sys.executable, "-c", "pass"], env, runs))
     out = subprocess.run(
@@ -96,7 +100,12 @@ def bench_startup(runs: int) -> list[tuple[str, str, str]]:
     ).stderr
     cumulative = [int(line.split("|")[1]) for line in out.splitlines() if line.rstrip().endswith("| refactorbot")]
     return [
-        (f"`refactorbot plugins list`, {installed} plugins installed (median wall)", f"{plist:.0f} ms", "≤ 300 ms"),
+        ("`refactorbot plugins list`, 25 plugins loaded (median wall)", f"{plist:.0f} ms", "≤ 300 ms"),
+        (
+            f"`refactorbot plugins list`, all {installed} installed plugins loaded",
+            f"{full:.0f} ms",
+            "(everything in this venv)",
+        ),
         ("`python -c 'import pluggy'` (floor)", f"{floor:.0f} ms", "baseline"),
         ("`python -c 'import refactorbot'` (median wall)", f"{imp:.0f} ms", f"interpreter alone {bare:.0f} ms"),
         (
@@ -167,25 +176,32 @@ async def bench_routing(seconds: float) -> list[tuple[str, str, str]]:
             while time.perf_counter() - start < seconds:
                 await asyncio.gather(*(host.call("noop.noop") for _ in range(100)))
                 total += 100
-            rows.append(("routed no-op, 100 concurrent", f"{total / (time.perf_counter() - start):,.0f} ops/s", ""))
-            await host.state.flush()
+            await host.state.flush()  # count the time to commit every log row
+            rows.append(
+                (
+                    "routed no-op, 100 concurrent, log rows committed",
+                    f"{total / (time.perf_counter() - start):,.0f} ops/s",
+                    "",
+                )
+            )
             logged = await host.state.db.scalar("SELECT count(*) FROM operation_log")
             rows.append(("operation-log rows written", f"{logged:,}", f"of {count + total + 2000:,} calls"))
+        # Baseline: the same rows straight into SQLite through aiosqlite, 500 per transaction.
         db = SliceDatabase(Path(tmp) / "raw.db")
         await db.open()
-        await db.execute("CREATE TABLE t (ts REAL, a TEXT, b TEXT, ok INTEGER, ms REAL)")
-        writer = db.batch_writer("INSERT INTO t VALUES (?, ?, ?, ?, ?)")
+        await db.execute(
+            "CREATE TABLE t (ts REAL, rid TEXT, a TEXT, b TEXT, c TEXT, ok INTEGER, e TEXT, m TEXT, ms REAL)"
+        )
+        row = (time.time(), "0" * 32, "noop", "noop", None, 1, None, None, 0.01)
         start = time.perf_counter()
         n = 0
         while time.perf_counter() - start < seconds:
-            for _ in range(1000):
-                writer.add((time.time(), "noop", "noop", 1, 0.01))
-            n += 1000
-            await asyncio.sleep(0)
-        await writer.flush()
+            async with db.transaction() as conn:
+                await conn.executemany("INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [row] * 500)
+            n += 500
         rows.append(
             (
-                "raw aiosqlite batched insert loop (baseline)",
+                "raw aiosqlite insert loop, 500 rows a transaction (baseline)",
                 f"{n / (time.perf_counter() - start):,.0f} rows/s",
                 "baseline",
             )
