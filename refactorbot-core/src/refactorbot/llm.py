@@ -50,6 +50,34 @@ def parse_tool_arguments(raw: Any, tool: str, model: str, gateway: str) -> dict[
     return value
 
 
+class ToolCallAssembler:
+    """Reassemble streamed tool-call deltas (OpenAI format: pieces keyed by ``index``) into calls."""
+
+    def __init__(self, gateway: str) -> None:
+        self.gateway = gateway
+        self._pieces: dict[int, dict[str, str]] = {}
+
+    def add(self, index: int | None, call_id: str | None, name: str | None, arguments: str | None) -> None:
+        """Add one delta; ``index`` None means a new call."""
+        slot = self._pieces.setdefault(
+            len(self._pieces) if index is None else index, {"id": "", "name": "", "arguments": ""}
+        )
+        slot["id"] = call_id or slot["id"]
+        slot["name"] = name or slot["name"]
+        slot["arguments"] += arguments or ""
+
+    def calls(self, model: str) -> list[ToolCallRequest]:
+        """Return the complete calls in index order; raise ``GatewayError`` on malformed arguments."""
+        return [
+            ToolCallRequest(
+                id=piece["id"] or f"call_{i}",
+                name=piece["name"],
+                arguments=parse_tool_arguments(piece["arguments"], piece["name"], model, self.gateway),
+            )
+            for i, piece in sorted(self._pieces.items())
+        ]
+
+
 class LLMCall(Model):
     """One call about to be made; ``before_llm_call`` hooks see (and may veto) it."""
 

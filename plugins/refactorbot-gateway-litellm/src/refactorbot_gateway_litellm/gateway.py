@@ -13,7 +13,15 @@ from typing import Any
 
 from refactorbot.config import validate_section
 from refactorbot.errors import GatewayError, one_line
-from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage, parse_tool_arguments
+from refactorbot.llm import (
+    LLMChunk,
+    LLMGateway,
+    LLMResponse,
+    ToolCallAssembler,
+    ToolCallRequest,
+    Usage,
+    parse_tool_arguments,
+)
 
 from refactorbot_gateway_litellm.config import LiteLLMConfig, ModelOverride
 
@@ -205,7 +213,7 @@ class LiteLLMGateway(LLMGateway):
         params = {**params, "stream": True, "stream_options": {"include_usage": True}}
         response, candidates = await self._send(model, messages, tools, params)
         served, finish, usage = candidates[0], None, Usage()
-        pieces: dict[int, dict[str, str]] = {}
+        assembler = ToolCallAssembler("litellm")
         try:
             async for chunk in response:
                 served = _configured_name(getattr(chunk, "model", None), candidates) if chunk.model else served
@@ -219,24 +227,18 @@ class LiteLLMGateway(LLMGateway):
                 choice = chunk.choices[0]
                 finish = choice.finish_reason or finish
                 for delta in choice.delta.tool_calls or []:
-                    index = delta.index if delta.index is not None else len(pieces)
-                    slot = pieces.setdefault(index, {"id": "", "name": "", "arguments": ""})
-                    slot["id"] = delta.id or slot["id"]
-                    if delta.function is not None:
-                        slot["name"] = delta.function.name or slot["name"]
-                        slot["arguments"] += delta.function.arguments or ""
+                    function = delta.function
+                    assembler.add(
+                        delta.index,
+                        delta.id,
+                        function.name if function is not None else None,
+                        function.arguments if function is not None else None,
+                    )
                 if choice.delta.content:
                     yield LLMChunk(content=choice.delta.content, model=served)
         except Exception as exc:  # a stream broken mid-way by the provider or the network
             raise self._error(model, self.settings.for_model(model), exc) from None
-        calls = [
-            ToolCallRequest(
-                id=p["id"] or f"call_{i}",
-                name=p["name"],
-                arguments=parse_tool_arguments(p["arguments"], p["name"], served, "litellm"),
-            )
-            for i, p in sorted(pieces.items())
-        ]
+        calls = assembler.calls(served)
         yield LLMChunk(
             tool_calls=calls,
             finish_reason=finish or ("tool_calls" if calls else "stop"),

@@ -12,7 +12,15 @@ from typing import Any
 
 from refactorbot.config import validate_section
 from refactorbot.errors import GatewayError, one_line
-from refactorbot.llm import LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage, parse_tool_arguments
+from refactorbot.llm import (
+    LLMChunk,
+    LLMGateway,
+    LLMResponse,
+    ToolCallAssembler,
+    ToolCallRequest,
+    Usage,
+    parse_tool_arguments,
+)
 
 from refactorbot_gateway_openrouter.config import OpenRouterConfig, wire_name
 
@@ -241,7 +249,7 @@ class OpenRouterGateway(LLMGateway):
 
         response, chain = await self._with_retries(model, attempt)
         served, finish, usage, cost = chain[0], None, Usage(), None
-        pieces: dict[int, dict[str, str]] = {}
+        assembler = ToolCallAssembler("openrouter")
         try:
             async for line in response.aiter_lines():
                 if not line.startswith("data:"):
@@ -263,13 +271,10 @@ class OpenRouterGateway(LLMGateway):
                     finish = choice.get("finish_reason") or finish
                     delta = choice.get("delta") or {}
                     for call in delta.get("tool_calls") or []:
-                        slot = pieces.setdefault(
-                            call.get("index", len(pieces)), {"id": "", "name": "", "arguments": ""}
-                        )
                         function = call.get("function") or {}
-                        slot["id"] = call.get("id") or slot["id"]
-                        slot["name"] = function.get("name") or slot["name"]
-                        slot["arguments"] += function.get("arguments") or ""
+                        assembler.add(
+                            call.get("index"), call.get("id"), function.get("name"), function.get("arguments")
+                        )
                     if delta.get("content"):
                         yield LLMChunk(content=delta["content"], model=served)
         except httpx.TimeoutException:
@@ -280,14 +285,7 @@ class OpenRouterGateway(LLMGateway):
             ) from None
         finally:
             await response.aclose()
-        calls = [
-            ToolCallRequest(
-                id=p["id"] or f"call_{i}",
-                name=p["name"],
-                arguments=parse_tool_arguments(p["arguments"], p["name"], served, "openrouter"),
-            )
-            for i, p in sorted(pieces.items())
-        ]
+        calls = assembler.calls(served)
         yield LLMChunk(
             tool_calls=calls,
             finish_reason=finish or ("tool_calls" if calls else "stop"),
