@@ -25,6 +25,14 @@ pytestmark = pytest.mark.asyncio
 # -- start-up, token, discovery -------------------------------------------------------------
 
 
+async def test_one_shot_hosts_start_no_server(tmp_path: Path) -> None:
+    # `refactorbot call` / `slices` run a host that is not serving: no port, no server.json
+    async with host_running(tmp_path, [api_sample, refactorbot_api.plugin], config=CONFIG, serving=False) as host:
+        assert host.has_slice("sample")
+        assert not (tmp_path / "server.json").exists()
+        assert not (tmp_path / "api-token").exists()
+
+
 async def test_token_owner_only_reused_and_server_file_lifecycle(tmp_path: Path) -> None:
     async with host_running(tmp_path, [api_sample, refactorbot_api.plugin], config=CONFIG) as host:
         token_file = tmp_path / "api-token"

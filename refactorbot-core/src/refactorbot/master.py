@@ -54,10 +54,15 @@ class SliceSlot:
 class MasterCore:
     """The orchestrator: one asyncio loop, one SQLite file per slice, ``master.db`` for itself."""
 
-    def __init__(self, settings: Settings, plugins: PluginHost, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, plugins: PluginHost, env: Mapping[str, str] | None = None, *, serving: bool = True
+    ) -> None:
         self.settings = settings
         self.plugins = plugins
         self.env = env
+        #: False for one-shot commands (``refactorbot call``, ``slices``): plugins then skip
+        #: long-running services such as the API server in their ``startup`` hook.
+        self.serving = serving
         self.state = GlobalState(settings.master_db)
         self.metrics = Metrics()
         self.allocator = ResourceAllocator(lambda sid: settings.slice_resources(sid, env))

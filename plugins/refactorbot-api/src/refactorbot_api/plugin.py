@@ -14,7 +14,12 @@ _servers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 @hookimpl
 async def startup(host: Any) -> None:
-    """Start the API server inside the orchestrator's event loop (unless ``[plugins.api] enabled = false``)."""
+    """Start the API server inside the orchestrator's event loop (unless ``[plugins.api] enabled = false``).
+
+    One-shot commands (``refactorbot call``, ``slices``) run a host that is not serving: no server then.
+    """
+    if not getattr(host, "serving", True):
+        return
     from refactorbot_api.config import ApiConfig
     from refactorbot_api.server import ApiServer
 

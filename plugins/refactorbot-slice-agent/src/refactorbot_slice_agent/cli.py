@@ -83,9 +83,7 @@ async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, mo
     from refactorbot.chat import MasterChat
     from refactorbot.models import IncomingMessage
 
-    host = env.master()
-    # A chat in this process needs no control API; `refactorbot serve` is the place for one.
-    host.settings.plugins["api"] = {**host.settings.plugins.get("api", {}), "enabled": False}
+    host = env.master()  # one-shot: no control API in this process; `refactorbot serve` is the place for one
     async with host:
         if not host.has_slice("agent"):
             click.secho("warning: the agent slice is not running; replies will say so.", fg="yellow", err=True)

@@ -190,11 +190,10 @@ async def _play(home: Path, base_url: str, plugins: Any, progress: DemoProgress)
     settings = load_settings(home, env={})
     settings.llm.model, settings.llm.gateway = DEMO_MODEL, "litellm"
     settings.gateways["litellm"] = {"api_base": base_url, "api_key_env": DEMO_KEY_ENV}
-    settings.plugins["api"] = {**settings.plugins.get("api", {}), "enabled": False}  # no HTTP server for a demo
     click.secho("refactorbot demo — the real pipeline, an offline scripted model (no key, no network)", bold=True)
     click.echo(f"  home:  {home}")
     click.echo(f"  model: {DEMO_MODEL} via the litellm gateway at {base_url}")
-    async with MasterCore(settings, plugins, env={}) as host:
+    async with MasterCore(settings, plugins, env={}, serving=False) as host:  # no HTTP server for a demo
         click.echo(f"  slices running: {', '.join(host.running_slices())}")
         for slot in host.slice_status():
             if slot["status"] == "failed":

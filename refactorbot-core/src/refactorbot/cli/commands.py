@@ -166,7 +166,7 @@ def serve(env: Env) -> None:
     logging.getLogger("refactorbot").setLevel(logging.INFO)
 
     async def serving() -> None:
-        host = env.master()
+        host = env.master(serving=True)
         await host.start()
         running = host.running_slices()
         click.echo(f"refactorbot serving {len(running)} slice(s) from {host.home}: {', '.join(running) or 'none'}")

@@ -37,12 +37,12 @@ class Env:
         """Return the plugin host, loaded once per invocation."""
         return plugin_host(self.meta)
 
-    def master(self) -> Any:
-        """Return a ``MasterCore`` for this home, with the installed plugins."""
+    def master(self, *, serving: bool = False) -> Any:
+        """Return a ``MasterCore`` for this home, with the installed plugins (one-shot unless ``serving``)."""
         from refactorbot.config import load_settings
         from refactorbot.master import MasterCore
 
-        return MasterCore(load_settings(self.home, self.config), self.plugins())
+        return MasterCore(load_settings(self.home, self.config), self.plugins(), serving=serving)
 
 
 def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:

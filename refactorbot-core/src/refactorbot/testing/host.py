@@ -25,11 +25,13 @@ def build_host(
     config: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     load_installed: bool = False,
+    serving: bool = True,
 ) -> MasterCore:
     """Return a ``MasterCore`` on ``home`` with ``plugins`` (modules, objects or module names).
 
     ``config`` is written to ``home/refactorbot.toml`` first (as a dict of TOML tables);
-    ``env`` replaces ``os.environ`` for ``RB_*`` lookups so tests never see the developer's.
+    ``env`` replaces ``os.environ`` for ``RB_*`` lookups so tests never see the developer's;
+    ``serving=False`` builds a host like a one-shot CLI command's (no long-running services).
     """
     home.mkdir(parents=True, exist_ok=True)
     if config:
@@ -43,7 +45,7 @@ def build_host(
         name = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__name__
         host.register(obj, name=name)
     settings = load_settings(home, env=env)
-    return MasterCore(settings, host, env)
+    return MasterCore(settings, host, env, serving=serving)
 
 
 @contextlib.asynccontextmanager
