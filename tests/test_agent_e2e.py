@@ -145,3 +145,19 @@ def test_chat_one_shot_in_process_streams_the_answer(tmp_path, monkeypatch):
         # the interactive turn continued the same session: the first exchange was in its history
         roles = [m["role"] for m in server.requests[-1]["messages"]]
         assert roles == ["system", "user", "assistant", "user"]
+
+
+def test_chat_one_shot_fails_when_the_model_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "sk-dummy")
+    monkeypatch.delenv("RB_MODEL", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    with ModelServer() as server:
+        server.script(Reply.error(500), Reply.error(500), Reply.error(500), Reply.error(500))
+        (home / "refactorbot.toml").write_text(
+            f'[llm]\nmodel = "openai/scripted"\n[gateways.litellm]\napi_base = "{server.base_url}"\n'
+            f'api_key_env = "{KEY_ENV}"\nnum_retries = 0\n'
+        )
+        result = _cli(["--home", str(home), "chat", "--local", "--user", "dave", "hi"])
+    assert result.exit_code == 1, result.output
+    assert "Sorry, I could not answer" in result.output and "500" in result.output

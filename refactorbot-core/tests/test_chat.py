@@ -208,7 +208,7 @@ async def test_full_turn_through_every_slice(tmp_path):
         assert stored[0]["content"] == "please remember tea is great" and "duration_ms" in stored[3]
         assert stored[1]["tool_calls"] == [{"id": "c1"}] and stored[2]["tool_call_id"] == "c1"
         assert hooks.seen[:2] == [("received", "please remember tea is great"), ("sent", first.text)]
-        assert first.metadata["degraded"] == []
+        assert first.metadata["degraded"] == [] and first.metadata["ok"] is True
 
 
 @pytest.mark.asyncio
@@ -216,6 +216,7 @@ async def test_no_agent_is_a_clear_reply(tmp_path):
     async with host_running(tmp_path, [slices_plugin(MiniSession)], config=CONFIG) as host:
         reply = await MasterChat(host).process_message(incoming("hello"))
         assert reply.text == NO_AGENT and "pip install refactorbot-slice-agent" in reply.text
+        assert reply.metadata["ok"] is False
         assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user", "assistant"]
 
 

@@ -43,6 +43,7 @@ class MasterChat:
         self.model = model
         self.mode = mode
         self.recall_limit = recall_limit
+        self.last_reply: OutgoingMessage | None = None  # the reply of the latest turn (streamed ones too)
 
     # -- slices ----------------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class MasterChat:
             text=answer,
             reply_to=turn.message.message_id,
             metadata={
+                # the agent answered: it ran, and did not report a failure or a limit hit
+                "ok": bool(turn.result) and bool(turn.result.get("success", True)),
                 "session_id": turn.session_id,
                 "tool_calls": [c.get("tool") for c in turn.result.get("tool_calls") or []],
                 "steps": turn.result.get("steps", 0),
@@ -119,6 +122,7 @@ class MasterChat:
             },
         )
         await self._hook("message_sent", message=reply)
+        self.last_reply = reply
         return reply
 
     async def _store_turn(self, turn: ChatTurn, answer: str, duration_ms: float) -> None:

@@ -66,6 +66,8 @@ def _chat_remote(env: Env, client: Any, message: str | None, chat_id: str, user:
             detail = reply.get("detail") if isinstance(reply, dict) else reply
             fail(env, f"the server refused the message: {detail}")
         click.echo(reply["text"])
+        if message is not None and not (reply.get("metadata") or {}).get("ok", True):
+            raise SystemExit(1)  # a one-shot turn that failed fails the command
 
     if message is not None:
         turn(message)
@@ -97,6 +99,9 @@ async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, mo
 
         if message is not None:
             await turn(message)
+            reply = master_chat.last_reply
+            if reply is not None and not reply.metadata.get("ok", True):
+                raise SystemExit(1)  # a one-shot turn that failed fails the command
             return
         _interactive_banner(f"{len(host.running_slices())} slices in this process")
         while (line := await asyncio.to_thread(_read_line, "you> ")) is not None:
