@@ -132,7 +132,7 @@ async def test_chat_through_the_api_reaches_the_agent(tmp_path: Path, monkeypatc
     monkeypatch.setenv("RB_TEST_OPENROUTER_KEY", "test-key")
     plugins = ["refactorbot_api.plugin", "refactorbot_slice_agent.plugin", "refactorbot_gateway_openrouter.plugin"]
     with ModelServer() as model:
-        model.script(Reply.text("hello from the model"))
+        model.script(Reply.text("hello from the model"), Reply.text("streamed in pieces", chunks=3))
         config = {
             "core": {"health_interval": 3600},
             "plugins": {"api": {"port": 0}},
@@ -146,8 +146,14 @@ async def test_chat_through_the_api_reaches_the_agent(tmp_path: Path, monkeypatc
             token = (tmp_path / "api-token").read_text().strip()
             async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
                 reply = await api.post("/chat", json={"text": "hi there", "chat_id": "c1"})
+                async with api.stream("POST", "/chat/stream", json={"text": "again", "chat_id": "c1"}) as streamed:
+                    assert streamed.headers["content-type"] == "application/x-ndjson"
+                    events = [json.loads(line) async for line in streamed.aiter_lines() if line]
         assert reply.status_code == 200, reply.text
         assert reply.json()["text"] == "hello from the model"
+        deltas = [e["delta"] for e in events if "delta" in e]
+        assert len(deltas) > 1 and "".join(deltas) == "streamed in pieces"
+        assert events[-1]["reply"]["text"] == "streamed in pieces" and events[-1]["reply"]["metadata"]["ok"] is True
         assert reply.json()["chat_id"] == "c1"
         assert model.requests[0]["messages"][-1] == {"role": "user", "content": "hi there"}
 

@@ -119,7 +119,8 @@ async def test_openapi_document_is_complete(served: Served) -> None:
         for method, operation in methods.items():
             responses = operation["responses"]
             assert "200" in responses, (method, path)
-            assert responses["200"]["content"]["application/json"]["schema"], (method, path)
+            media = "application/x-ndjson" if path == "/chat/stream" else "application/json"
+            assert responses["200"]["content"][media]["schema"], (method, path)
             if path != "/health" and not path.startswith("/hooks/"):
                 assert "401" in responses, (method, path)
                 assert operation.get("security") == [{"HTTPBearer": []}], (method, path)

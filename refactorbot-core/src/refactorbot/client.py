@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,33 @@ class ServerClient:
                 return json.loads(payload)
             except ValueError:
                 raise OSError(f"HTTP {exc.code}: {payload[:200]!r}") from None
+
+    def stream(self, path: str, body: Any) -> Iterator[Any]:
+        """POST ``body`` and yield each JSON line of an NDJSON response as it arrives.
+
+        Raise ``OSError`` when the server cannot be reached or answers with an HTTP error.
+        """
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                for line in resp:
+                    if line.strip():
+                        yield json.loads(line)
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                detail = json.loads(payload).get("detail")
+            except (ValueError, AttributeError):
+                detail = payload[:200]
+            raise OSError(f"HTTP {exc.code}: {detail}") from None
 
     def call(self, slice_id: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Run an operation on the server; return the ``SliceResponse`` as a dict."""

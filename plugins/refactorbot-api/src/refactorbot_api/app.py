@@ -6,11 +6,12 @@ import asyncio
 import importlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import ValidationError
 from refactorbot._version import __version__
@@ -386,29 +387,58 @@ def _settings_routes(api: APIRouter, host: Any) -> None:
 
 
 def _chat_routes(api: APIRouter, host: Any, app: FastAPI) -> None:
-    @api.post("/chat", response_model=OutgoingMessage, tags=["chat"], responses=R400 | R422 | R500 | R503)
-    async def chat(message: ChatRequest) -> OutgoingMessage:
-        """Send a message through ``MasterChat`` (session, memory, agent) and return the reply."""
+    def master_chat() -> Any:
         try:
             chat_module = importlib.import_module("refactorbot.chat")
-            master_chat = chat_module.MasterChat
+            master_chat_class = chat_module.MasterChat
         except (ImportError, AttributeError):
             raise HTTPException(503, "chat is unavailable: this refactorbot-core has no MasterChat") from None
         if not host.has_slice("agent"):
             raise HTTPException(
                 503, "chat is unavailable: the agent slice is not running (install refactorbot-slice-agent)"
             )
-        chatter = getattr(app.state, "master_chat", None)
-        if chatter is None:
-            chatter = app.state.master_chat = master_chat(host)
-        incoming = IncomingMessage(
+        return master_chat_class(host)
+
+    def incoming(message: ChatRequest) -> IncomingMessage:
+        return IncomingMessage(
             channel="api",
             chat_id=message.chat_id,
             sender_id=message.sender_id,
             sender_name=message.sender_name,
             text=message.text,
         )
-        return await chatter.process_message(incoming)  # type: ignore[no-any-return]
+
+    @api.post("/chat", response_model=OutgoingMessage, tags=["chat"], responses=R400 | R422 | R500 | R503)
+    async def chat(message: ChatRequest) -> OutgoingMessage:
+        """Send a message through ``MasterChat`` (session, memory, agent) and return the reply."""
+        return await master_chat().process_message(incoming(message))  # type: ignore[no-any-return]
+
+    @api.post(
+        "/chat/stream",
+        tags=["chat"],
+        responses=R400
+        | R422
+        | R500
+        | R503
+        | {
+            200: {
+                "description": 'One JSON object a line: {"delta": text} as the answer arrives, then {"reply": ...}',
+                "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            }
+        },
+        response_class=StreamingResponse,
+    )
+    async def chat_stream(message: ChatRequest) -> StreamingResponse:
+        """Like ``/chat``, streamed as NDJSON: ``{"delta": text}`` lines as the answer arrives, then ``{"reply": ...}``."""
+        chatter = master_chat()
+
+        async def lines() -> AsyncIterator[bytes]:
+            async for delta in chatter.stream_message(incoming(message)):
+                yield (json.dumps({"delta": delta}) + "\n").encode()
+            reply = chatter.last_reply
+            yield (json.dumps({"reply": reply.model_dump(mode="json") if reply else None}) + "\n").encode()
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
 def _plugin_routes(app: FastAPI, host: Any, require_token: Any) -> None:

@@ -55,18 +55,19 @@ def chat(message: str | None, chat_id: str, user_id: str | None, model: str | No
 
 
 def _chat_remote(env: Env, client: Any, message: str | None, chat_id: str, user: str) -> None:
-    """Send turns to the running server's ``POST /chat``."""
+    """Send turns to the running server's ``POST /chat/stream`` and print the answer as it arrives."""
 
     def turn(text: str) -> None:
+        reply: dict[str, Any] | None = None
         try:
-            reply = client.request("POST", "/chat", {"text": text, "chat_id": chat_id, "sender_id": user})
+            for event in client.stream("/chat/stream", {"text": text, "chat_id": chat_id, "sender_id": user}):
+                if "delta" in event:
+                    click.echo(event["delta"], nl=False)
+                reply = event.get("reply", reply)
         except OSError as exc:
-            fail(env, f"the server at {client.url} did not answer: {exc}")
-        if not isinstance(reply, dict) or "text" not in reply:
-            detail = reply.get("detail") if isinstance(reply, dict) else reply
-            fail(env, f"the server refused the message: {detail}")
-        click.echo(reply["text"])
-        if message is not None and not (reply.get("metadata") or {}).get("ok", True):
+            fail(env, f"the server at {client.url} refused or did not answer: {exc}")
+        click.echo()
+        if message is not None and reply is not None and not (reply.get("metadata") or {}).get("ok", True):
             raise SystemExit(1)  # a one-shot turn that failed fails the command
 
     if message is not None:
