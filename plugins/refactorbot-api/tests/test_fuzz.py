@@ -16,7 +16,7 @@ from refactorbot.testing import build_host
 from refactorbot_api import create_app
 from refactorbot_api.testing import RunningServer, running_server
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,18 @@ def _openapi_document() -> dict[str, Any]:
         return create_app(host, token="collection-only").openapi()
 
 
-schema = schemathesis.openapi.from_dict(_openapi_document())
+def _without_security(document: dict[str, Any]) -> dict[str, Any]:
+    """Return the document without its bearer scheme: the test sends the token itself (and checks
+    the 401s below), so generated "negative" Authorization headers would be replaced and mislead."""
+    document = {**document, "components": dict(document.get("components", {}))}
+    document["components"].pop("securitySchemes", None)
+    for methods in document["paths"].values():
+        for operation in methods.values():
+            operation.pop("security", None)
+    return document
+
+
+schema = schemathesis.openapi.from_dict(_without_security(_openapi_document()))
 
 #: Bodies validated by a schema chosen from the path (the operation's, the settings section's): a
 #: generic object that satisfies the OpenAPI document may still be refused with 422 and its reason.
@@ -45,6 +56,11 @@ SCHEMA_FROM_PATH = {"/slices/{slice_id}/operations/{operation}", "/settings/{sec
 def test_no_server_errors_and_auth_enforced(case: schemathesis.Case, server: RunningServer) -> None:
     """With the token: no 5xx, responses match the documented schemas, bad input is a 4xx."""
     excluded = []
+    if case.method == "GET":
+        # A query string carries text only: a "negative" value (an object, a null) generated for a
+        # string parameter arrives as a valid string. Bodies (POST/PUT) keep the check: JSON keeps
+        # its types, so a schema-violating body must be refused.
+        excluded.append(negative_data_rejection)
     if case.path in SCHEMA_FROM_PATH:
         excluded.append(positive_data_acceptance)
     chat = case.path in ("/chat", "/chat/stream")
