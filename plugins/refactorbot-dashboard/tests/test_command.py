@@ -59,6 +59,7 @@ def test_streamlit_is_bound_to_loopback_and_told_where_the_api_is(tmp_path: Path
         "--server.port": "8600",
         "--server.headless": "true",
         "--browser.gatherUsageStats": "false",
+        "--client.toolbarMode": "minimal",
     }
     env = dashboard_env("http://127.0.0.1:1234", "tok", tmp_path, "logs")
     assert env["RB_DASHBOARD_API_URL"] == "http://127.0.0.1:1234"

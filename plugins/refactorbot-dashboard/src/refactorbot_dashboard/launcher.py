@@ -34,6 +34,8 @@ def streamlit_command(port: int, address: str = "127.0.0.1") -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",  # an operator's console: no "Deploy" or developer menu
     ]
 
 
