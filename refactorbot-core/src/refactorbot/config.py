@@ -54,6 +54,7 @@ class CoreSettings(Model):
     restart_attempts: int = Field(5, ge=0, description="restarts of a failed slice before giving up")
     restart_backoff: float = Field(1.0, gt=0, description="first restart delay, doubled each time")
     restart_backoff_max: float = Field(60.0, gt=0)
+    start_timeout: float = Field(30.0, gt=0, description="seconds a slice may take to initialize, then to start")
     stop_timeout: float = Field(10.0, gt=0, description="seconds a slice may take to stop")
     drain_timeout: float = Field(10.0, gt=0, description="seconds in-flight requests get at shutdown")
     event_queue_size: int = Field(10_000, ge=1)

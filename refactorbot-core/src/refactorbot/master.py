@@ -20,6 +20,7 @@ from refactorbot.errors import (
     OperationTimeout,
     RateLimited,
     ResourceLimitExceeded,
+    SliceUnavailable,
 )
 from refactorbot.events import Event, EventBus, InMemoryEventBus
 from refactorbot.llm import LLMCall, LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
@@ -139,9 +140,9 @@ class MasterCore:
             config = self.settings.slice_config(slot.slice_id, slot.cls.Config, self.env)
             ctx = SliceContext(slot.slice_id, self.settings.home, host=self, settings=self.settings)
             instance = slot.cls(ctx, config)
-            await asyncio.wait_for(instance.initialize(), self.settings.core.stop_timeout * 3)
+            await asyncio.wait_for(instance.initialize(), self.settings.core.start_timeout)
             slot.instance = instance  # initialized: it may serve calls, even from its own start()
-            await asyncio.wait_for(instance.start(), self.settings.core.stop_timeout * 3)
+            await asyncio.wait_for(instance.start(), self.settings.core.start_timeout)
         except Exception as exc:  # a slice failing to come up is reported; the others carry on
             if slot.instance is not None:
                 with contextlib.suppress(Exception):
@@ -282,8 +283,6 @@ class MasterCore:
     def _slot(self, slice_id: str) -> SliceSlot:
         slot = self.slots.get(slice_id)
         if slot is None:
-            from refactorbot.errors import SliceUnavailable
-
             known = ", ".join(sorted(self.slots)) or "none"
             raise SliceUnavailable(f"unknown slice '{slice_id}' (installed and enabled: {known})")
         return slot

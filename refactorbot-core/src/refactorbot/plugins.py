@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
@@ -207,7 +208,7 @@ class PluginHost:
     def _fail(self, record: PluginRecord, message: str) -> None:
         record.status = "failed"
         record.error = message.splitlines()[0] if message else message
-        record.traceback = traceback.format_exc()
+        record.traceback = traceback.format_exc() if sys.exc_info()[0] is not None else None
         log.error("plugin %s failed: %s", record.name, record.error)
         if self.strict:
             raise PluginError(f"plugin {record.name}: {record.error}")

@@ -61,7 +61,7 @@ def plugins_doctor(env: Env) -> None:
         click.secho(f"{r.name} {r.version or ''} [{r.status}]: {r.error}", fg="red", err=True)
         if r.entry_point:
             click.echo(f"  entry point: {r.entry_point}", err=True)
-        if r.traceback and r.traceback.strip() != "NoneType: None":
+        if r.traceback:
             click.echo("  " + r.traceback.rstrip().replace("\n", "\n  "), err=True)
     raise SystemExit(1)
 
