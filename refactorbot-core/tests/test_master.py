@@ -277,3 +277,19 @@ async def test_before_llm_call_may_reroute_the_model_and_gateway(tmp_path):
             LLMCall(model="cheap", messages=[{"role": "user", "content": "x"}], params={"task": "planning"})
         )
     assert (plain.content, routed.content) == ("alpha:cheap", "beta:strong")
+
+
+@pytest.mark.asyncio
+async def test_logs_from_slices_and_worker_threads_reach_the_unified_log(tmp_path):
+    import logging
+
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        slice_log = host.instance("echo").log
+        slice_log.warning("from the loop")
+        await asyncio.to_thread(slice_log.warning, "from a worker thread")
+        await asyncio.sleep(0.05)
+        logging.getLogger("refactorbot.other").info("not a slice")
+    rows = sqlite3.connect(tmp_path / "master.db").execute("SELECT slice_id, level_name, message FROM logs").fetchall()
+    assert ("echo", "WARNING", "from the loop") in rows
+    assert ("echo", "WARNING", "from a worker thread") in rows
+    assert (None, "INFO", "not a slice") in rows

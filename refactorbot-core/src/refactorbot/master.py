@@ -78,6 +78,7 @@ class MasterCore:
         self._idle.set()
         self._supervisor: asyncio.Task[None] | None = None
         self._log_handler: StateLogHandler | None = None
+        self._saved_log_level = logging.NOTSET
         self._before_op = plugins.has_impls("before_operation")
         self._after_op = plugins.has_impls("after_operation")
 
@@ -102,8 +103,13 @@ class MasterCore:
         """Open ``master.db``, then initialize and start every enabled slice in dependency order."""
         self.settings.home.mkdir(parents=True, exist_ok=True)
         await self.state.open()
-        self._log_handler = StateLogHandler(self.state, logging.getLevelName(self.settings.core.log_level.upper()))
-        logging.getLogger("refactorbot").addHandler(self._log_handler)
+        level = logging.getLevelName(self.settings.core.log_level.upper())
+        self._log_handler = StateLogHandler(self.state, level)
+        package_logger = logging.getLogger("refactorbot")
+        package_logger.addHandler(self._log_handler)
+        self._saved_log_level = package_logger.level
+        if package_logger.getEffectiveLevel() > level:  # let [core] log_level reach the unified log
+            package_logger.setLevel(level)
         provided = await self.plugins.afirstresult("provide_event_bus", config=self.settings)
         if provided is not None:
             self.bus = provided
@@ -223,6 +229,7 @@ class MasterCore:
                 await gateway.aclose()
         if self._log_handler is not None:
             logging.getLogger("refactorbot").removeHandler(self._log_handler)
+            logging.getLogger("refactorbot").setLevel(self._saved_log_level)
         await self.state.close()
         self._running = False
 

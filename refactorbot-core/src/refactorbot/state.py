@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -128,18 +129,27 @@ class GlobalState:
 
 
 class StateLogHandler(logging.Handler):
-    """Send log records of ``refactorbot*`` loggers to ``master.db`` (the unified log)."""
+    """Send log records of ``refactorbot*`` loggers to ``master.db`` (the unified log).
+
+    Records logged from other threads (work sent to ``asyncio.to_thread``) are handed to the
+    event loop, which owns the batched writer.
+    """
 
     def __init__(self, state: GlobalState, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.state = state
+        self.loop = asyncio.get_running_loop()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record; the slice is read from ``record.slice_id`` or the logger name."""
+        slice_id = getattr(record, "slice_id", None)
+        if slice_id is None and record.name.startswith("refactorbot.slice."):
+            slice_id = record.name.split(".")[2]
         try:
-            slice_id = getattr(record, "slice_id", None)
-            if slice_id is None and record.name.startswith("refactorbot.slice."):
-                slice_id = record.name.split(".")[2]
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
             self.state.log_record(record, slice_id)
-        except RuntimeError:  # no running loop (logging at interpreter exit): drop quietly
-            pass
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.state.log_record, record, slice_id)

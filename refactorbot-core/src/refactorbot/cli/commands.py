@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from refactorbot.cli.main import Env, echo_json, fail, main, run
+from refactorbot.cli.main import Env, console_handlers, echo_json, fail, main, run
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -163,7 +163,8 @@ def serve(env: Env) -> None:
     """Run every installed slice until SIGINT/SIGTERM (the API too, when installed)."""
     import logging
 
-    logging.getLogger("refactorbot").setLevel(logging.INFO)
+    for handler in console_handlers():  # a server's console shows what it does
+        handler.setLevel(min(handler.level, logging.INFO))
 
     async def serving() -> None:
         host = env.master(serving=True)

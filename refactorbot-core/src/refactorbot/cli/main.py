@@ -72,6 +72,11 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def console_handlers() -> list[logging.Handler]:
+    """Return the root logger's plain console handlers (those ``logging.basicConfig`` adds)."""
+    return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+
+
 def plugin_host(meta: dict[str, Any]) -> Any:
     """Return the invocation's ``PluginHost`` (installed plugins loaded on first use)."""
     host = meta.get("refactorbot.plugins")
@@ -123,10 +128,10 @@ class RefactorbotGroup(click.Group):
 def main(ctx: click.Context, home: str | None, config: str | None, debug: bool) -> None:
     """Run and inspect a refactorbot host: plugins, slices, operations."""
     ctx.obj = Env(home, config, debug, ctx.meta)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = logging.DEBUG if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in console_handlers():  # the console shows warnings (serve: info) or --debug
+        handler.setLevel(level)
 
 
 def _register_builtin() -> None:
