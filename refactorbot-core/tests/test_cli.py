@@ -1,25 +1,63 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import sample_plugins as sp
-from click.testing import CliRunner
-from refactorbot.cli import main
+from distfactory import make_dist
 from refactorbot.cli.commands import parse_payload
+
+TESTS = Path(__file__).parent
+
+COMMANDS = """
+import click
+from refactorbot import hookimpl
+
+REFACTORBOT_API = 1
+
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        \"\"\"Say hello.\"\"\"
+        click.echo("hello from a plugin")
+"""
+
+
+class Result:
+    def __init__(self, done: subprocess.CompletedProcess[str]) -> None:
+        self.exit_code = done.returncode
+        self.output = done.stdout + done.stderr
+
+
+class Cli:
+    """Run the real ``refactorbot`` command with chosen plugins installed (a folder on PYTHONPATH)."""
+
+    def __init__(self, site: Path, home: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
+        self.env.update({"PYTHONPATH": os.pathsep.join([str(site), str(TESTS)]), "RB_HOME": str(home)})
+        self.env["RB_LOAD_PLUGINS"] = "rb-echo,rb-cmds"
+
+    def invoke(self, _main: object, args: list[str]) -> Result:
+        command = [sys.executable, "-m", "refactorbot", *args]
+        return Result(subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=60))
 
 
 @pytest.fixture
-def runner(monkeypatch, tmp_path):
-    """A CLI with only the echo plugin installed, on a temporary home."""
-    from refactorbot.plugins import PluginHost
+def runner(tmp_path):
+    """The CLI with the echo plugin (``sample_plugins``) installed, on a temporary home."""
+    site = tmp_path / "site"
+    make_dist(site, "rb-cmds", "rb_cmds", COMMANDS)
+    info = site / "rb_echo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rb-echo\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[refactorbot]\necho = sample_plugins:echo_plugin\n")
+    return Cli(site, tmp_path / "home")
 
-    def loaded(self, entry_points=None):
-        self.register(sp.echo_plugin, name="echo-plugin", version="1.0")
 
-    monkeypatch.setattr(PluginHost, "load_entrypoints", loaded)
-    for key in ("RB_HOME", "RB_CONFIG", "RB_LOAD_PLUGINS", "RB_DISABLE_PLUGINS"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("RB_HOME", str(tmp_path / "home"))
-    return CliRunner()
+main = None  # the command runs in a subprocess; kept so calls read like click's CliRunner
 
 
 def test_call_prints_json(runner):
@@ -80,29 +118,13 @@ def test_slices_table_and_plugins_list(runner):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1].split()[:3] == ["echo", "running", "healthy"]
     listing = runner.invoke(main, ["plugins", "list"])
-    assert "echo-plugin" in listing.output and "ok" in listing.output
+    assert "rb-echo" in listing.output and "ok" in listing.output
 
 
-def test_plugin_commands_are_added(monkeypatch, tmp_path):
-    import click
-    from refactorbot import hookimpl
-    from refactorbot.plugins import PluginHost
-
-    class Commands:
-        REFACTORBOT_API = 1
-
-        @hookimpl
-        def register_commands(self, cli):
-            @cli.command()
-            def hello():
-                """Say hello."""
-                click.echo("hello from a plugin")
-
-    monkeypatch.setattr(PluginHost, "load_entrypoints", lambda self, eps=None: self.register(Commands(), name="cmds"))
-    monkeypatch.setenv("RB_HOME", str(tmp_path))
-    result = CliRunner().invoke(main, ["hello"])
+def test_plugin_commands_are_added(runner):
+    result = runner.invoke(main, ["hello"])
     assert result.output == "hello from a plugin\n"
-    main.commands.pop("hello", None)
+    assert "hello" in runner.invoke(main, ["--help"]).output
 
 
 def test_parse_payload_types():

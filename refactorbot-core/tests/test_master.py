@@ -293,3 +293,16 @@ async def test_logs_from_slices_and_worker_threads_reach_the_unified_log(tmp_pat
     assert ("echo", "WARNING", "from the loop") in rows
     assert ("echo", "WARNING", "from a worker thread") in rows
     assert (None, "INFO", "not a slice") in rows
+
+
+@pytest.mark.asyncio
+async def test_an_operation_that_raises_leaves_its_traceback_in_the_unified_log(tmp_path):
+    async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
+        await host.call("echo.boom")
+    (message,) = (
+        sqlite3.connect(tmp_path / "master.db")
+        .execute("SELECT message FROM logs WHERE slice_id = 'echo' AND level_name = 'ERROR'")
+        .fetchone()
+    )
+    assert message.startswith("echo.boom raised\nTraceback (most recent call last):")
+    assert "RuntimeError: kaboom" in message

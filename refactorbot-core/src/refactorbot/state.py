@@ -120,12 +120,10 @@ class GlobalState:
                 )
             )
 
-    def log_record(self, record: logging.LogRecord, slice_id: str | None) -> None:
-        """Queue one log row."""
+    def log_record(self, record: logging.LogRecord, slice_id: str | None, message: str) -> None:
+        """Queue one log row (``message`` includes the traceback, if any; capped at 8,000 characters)."""
         if self._logs is not None:
-            self._logs.add(
-                (record.created, record.levelno, record.levelname, slice_id, record.name, record.getMessage()[:4000])
-            )
+            self._logs.add((record.created, record.levelno, record.levelname, slice_id, record.name, message[:8000]))
 
 
 class StateLogHandler(logging.Handler):
@@ -139,6 +137,7 @@ class StateLogHandler(logging.Handler):
         super().__init__(level)
         self.state = state
         self.loop = asyncio.get_running_loop()
+        self.formatter_for_tracebacks = logging.Formatter()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record; the slice is read from ``record.slice_id`` or the logger name."""
@@ -149,7 +148,10 @@ class StateLogHandler(logging.Handler):
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
+        message = record.getMessage()
+        if record.exc_info:
+            message = f"{message}\n{self.formatter_for_tracebacks.formatException(record.exc_info)}"
         if running is self.loop:
-            self.state.log_record(record, slice_id)
+            self.state.log_record(record, slice_id, message)
         elif not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.state.log_record, record, slice_id)
+            self.loop.call_soon_threadsafe(self.state.log_record, record, slice_id, message)

@@ -72,6 +72,22 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Format records on one line: tracebacks go to the unified log, and to the console with --debug."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record without its traceback or stack."""
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def console_handlers() -> list[logging.Handler]:
     """Return the root logger's plain console handlers (those ``logging.basicConfig`` adds)."""
     return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
@@ -129,9 +145,11 @@ def main(ctx: click.Context, home: str | None, config: str | None, debug: bool) 
     """Run and inspect a refactorbot host: plugins, slices, operations."""
     ctx.obj = Env(home, config, debug, ctx.meta)
     level = logging.DEBUG if debug else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     for handler in console_handlers():  # the console shows warnings (serve: info) or --debug
         handler.setLevel(level)
+        if not debug:
+            handler.setFormatter(ConsoleFormatter(LOG_FORMAT))
 
 
 def _register_builtin() -> None:
