@@ -104,14 +104,14 @@ async def test_timeout_concurrency_and_rate_limits_are_enforced(tmp_path):
         slow = await host.call("echo.slow", text="x", times=5)
         assert slow.error_type is ErrorType.TIMEOUT
         assert slow.error_message == "echo.slow timed out after 0.2s"
-    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 0.25}
+    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 0.45}
     async with host_running(tmp_path / "b", [sp.echo_plugin], config=config) as host:
-        # one at a time: the second waits its turn (0.2 s < timeout), the third waits too long
-        calls = [host.call("echo.slow", text=t, times=2) for t in "abc"]
+        # one at a time: the second waits its turn (0.3 s < timeout), the third too long (0.6 s)
+        calls = [host.call("echo.slow", text=t, times=3) for t in "abc"]
         first, second, third = await asyncio.gather(*calls)
         assert first.success and second.success
         assert third.error_type is ErrorType.RESOURCE_LIMIT
-        assert third.error_message == "slice 'echo' is busy: 1 operations already running for 0.25s"
+        assert third.error_message.startswith("slice 'echo' is busy: max_concurrency=1 reached for 0.45s")
     config["slices"]["echo"]["resources"] = {"rate_limit": 0.001, "burst": 2}
     async with host_running(tmp_path / "c", [sp.echo_plugin], config=config) as host:
         results = [await host.call("echo.noop") for _ in range(3)]

@@ -60,8 +60,9 @@ class SliceLimiter:
         except TimeoutError:
             self.refused += 1
             raise ResourceLimitExceeded(
-                f"slice '{self.slice_id}' is busy: {self.limits.max_concurrency} operations already"
-                f" running for {self.limits.timeout:g}s"
+                f"slice '{self.slice_id}' is busy: max_concurrency={self.limits.max_concurrency} reached"
+                f" for {self.limits.timeout:g}s; retry later or raise [slices.{self.slice_id}.resources]"
+                " max_concurrency"
             ) from None
         self.in_flight += 1
         try:
