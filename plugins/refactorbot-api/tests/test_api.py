@@ -377,4 +377,4 @@ async def test_keep_alive_requests_are_not_delayed(served: Served) -> None:
         started = time.perf_counter()
         assert (await served.client.get("/slices")).status_code == 200
         samples.append(time.perf_counter() - started)
-    assert sorted(samples)[len(samples) // 2] < 0.025, samples
+    assert sorted(samples)[len(samples) // 2] < 0.035, samples  # ~0.001 s normally; ~0.04 s when delayed
