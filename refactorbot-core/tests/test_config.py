@@ -57,3 +57,21 @@ def test_bad_resource_env_value_names_the_section(tmp_path):
     settings = load_settings(tmp_path, env={})
     with pytest.raises(ConfigError, match=r"\[slices.x.resources\]: timeout"):
         settings.slice_resources("x", {"RB_X_RESOURCES_TIMEOUT": "soon"})
+
+
+def test_env_var_name_and_url_settings_refuse_keys_and_bad_urls(tmp_path):
+    from refactorbot.config import EnvVarName, HttpUrl, validate_section
+    from refactorbot.models import Model
+
+    class Section(Model):
+        api_key_env: EnvVarName | None = None
+        base_url: HttpUrl | None = None
+
+    assert validate_section(Section, {"api_key_env": "OPENAI_API_KEY", "base_url": "http://x/v1/"}, "[s]").base_url == (
+        "http://x/v1"
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_section(Section, {"api_key_env": "sk-secret-123"}, "[s]")
+    assert "NAME of an environment variable" in str(info.value) and "sk-secret-123" not in str(info.value)
+    with pytest.raises(ConfigError, match="base_url: Value error, must start with http"):
+        validate_section(Section, {"base_url": "ftp://x"}, "[s]")

@@ -19,12 +19,13 @@ rate_limit = 50             # RB_NOTES_RESOURCES_RATE_LIMIT
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from refactorbot.errors import ConfigError, describe_validation_error
 from refactorbot.home import default_home
@@ -32,6 +33,26 @@ from refactorbot.models import Model
 
 CONFIG_FILE = "refactorbot.toml"
 M = TypeVar("M", bound=BaseModel)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def _env_var_name(value: str) -> str:
+    # The message never repeats the value: a key pasted here must not reach a log.
+    if not _ENV_NAME.match(value):
+        raise ValueError("must be the NAME of an environment variable holding the key (letters, digits, _), not a key")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+#: A setting that names the environment variable holding a secret (``api_key_env``), never the secret.
+EnvVarName = Annotated[str, AfterValidator(_env_var_name)]
+#: An http(s) base URL, without a trailing slash.
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class ResourceLimits(Model):

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 from refactorbot import Model
-
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def check_env_name(value: str | None) -> str | None:
-    """Return ``value`` if it is an environment variable name; refuse anything that looks like a key."""
-    if value is not None and not _ENV_NAME.match(value):
-        raise ValueError("must be the NAME of an environment variable holding the key (letters, digits, _)")
-    return value
-
-
-def check_url(value: str | None) -> str | None:
-    """Return ``value`` if it is an http(s) URL."""
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError("must start with http:// or https://")
-    return value
+from refactorbot.config import EnvVarName, HttpUrl
 
 
 class ModelOverride(Model):
@@ -33,22 +17,12 @@ class ModelOverride(Model):
     model: str | None = Field(
         default=None, description="LiteLLM model name to send instead (e.g. 'openai/gpt-4o-mini')"
     )
-    api_base: str | None = None
-    api_key_env: str | None = None
+    api_base: HttpUrl | None = None
+    api_key_env: EnvVarName | None = None
     timeout: float | None = Field(default=None, gt=0)
     num_retries: int | None = Field(default=None, ge=0, le=10)
     fallbacks: list[str] | None = None
     params: dict[str, Any] = Field(default_factory=dict, description="extra parameters (temperature, ...)")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _check_env(cls, value: str | None) -> str | None:
-        return check_env_name(value)
-
-    @field_validator("api_base")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return check_url(value)
 
 
 class LiteLLMConfig(Model):
@@ -56,22 +30,12 @@ class LiteLLMConfig(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    api_base: str | None = Field(None, description="base URL of an OpenAI-compatible endpoint or proxy")
-    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
+    api_base: HttpUrl | None = Field(None, description="base URL of an OpenAI-compatible endpoint or proxy")
+    api_key_env: EnvVarName | None = Field(None, description="NAME of the environment variable holding the API key")
     timeout: float = Field(60.0, gt=0, description="seconds before a call times out")
     num_retries: int = Field(0, ge=0, le=10, description="retries of the same model on 429/5xx")
     fallbacks: list[str] = Field(default_factory=list, description="models tried in order when a call fails")
     models: dict[str, ModelOverride] = Field(default_factory=dict, description="per-model overrides")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _check_env(cls, value: str | None) -> str | None:
-        return check_env_name(value)
-
-    @field_validator("api_base")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return check_url(value)
 
     def for_model(self, model: str) -> ModelOverride:
         """Return the effective settings of ``model``: its override merged over the gateway's."""

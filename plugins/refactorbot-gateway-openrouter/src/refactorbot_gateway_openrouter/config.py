@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 from refactorbot import Model
+from refactorbot.config import EnvVarName, HttpUrl
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PREFIX = "openrouter/"
 
 
@@ -22,8 +21,10 @@ class OpenRouterConfig(Model):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field("https://openrouter.ai/api/v1", description="OpenAI-compatible base URL")
-    api_key_env: str = Field("OPENROUTER_API_KEY", description="NAME of the environment variable holding the key")
+    base_url: HttpUrl = Field("https://openrouter.ai/api/v1", description="OpenAI-compatible base URL")
+    api_key_env: EnvVarName = Field(
+        "OPENROUTER_API_KEY", description="NAME of the environment variable holding the key"
+    )
     timeout: float = Field(60.0, gt=0, description="seconds before a request times out")
     max_retries: int = Field(2, ge=0, le=10, description="retries of one model on 429/5xx or connection errors")
     backoff: float = Field(0.5, ge=0, description="first retry delay in seconds, doubled each retry")
@@ -32,17 +33,3 @@ class OpenRouterConfig(Model):
     provider: dict[str, Any] | None = Field(None, description="OpenRouter provider routing preferences")
     app_url: str | None = Field(None, description="sent as HTTP-Referer (OpenRouter app attribution)")
     app_title: str | None = Field(None, description="sent as X-Title")
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _check_env(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable holding the key (letters, digits, _)")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from refactorbot import Model, SliceConfig
+from refactorbot.config import EnvVarName, HttpUrl
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
 SliceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")]
@@ -29,23 +28,8 @@ class ProviderConfig(_Strict):
 
     name: Name
     gateway: Name = "litellm"
-    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the key")
-    base_url: str | None = None
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        # The message never repeats the value: a pasted key must not end up in a log.
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError("must be the NAME of an environment variable (letters, digits, _), not a key")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+    api_key_env: EnvVarName | None = Field(None, description="NAME of the environment variable holding the key")
+    base_url: HttpUrl | None = None
 
 
 class ModelConfig(_Strict):

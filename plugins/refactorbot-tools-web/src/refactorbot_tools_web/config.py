@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 from refactorbot import Model
+from refactorbot.config import EnvVarName
 
 
 class WebConfig(Model):
@@ -24,7 +25,7 @@ class WebConfig(Model):
         description="search endpoint with {query} (and optional {count}), e.g. 'http://127.0.0.1:8888/search?q={query}&format=json'",
     )
     search_backend: Literal["searxng", "brave"] = Field("searxng", description="response format of search_url")
-    api_key_env: str | None = Field(None, description="environment variable holding the search API key (brave)")
+    api_key_env: EnvVarName | None = Field(None, description="environment variable holding the search API key (brave)")
     max_results: int = Field(5, ge=1, le=50, description="search results returned by default")
 
     @field_validator("search_url")
