@@ -56,6 +56,13 @@ class Tool(abc.ABC):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = dict(config or {})
+        #: ``config`` validated against ``Config`` (None when the tool takes no settings).
+        self.settings: Any = None
+        if self.Config is not None:
+            from refactorbot.config import validate_section
+
+            section = f"[tools.{self.config_section or self.name}]"
+            self.settings = validate_section(self.Config, self.config, section)
 
     @classmethod
     def schema(cls) -> dict[str, Any]:

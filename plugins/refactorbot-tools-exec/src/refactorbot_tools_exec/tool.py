@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from refactorbot import Model
-from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
 from refactorbot.workspace import Workspace, workspace_for
@@ -46,9 +45,10 @@ class ExecRun(Tool):
     category: ClassVar[str] = "exec"
     Config: ClassVar[type[BaseModel]] = ExecConfig
 
+    settings: ExecConfig
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.settings = validate_section(ExecConfig, self.config, "[tools.exec]")
         self.policy = CommandPolicy(self.settings)
 
     def workspace(self, ctx: ToolContext) -> Workspace:

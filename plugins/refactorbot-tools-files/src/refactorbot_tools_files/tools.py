@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from refactorbot import Model
-from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
 from refactorbot.workspace import Workspace, workspace_for
@@ -40,9 +39,7 @@ class FilesTool(Tool):
     category: ClassVar[str] = "files"
     Config: ClassVar[type[BaseModel]] = FilesConfig
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        super().__init__(config)
-        self.settings = validate_section(FilesConfig, self.config, "[tools.files]")
+    settings: FilesConfig
 
     def workspace(self, ctx: ToolContext) -> Workspace:
         """Return the configured workspace, or the caller's."""

@@ -18,7 +18,6 @@ from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from refactorbot import Model
-from refactorbot.config import validate_section
 from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
 
@@ -69,9 +68,10 @@ class WebWithConfig(Tool):
     category: ClassVar[str] = "web"
     Config: ClassVar[type[BaseModel]] = WebConfig
 
+    settings: WebConfig
+
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
-        self.settings = validate_section(WebConfig, self.config, "[tools.web]")
         #: Host name → addresses; tests and embedders may replace it.
         self.resolve: Resolver = system_resolve
         #: An ``httpx.AsyncBaseTransport`` to use instead of the default one (tests, proxies).
