@@ -181,9 +181,11 @@ def test_cli_doctor_shows_tracebacks_and_exits_1(site, tmp_path):
 
 
 def test_cli_slices_and_call_with_a_broken_plugin_installed(site, tmp_path):
-    out = _cli(site, tmp_path / "home", "call", "good.ping")
+    # Every plugin of the site (broken ones included), none of those installed beside the core.
+    only_site = {"RB_LOAD_PLUGINS": "rb-good,rb-broken-import,rb-old-api,rb-raises,rb-unknown-hook"}
+    out = _cli(site, tmp_path / "home", "call", "good.ping", env=only_site)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == "pong"
-    table = _cli(site, tmp_path / "home", "slices", "--json")
+    table = _cli(site, tmp_path / "home", "slices", "--json", env=only_site)
     assert table.returncode == 0, table.stderr
     assert [(r["slice_id"], r["status"]) for r in json.loads(table.stdout)] == [("good", "running")]
