@@ -9,6 +9,9 @@ test suite once ``refactorbot-core[testing]`` is installed. Subclass the contrac
         slice_class = NotesSlice
         plugin = "refactorbot_example_notes.plugin"
 
+and build what a test needs beside the plugin under test with ``plugin_of(slices=..., tools=...,
+gateways=..., hooks=...)``; ``LoopbackGateway`` reaches the loopback ``ModelServer`` over HTTP.
+
 Names load on first use, so ``refactorbot.testing.model_server`` works without pytest (the
 offline demo model uses it).
 """
@@ -19,21 +22,29 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from refactorbot.testing.builders import BuiltPlugin as BuiltPlugin
+    from refactorbot.testing.builders import plugin_of as plugin_of
     from refactorbot.testing.contracts import SliceContract as SliceContract
     from refactorbot.testing.contracts import check_import_cost as check_import_cost
     from refactorbot.testing.gateway_contract import GatewayContract as GatewayContract
     from refactorbot.testing.host import build_host as build_host
     from refactorbot.testing.host import host_running as host_running
+    from refactorbot.testing.loopback import LoopbackGateway as LoopbackGateway
+    from refactorbot.testing.loopback import loopback_config as loopback_config
     from refactorbot.testing.model_server import ModelServer as ModelServer
     from refactorbot.testing.model_server import Reply as Reply
     from refactorbot.testing.tool_contract import ToolContract as ToolContract
 
 _LAZY = {
+    "BuiltPlugin": "builders",
+    "plugin_of": "builders",
     "SliceContract": "contracts",
     "check_import_cost": "contracts",
     "GatewayContract": "gateway_contract",
     "build_host": "host",
     "host_running": "host",
+    "LoopbackGateway": "loopback",
+    "loopback_config": "loopback",
     "ModelServer": "model_server",
     "Reply": "model_server",
     "ToolContract": "tool_contract",

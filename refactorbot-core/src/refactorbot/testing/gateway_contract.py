@@ -12,9 +12,19 @@ Subclass it in the gateway's tests and say how to point the gateway at a server:
             return {"api_base": server.base_url, "api_key_env": self.api_key_env,
                     "fallbacks": list(fallbacks), "timeout": timeout}
 
-Every call goes through the gateway's real client over HTTP. When ``refactorbot-slice-providers``
-is installed, usage, cost and budgets are checked through it; otherwise through small in-test
-hook plugins, so each gateway's own virtualenv needs nothing else.
+Every call goes through the gateway's real client over HTTP. Usage, cost and budgets are checked
+through ``refactorbot-slice-providers``, which must then be installed in the test environment
+(the tests say so when it is not); a subclass with ``requires_providers = False`` checks them
+through small in-test hook plugins instead, so its virtualenv needs nothing else.
+
+The gateway's own tests go in the same class and use the same fixtures: ``model_server`` (the
+API key variable set) and ``self.make_gateway(model_server, **overrides)``::
+
+    @pytest.mark.asyncio
+    async def test_num_retries(self, model_server):
+        model_server.script(Reply.error(500), Reply.text("second try"))
+        gateway = self.make_gateway(model_server, num_retries=1)
+        ...
 """
 
 from __future__ import annotations
@@ -94,7 +104,7 @@ def write_config(home: Path, config: Mapping[str, Mapping[str, Any]]) -> Path:
 
 
 def providers_available() -> bool:
-    """Return whether the providers slice is installed (then the contract checks costs through it)."""
+    """Return whether the providers slice is installed."""
     return importlib.util.find_spec("refactorbot_slice_providers") is not None
 
 
@@ -138,6 +148,9 @@ class GatewayContract:
     #: The environment variable the gateway is configured to read its key from.
     api_key_env: ClassVar[str] = "RB_CONTRACT_API_KEY"
     api_key: ClassVar[str] = "sk-contract-not-a-real-key"
+    #: Check usage, cost and budgets through the providers slice (it must be installed); with
+    #: ``False``, through in-test hook plugins only, whatever is installed.
+    requires_providers: ClassVar[bool] = True
 
     def gateway_config(
         self, server: ModelServer, *, fallbacks: Sequence[str] = (), timeout: float = 10.0
@@ -145,9 +158,23 @@ class GatewayContract:
         """Return the ``[gateways.<name>]`` table pointing the gateway at ``server`` (no retries)."""
         raise NotImplementedError
 
-    def make_gateway(self, server: ModelServer, **kwargs: Any) -> LLMGateway:
-        """Return the gateway configured by ``gateway_config``."""
-        return self.gateway_class(self.gateway_config(server, **kwargs))
+    def make_gateway(
+        self, server: ModelServer, *, fallbacks: Sequence[str] = (), timeout: float = 10.0, **overrides: Any
+    ) -> LLMGateway:
+        """Return the gateway configured by ``gateway_config``, with ``overrides`` on top."""
+        return self.gateway_class({**self.gateway_config(server, fallbacks=fallbacks, timeout=timeout), **overrides})
+
+    def uses_providers(self) -> bool:
+        """Return ``requires_providers``; fail the test with how to fix it when the slice is missing."""
+        if self.requires_providers and not providers_available():
+            pytest.fail(
+                f"{type(self).__name__} checks usage, cost and budgets through the providers slice, which is not"
+                " installed: install refactorbot-slice-providers (from a checkout: pip install -e"
+                " plugins/refactorbot-slice-providers), or set requires_providers = False to check them"
+                " through hook plugins only",
+                pytrace=False,
+            )
+        return self.requires_providers
 
     @pytest.fixture
     def model_server(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelServer]:
@@ -157,14 +184,14 @@ class GatewayContract:
             yield server
 
     def host_config(self, server: ModelServer, **providers: Any) -> dict[str, Any]:
-        """Return host configuration: the gateway, and the providers slice when it is installed."""
+        """Return host configuration: the gateway, and the providers slice when ``uses_providers()``."""
         name = self.gateway_class.name
         config: dict[str, Any] = {
             "core": {"health_interval": 3600},
             "llm": {"model": self.model, "gateway": name},
             "gateways": {name: self.gateway_config(server)},
         }
-        if providers_available():
+        if self.uses_providers():
             section: dict[str, Any] = {
                 "providers": [{"name": "contract", "gateway": name, "api_key_env": self.api_key_env}],
                 "models": [
@@ -181,8 +208,8 @@ class GatewayContract:
         return config
 
     def host_plugins(self, *extra: Any) -> list[Any]:
-        """Return the plugins of a contract host: the gateway's, providers (if installed), ``extra``."""
-        return [self.plugin, *([PROVIDERS_PLUGIN] if providers_available() else []), *extra]
+        """Return the plugins of a contract host: the gateway's, providers (``uses_providers()``), ``extra``."""
+        return [self.plugin, *([PROVIDERS_PLUGIN] if self.uses_providers() else []), *extra]
 
     # -- the contract ---------------------------------------------------------------------------
 
@@ -316,7 +343,7 @@ class GatewayContract:
             recorded = [r for _, r in recorder.results]
             assert [(r.usage.prompt_tokens, r.usage.completion_tokens) for r in recorded] == [(1000, 500), (2000, 100)]
             assert recorded[0] is result and all(r.gateway == self.gateway_class.name for r in recorded)
-            if providers_available():
+            if self.uses_providers():
                 spend = await host.call("providers.spend", group_by=["slice", "model"])
                 assert spend.success, spend.error_message
                 (row,) = spend.data["rows"]
@@ -383,7 +410,7 @@ class GatewayContract:
 
     @pytest.mark.asyncio
     async def test_budget_breach_refused_before_any_request(self, model_server: ModelServer, tmp_path: Path) -> None:
-        if providers_available():
+        if self.uses_providers():
             config = self.host_config(model_server, budgets={"overall": {"daily_usd": 0.0}})
             guard = CallRecorder()
         else:

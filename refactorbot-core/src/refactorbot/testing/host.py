@@ -12,6 +12,7 @@ from typing import Any
 from refactorbot.config import load_settings
 from refactorbot.master import MasterCore
 from refactorbot.plugins import PluginHost
+from refactorbot.testing.builders import BuiltPlugin
 
 
 def _as_plugin(plugin: Any) -> Any:
@@ -42,7 +43,7 @@ def build_host(
         host.load_entrypoints()
     for plugin in plugins:
         obj = _as_plugin(plugin)
-        name = obj.__name__ if isinstance(obj, ModuleType) else type(obj).__name__
+        name = obj.__name__ if isinstance(obj, ModuleType | BuiltPlugin) else type(obj).__name__
         host.register(obj, name=name)
     settings = load_settings(home, env=env)
     return MasterCore(settings, host, env, serving=serving)
