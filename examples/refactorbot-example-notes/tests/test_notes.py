@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from refactorbot import AtomicSlice, ErrorType, Event, HealthState, hookimpl, operation, subscribe
-from refactorbot.testing import host_running
+from refactorbot import AtomicSlice, ErrorType, Event, HealthState, operation, subscribe
+from refactorbot.testing import host_running, plugin_of
 from refactorbot_example_notes.pages import render_notes_page
 from refactorbot_example_notes.slice import NotesSlice
 
@@ -154,17 +154,12 @@ class Recorder(AtomicSlice):
         return [n["title"] for n in listed["notes"]]
 
 
-class RecorderPlugin:
-    REFACTORBOT_API = 1
-
-    @hookimpl
-    def register_slices(self, register: Any) -> None:
-        register(Recorder)
+RECORDER = plugin_of(slices=[Recorder], name="recorder")
 
 
 @pytest.mark.asyncio
 async def test_other_slices_see_events_and_call_operations(rb_home: Path) -> None:
-    async with host_running(rb_home, [PLUGIN, RecorderPlugin()], config=QUIET) as host:
+    async with host_running(rb_home, [PLUGIN, RECORDER], config=QUIET) as host:
         note = await call_ok(host, "notes.add", title="water plants")
         await call_ok(host, "notes.add", title="read book")
         await call_ok(host, "notes.complete", id=note["id"])

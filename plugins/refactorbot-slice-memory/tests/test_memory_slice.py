@@ -3,13 +3,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from memory_loopback import loopback_plugin
-from refactorbot.testing import SliceContract, host_running
+from refactorbot.testing import SliceContract, host_running, loopback_config
 from refactorbot.testing.model_server import ModelServer, Reply
 from refactorbot_slice_memory.query import match_expression, terms
 from refactorbot_slice_memory.slice import MemorySlice
 
 PLUGIN = "refactorbot_slice_memory.plugin"
+LOOPBACK = "refactorbot.testing.loopback"
 CONFIG = {"core": {"health_interval": 3600}}
 
 INJECTIONS = [
@@ -183,8 +183,8 @@ async def _old_memories(host, user_id, n):
 async def test_consolidate_through_the_llm(tmp_path):
     with ModelServer() as server:
         server.script(Reply.text("Carol likes topics 0 to 3."))
-        config = {**CONFIG, "gateways": {"loopback": {"api_base": server.base_url}}, "llm": {"model": "scripted"}}
-        async with host_running(tmp_path, [PLUGIN, loopback_plugin], config=config) as host:
+        config = {**CONFIG, **loopback_config(server)}
+        async with host_running(tmp_path, [PLUGIN, LOOPBACK], config=config) as host:
             await _old_memories(host, "carol", 4)
             await _old_memories(host, "dave", 4)
             result = await ok(host, "memory.consolidate", user_id="carol")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from refactorbot.testing import host_running
-from tools_slice_samples import Policy, SampleTools
+from tools_slice_samples import SAMPLE_TOOLS, Policy
 
 SLICE = "refactorbot_slice_tools.plugin"
 BASE = {"core": {"health_interval": 3600}}
@@ -28,12 +28,12 @@ async def execute(host, tool: str, arguments: Any = None, **extra: Any) -> dict[
 
 @pytest.mark.asyncio
 async def test_list_offers_enabled_tools_in_openai_format(tmp_path: Path) -> None:
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config()) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config()) as host:
         listing = (await host.call("tools.list")).data
         names = [t["name"] for t in listing["tools"]]
         assert names == ["boom", "echo", "nap", "picky"]
         echo = next(t for t in listing["tools"] if t["name"] == "echo")
-        assert echo["category"] == "sample" and echo["plugin"] == "SampleTools" and echo["enabled"]
+        assert echo["category"] == "sample" and echo["plugin"] == "sample-tools" and echo["enabled"]
         for schema in listing["schemas"]:
             assert schema["type"] == "function"
             assert re.match(r"^[a-zA-Z0-9_-]{1,64}$", schema["function"]["name"])
@@ -44,7 +44,7 @@ async def test_list_offers_enabled_tools_in_openai_format(tmp_path: Path) -> Non
 
 @pytest.mark.asyncio
 async def test_disable_and_enable_persist(tmp_path: Path) -> None:
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config()) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config()) as host:
         disabled = await host.call("tools.disable", name="echo")
         assert disabled.success and disabled.data["enabled"] is False
         listing = (await host.call("tools.list")).data
@@ -57,7 +57,7 @@ async def test_disable_and_enable_persist(tmp_path: Path) -> None:
         assert refused == {"ok": False, "output": "", "data": {}, "error": "tool 'echo' is disabled"}
         unknown = await host.call("tools.enable", name="ghost")
         assert not unknown.success and "unknown tool 'ghost'" in unknown.error_message
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config()) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config()) as host:
         assert (await execute(host, "echo", {"text": "hi"}))["error"] == "tool 'echo' is disabled"
         await host.call("tools.enable", name="echo")
         assert (await execute(host, "echo", {"text": "hi"}))["output"] == "hi"
@@ -66,7 +66,7 @@ async def test_disable_and_enable_persist(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_arguments_validated_before_running(tmp_path: Path) -> None:
     policy = Policy()
-    async with host_running(tmp_path, [SLICE, SampleTools(), policy], config=config()) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS, policy.plugin()], config=config()) as host:
         bad = await execute(host, "echo", {"text": "", "count": 9, "extra": 1})
         assert bad["ok"] is False
         assert bad["error"].startswith("invalid arguments for echo: ")
@@ -87,7 +87,7 @@ async def test_arguments_validated_before_running(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_policy_hooks_veto_and_observe(tmp_path: Path) -> None:
     policy = Policy()
-    async with host_running(tmp_path, [SLICE, SampleTools(), policy], config=config()) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS, policy.plugin()], config=config()) as host:
         vetoed = await execute(host, "echo", {"text": "forbidden"})
         assert vetoed["error"] == "echo refused by policy: forbidden words are not allowed"
         broken = await execute(host, "echo", {"text": "explode"})
@@ -100,7 +100,7 @@ async def test_policy_hooks_veto_and_observe(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_failures_become_results_for_the_model(tmp_path: Path) -> None:
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config(timeouts={"nap": 0.2})) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config(timeouts={"nap": 0.2})) as host:
         crashed = await execute(host, "boom", {})
         assert crashed["ok"] is False and crashed["error"] == "boom failed: RuntimeError: kaboom"
         refused = await execute(host, "boom", {"seconds": 2})
@@ -115,7 +115,7 @@ async def test_failures_become_results_for_the_model(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_rate_limit_per_tool(tmp_path: Path) -> None:
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config(rate_limits={"echo": 2})) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config(rate_limits={"echo": 2})) as host:
         results = [await execute(host, "echo", {"text": "x"}) for _ in range(3)]
         assert [r["ok"] for r in results] == [True, True, False]
         assert results[2]["error"] == "echo rate limit of 2 calls per minute exceeded; retry later"
@@ -125,7 +125,7 @@ async def test_rate_limit_per_tool(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_tool_configuration_and_failures_to_load(tmp_path: Path) -> None:
     settings = {**config(disabled=["nap"]), "tools": {"echo": {"prefix": ">> "}, "picky-section": {"fail": True}}}
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=settings) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=settings) as host:
         names = [t["name"] for t in (await host.call("tools.list", include_disabled=True)).data["tools"]]
         assert names == ["boom", "echo", "nap"]  # picky failed to load; the others are fine
         instance = host.instance("tools")
@@ -140,7 +140,7 @@ async def test_tool_configuration_and_failures_to_load(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_log_history_and_stats(tmp_path: Path) -> None:
-    async with host_running(tmp_path, [SLICE, SampleTools()], config=config(log_value_chars=20)) as host:
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS], config=config(log_value_chars=20)) as host:
         secret = "sk-" + "a" * 30
         await execute(
             host, "echo", {"text": "x" * 100, "api_token": "hunter2", "options": {"password": "p"}}, session_id="s1"

@@ -1,4 +1,4 @@
-"""Tools and policy plugins used by the tools slice's tests."""
+"""Tools and a policy used by the tools slice's tests, as plugins built by the testing kit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 from typing import Any
 
 from pydantic import BaseModel, Field
-from refactorbot import hookimpl
 from refactorbot.errors import ToolError
+from refactorbot.testing import BuiltPlugin, plugin_of
 from refactorbot.tools import Tool, ToolContext, ToolResult
 
 
@@ -73,25 +73,20 @@ class PickyTool(Tool):
         return ToolResult(output="picky ran")
 
 
-class SampleTools:
-    REFACTORBOT_API = 1
-
-    @hookimpl
-    def register_tools(self, register: Any) -> None:
-        for tool in (EchoTool, NapTool, BoomTool, PickyTool):
-            register(tool)
+SAMPLE_TOOLS = plugin_of(tools=[EchoTool, NapTool, BoomTool, PickyTool], name="sample-tools")
 
 
 class Policy:
     """Vetoes echo calls whose text is 'forbidden'; records what ran."""
 
-    REFACTORBOT_API = 1
-
     def __init__(self) -> None:
         self.seen: list[tuple[str, bool]] = []
         self.before: list[dict[str, Any]] = []
 
-    @hookimpl
+    def plugin(self) -> BuiltPlugin:
+        """Return the plugin implementing the two hooks with this policy's methods."""
+        return plugin_of(hooks=[self.before_tool_call, self.after_tool_call], name="policy")
+
     async def before_tool_call(self, call: Any) -> Any:
         self.before.append(dict(call.arguments))
         if call.arguments.get("text") == "forbidden":
@@ -100,6 +95,5 @@ class Policy:
             raise RuntimeError("policy engine down")
         return None
 
-    @hookimpl
     def after_tool_call(self, call: Any, result: Any) -> None:
         self.seen.append((call.tool, result.ok))
