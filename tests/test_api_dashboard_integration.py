@@ -101,7 +101,9 @@ def test_dashboard_shows_the_example_page_against_serve(
     monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", client.token)
     monkeypatch.setenv("RB_LOAD_PLUGINS", PLUGINS)
     monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "notes-dashboard")
-    at = AppTest.from_file(str(app), default_timeout=30).run()
+    from refactorbot_dashboard.testing import log_in
+
+    at = log_in(AppTest.from_file(str(app), default_timeout=30), client.token)  # the API token logs in too
     assert not at.exception, at.exception
     assert at.title[0].value == "Notes"
     assert "shown on the page" in list(at.dataframe[0].value["title"])
@@ -119,6 +121,53 @@ def test_dashboard_command_without_server(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "refactorbot serve" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_dashboard_command_against_serve_logs_in_by_link_and_stops_with_sigterm(
+    serving: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    import re
+    import socket
+
+    import httpx
+    import psutil
+
+    home, _ = serving
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "dashboard.log"
+    with log.open("wb") as out:
+        dashboard = subprocess.Popen(
+            [*CLI, "dashboard", "--port", str(port)], env=_env(home), stdout=out, stderr=subprocess.STDOUT
+        )
+    streamlit: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (link := re.search(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]+", log.read_text())):
+            assert dashboard.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        streamlit = psutil.Process(dashboard.pid).children(recursive=True)
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/control", trust_env=False).status_code == 401  # the login page, nothing else
+        login = httpx.get(link.group(0), trust_env=False)
+        assert login.status_code == 303 and login.headers["location"] == "/"
+        page = httpx.get(f"{url}/", cookies=login.cookies, trust_env=False)
+        assert page.status_code == 200 and '<div id="root">' in page.text
+
+        dashboard.send_signal(signal.SIGTERM)
+        assert dashboard.wait(30) == 0
+        _, alive = psutil.wait_procs(streamlit, timeout=30)
+        assert alive == []
+    finally:
+        if dashboard.poll() is None:
+            dashboard.kill()
+            dashboard.wait(10)
+        for child in streamlit:  # left only if the command failed to stop it
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 @pytest.mark.asyncio
@@ -176,8 +225,10 @@ def test_analytics_charts_llm_spend_from_the_providers_slice(tmp_path: Path, mon
         monkeypatch.setenv("RB_DASHBOARD_API_URL", server.url)
         monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", server.token)
         monkeypatch.setenv("RB_LOAD_PLUGINS", "")
+        from refactorbot_dashboard.testing import log_in
+
         app = Path(refactorbot_dashboard.__file__).with_name("app.py")
-        at = AppTest.from_file(str(app), default_timeout=30).run()
+        at = log_in(AppTest.from_file(str(app), default_timeout=30), server.token)
         at.switch_page("master_pages/analytics.py").run()
         assert not at.exception, at.exception
         spend = at.dataframe[-1].value

@@ -6,8 +6,10 @@ import logging
 
 import httpx
 import pytest
+from conftest import LOGIN_TOKEN
 from dashboard_sample import APP
 from refactorbot_api.testing import RunningServer
+from refactorbot_dashboard.testing import log_in
 from streamlit.testing.v1 import AppTest
 
 MASTER = {
@@ -19,8 +21,13 @@ MASTER = {
 }
 
 
-def _app() -> AppTest:
+def _new() -> AppTest:
     return AppTest.from_file(str(APP), default_timeout=30)
+
+
+def _app() -> AppTest:
+    """The dashboard, run and logged in through its own login form."""
+    return log_in(_new(), LOGIN_TOKEN)
 
 
 def _texts(at: AppTest) -> str:
@@ -29,8 +36,39 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _only_the_login(at: AppTest) -> None:
+    assert not at.exception
+    assert [t.value for t in at.title] == ["Log in"]
+    assert [b.label for b in at.button] == ["Log in"]
+    assert [t.key for t in at.text_input] == ["login.token"]
+    assert not at.dataframe and not at.metric and not at.json and not at.selectbox and not at.text_area
+    assert not at.warning and not at.success and not at.info
+
+
+def test_before_logging_in_only_the_login_form_renders(dashboard_env: RunningServer) -> None:
+    at = _new().run()
+    _only_the_login(at)
+    for page in ("control", "settings", "logs"):  # asking for a page directly changes nothing
+        at.switch_page(f"master_pages/{page}.py").run()
+        _only_the_login(at)
+    at.text_input(key="login.token").input(LOGIN_TOKEN[:-1])
+    at.button[0].click().run()
+    _only_the_login(at)
+    assert [e.value for e in at.error] == ["That token is not valid."]
+    assert LOGIN_TOKEN not in _texts(at) and dashboard_env.token not in _texts(at)
+
+
+def test_the_login_form_takes_the_login_or_the_api_token(dashboard_env: RunningServer) -> None:
+    for token in (LOGIN_TOKEN, dashboard_env.token):
+        at = log_in(_new(), token)
+        assert not at.exception
+        assert at.title[0].value == "Overview"
+        assert not any(t.key == "login.token" for t in at.text_input)
+        assert token not in _texts(at)
+
+
 def test_overview_is_the_default_page(dashboard_env: RunningServer) -> None:
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert at.title[0].value == "Overview"
     table = at.dataframe[0].value
@@ -44,7 +82,7 @@ def test_every_master_page_renders(dashboard_env: RunningServer, path: str) -> N
     httpx.post(
         f"{dashboard_env.url}/slices/sample/operations/add", json={"title": "seen"}, headers=dashboard_env.headers
     )
-    at = _app().run()
+    at = _app()
     at.switch_page(f"master_pages/{path}.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == MASTER[path]
@@ -56,7 +94,7 @@ def test_analytics_shows_percentiles_and_charts(dashboard_env: RunningServer) ->
         httpx.post(
             f"{dashboard_env.url}/slices/sample/operations/add", json={"title": f"a{i}"}, headers=dashboard_env.headers
         )
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/analytics.py").run()
     assert not at.exception
     operations = list(at.dataframe[0].value["operation"])
@@ -67,7 +105,7 @@ def test_analytics_shows_percentiles_and_charts(dashboard_env: RunningServer) ->
 
 
 def test_control_runs_an_operation_and_shows_validation_errors_inline(dashboard_env: RunningServer) -> None:
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/control.py").run()
     assert not at.exception
     assert at.selectbox(key="control.slice").value == "sample"
@@ -91,7 +129,7 @@ def test_control_runs_an_operation_and_shows_validation_errors_inline(dashboard_
 
 
 def test_control_lifecycle_and_diagnostics(dashboard_env: RunningServer) -> None:
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/control.py").run()
     at.button(key="control.stop").click().run()
     assert any("stop → stopped" in s.value for s in at.success)
@@ -113,7 +151,7 @@ def test_logs_page_filters(dashboard_env: RunningServer) -> None:
         await dashboard_env.host.state.flush()
 
     dashboard_env.run(log())
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/logs.py").run()
     assert not at.exception
     messages = list(at.dataframe[0].value["message"])
@@ -123,7 +161,7 @@ def test_logs_page_filters(dashboard_env: RunningServer) -> None:
 
 
 def test_settings_page_validates_and_saves(dashboard_env: RunningServer) -> None:
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/settings.py").run()
     assert not at.exception
     at.text_input(key="settings.new.section").input("core")
@@ -137,7 +175,7 @@ def test_settings_page_validates_and_saves(dashboard_env: RunningServer) -> None
     at.text_area(key="settings.new.text").input('api_key = "sk-very-secret"\nbase_url = "http://127.0.0.1:1"')
     at.button[[b.label for b in at.button].index("Save section")].click().run()
     assert any("Saved [gateways.openrouter]" in s.value for s in at.success), _texts(at)
-    at = _app().run()
+    at = _app()
     at.switch_page("master_pages/settings.py").run()
     editors = {ta.key: ta.value for ta in at.text_area}
     assert 'api_key = "***"' in editors["settings.gateways.openrouter.text"]
@@ -153,12 +191,12 @@ def test_contributed_pages_are_grouped_and_render(
         headers=dashboard_env.headers,
     )
     monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-dashboard")
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert at.header[0].value == "Sample notes"
     assert "contributed" in _texts(at)
     monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-analytics")
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert at.header[0].value == "Sample analytics"
     assert at.metric[0].value != "0"
@@ -168,7 +206,7 @@ def test_a_failing_contributed_page_is_reported_not_raised(
     dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RB_DASHBOARD_START_PAGE", "sample-other")
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert any(
         "The page 'Broken' of sample failed: RuntimeError: this page is broken on purpose" in e.value for e in at.error
@@ -177,13 +215,13 @@ def test_a_failing_contributed_page_is_reported_not_raised(
 
 def test_unreachable_server_is_one_line(dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RB_DASHBOARD_API_URL", "http://127.0.0.1:9")
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert any("The API is unreachable" in e.value for e in at.error)
 
 
 def test_wrong_token_is_reported(dashboard_env: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", "wrong")
-    at = _app().run()
+    at = _app()
     assert not at.exception
     assert any("HTTP 401" in e.value and "api-token" in e.value for e in at.error)

@@ -1,18 +1,14 @@
-"""A real browser (headless Chromium driven by Playwright) visits every master page of the dashboard."""
+"""A real browser (headless Chromium driven by Playwright) against the real `refactorbot dashboard`."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from conftest import ServedDashboard
 from refactorbot_api.testing import RunningServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,83 +30,87 @@ PAGES = {
     "settings": "Settings",
     "sample-dashboard": "Sample notes",
 }
+LOGIN_HEADING = "Log in to the refactorbot dashboard"
 
 #: The script finished and every lazily loaded element is drawn.
 SETTLED = """() => !document.querySelector('[data-testid="stStatusWidget"]')
     && !document.querySelector('[data-testid="stSkeleton"]')
     && document.querySelectorAll('[data-stale="true"]').length === 0"""
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def dashboard(server: RunningServer, tmp_path: Path) -> Iterator[str]:
-    """Run `refactorbot dashboard` (the real command) against ``server``; yield its URL."""
-    port = _free_port()
-    home = Path(server.host.home)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-        "RB_LOAD_PLUGINS": "refactorbot-dashboard",
-        "RB_DASHBOARD_PLUGINS": "dashboard_sample",
-    }
-    log = (tmp_path / "dashboard.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("refactorbot")), "--home", str(home), "dashboard", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 45
-        while True:
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("the dashboard did not start:\n" + (tmp_path / "dashboard.log").read_text())
-            time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
-
-
-def test_every_master_page_loads_without_exception(dashboard: str, server: RunningServer, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
+    assert CHROMIUM.exists(), "the dashboard's browser tests need Debian's chromium at /usr/bin/chromium"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _settle(page: Any, title: str) -> None:
+    page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function(SETTLED, timeout=30_000)
+
+
+def test_an_unauthenticated_browser_gets_only_the_login_page(browser: Any, served: ServedDashboard) -> None:
+    context = browser.new_context()
+    sockets: list[str] = []
+    page = context.new_page()
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    for path in ("", "control", "settings"):
+        response = page.goto(f"{served.url}/{path}", wait_until="networkidle")
+        assert response is not None and response.status == 401
+        assert page.get_by_role("heading", name=LOGIN_HEADING).is_visible()
+        assert page.locator('[data-testid="stApp"]').count() == 0  # Streamlit's app never loaded
+        assert "Overview" not in page.content() and served.token not in page.content()
+    assert sockets == []  # no Streamlit session was even attempted
+    page.get_by_label("Token").fill("not-the-token")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("That token is not valid.").wait_for(timeout=10_000)
+    assert page.get_by_role("heading", name=LOGIN_HEADING).is_visible()
+    assert context.cookies() == []
+    context.close()
+
+
+def test_the_printed_link_logs_in_and_every_page_works(
+    browser: Any, served: ServedDashboard, server: RunningServer, tmp_path: Path
+) -> None:
     for i in range(5):  # something to chart and list
         httpx.post(f"{server.url}/slices/sample/operations/add", json={"title": f"n{i}"}, headers=server.headers)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{served.url}/?token={served.token}", wait_until="domcontentloaded")
+    _settle(page, "Overview")
+    assert page.url == f"{served.url}/"  # the token left the address bar
+    cookies = {c["name"]: c for c in context.cookies()}
+    cookie = cookies["rb_dashboard_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert served.token not in str(cookies)
+    assert "_streamlit_xsrf" in cookies  # Streamlit's XSRF protection is on
+    for path, title in PAGES.items():
+        page.goto(f"{served.url}/{path}", wait_until="domcontentloaded")
+        _settle(page, title)
+        page.wait_for_timeout(300)
+        exceptions = page.locator('[data-testid="stException"]')
+        assert exceptions.count() == 0, f"{path}: {exceptions.first.inner_text()}"
+        assert served.token not in page.content()
+        shot = tmp_path / f"{path or 'overview'}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    context.close()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for path, title in PAGES.items():
-                page.goto(f"{dashboard}/{path}", wait_until="domcontentloaded")
-                page.get_by_role("heading", name=title).first.wait_for(timeout=30_000)
-                page.wait_for_load_state("networkidle")
-                page.wait_for_function(SETTLED, timeout=30_000)
-                page.wait_for_timeout(300)
-                exceptions = page.locator('[data-testid="stException"]')
-                assert exceptions.count() == 0, f"{path}: {exceptions.first.inner_text()}"
-                shot = tmp_path / f"{path or 'overview'}.png"
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 10_000
-        finally:
-            browser.close()
+
+def test_the_login_form_accepts_the_api_token(browser: Any, served: ServedDashboard, server: RunningServer) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{served.url}/logs", wait_until="networkidle")
+    page.get_by_label("Token").fill(server.token)
+    page.get_by_role("button", name="Log in").click()
+    _settle(page, "Logs")  # back on the page that asked for the login
+    assert page.url == f"{served.url}/logs"
+    context.close()

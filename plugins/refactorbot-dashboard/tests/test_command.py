@@ -7,7 +7,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from refactorbot.cli import main
 from refactorbot.testing import check_import_cost
-from refactorbot_dashboard.launcher import dashboard_env, streamlit_command
+from refactorbot_dashboard.launcher import ENTRY, dashboard_env, streamlit_command
 
 
 def _invoke(home: Path, *args: str):  # noqa: ANN202
@@ -50,21 +50,30 @@ def test_module_entry_without_a_server(tmp_path: Path) -> None:
     assert "refactorbot serve" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_streamlit_is_bound_to_loopback_and_told_where_the_api_is(tmp_path: Path) -> None:
+def test_streamlit_serves_the_gated_app_on_loopback_and_is_told_where_the_api_is(tmp_path: Path) -> None:
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
     command = streamlit_command(8600)
-    assert command[1:4] == ["-m", "streamlit", "run"]
-    flags = dict(zip(command[5::2], command[6::2], strict=False))
-    assert flags == {
+    assert command[1:5] == ["-m", "streamlit", "run", str(ENTRY)]
+    assert discover_asgi_app(ENTRY).import_string == "streamlit_entry:app"  # served as st.App with the gate
+    pairs = list(zip(command[5::2], command[6::2], strict=True))
+    assert dict(p for p in pairs if p[0] != "--server.allowedHosts") == {
         "--server.address": "127.0.0.1",
         "--server.port": "8600",
         "--server.headless": "true",
         "--browser.gatherUsageStats": "false",
         "--client.toolbarMode": "minimal",
+        "--server.enableXsrfProtection": "true",
+        "--server.enableCORS": "true",
+        "--logger.hideWelcomeMessage": "true",
     }
-    env = dashboard_env("http://127.0.0.1:1234", "tok", tmp_path, "logs")
+    assert {v for k, v in pairs if k == "--server.allowedHosts"} == {"127.0.0.1", "localhost", "::1"}
+    env = dashboard_env("http://127.0.0.1:1234", "tok", tmp_path, "logs", "login-secret")
     assert env["RB_DASHBOARD_API_URL"] == "http://127.0.0.1:1234"
     assert env["RB_DASHBOARD_API_TOKEN"] == "tok"
+    assert env["RB_DASHBOARD_LOGIN_TOKEN"] == "login-secret"
     assert env["RB_DASHBOARD_START_PAGE"] == "logs"
+    assert "tok" not in command and "login-secret" not in command  # secrets stay off the command line
 
 
 def test_plugin_module_imports_fast_and_light() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from refactorbot.client import SERVER_FILE, TOKEN_FILE
@@ -25,6 +26,23 @@ class ServerNotFound(Exception):
     """Raise when no running server is known (neither environment variables nor ``server.json``)."""
 
 
+def server_from_environment(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """Return the API's (url, token) from ``RB_DASHBOARD_API_URL``/``_TOKEN``, else from the home's files."""
+    env = dict(os.environ if env is None else env)
+    url, token = env.get(URL_ENV), env.get(TOKEN_ENV)
+    if url and token:
+        return url, token
+    from refactorbot.home import default_home
+
+    home = default_home(env)
+    try:
+        info = json.loads((home / SERVER_FILE).read_text(encoding="utf-8"))
+        token = (home / TOKEN_FILE).read_text(encoding="utf-8").strip()
+        return str(info["url"]), token
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ServerNotFound(f"no refactorbot server found for {home}; start one with `refactorbot serve`") from None
+
+
 class ApiClient:
     """A synchronous client of the control API (httpx, one pooled connection)."""
 
@@ -37,23 +55,9 @@ class ApiClient:
         )
 
     @classmethod
-    def from_environment(cls, env: dict[str, str] | None = None) -> ApiClient:
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> ApiClient:
         """Return a client from ``RB_DASHBOARD_API_URL``/``_TOKEN``, else from the home's ``server.json``."""
-        env = dict(os.environ if env is None else env)
-        url, token = env.get(URL_ENV), env.get(TOKEN_ENV)
-        if url and token:
-            return cls(url, token)
-        from refactorbot.config import default_home
-
-        home = default_home(env)
-        try:
-            info = json.loads((home / SERVER_FILE).read_text(encoding="utf-8"))
-            token = (home / TOKEN_FILE).read_text(encoding="utf-8").strip()
-            return cls(str(info["url"]), token)
-        except (OSError, ValueError, KeyError, TypeError):
-            raise ServerNotFound(
-                f"no refactorbot server found for {home}; start one with `refactorbot serve`"
-            ) from None
+        return cls(*server_from_environment(env))
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one request; return the decoded JSON or raise ``ApiError`` with the server's reason."""

@@ -13,6 +13,7 @@ from typing import Any
 from refactorbot.dashboard import DashboardPage
 
 from refactorbot_dashboard.client import TOKEN_ENV, URL_ENV, ApiClient, ApiError, ServerNotFound
+from refactorbot_dashboard.gate import require_login, signed_in
 from refactorbot_dashboard.launcher import START_PAGE_ENV
 
 PLUGINS_ENV = "RB_DASHBOARD_PLUGINS"
@@ -51,6 +52,8 @@ def run_master_page(render: Callable[[Any], None]) -> None:
     import httpx
     import streamlit as st
 
+    if not signed_in():  # only reachable through main(), which asks first; refuse anyway
+        st.stop()
     try:
         render(api())
     except ApiError as exc:
@@ -94,6 +97,8 @@ def _contributed_runner(page: DashboardPage) -> Callable[[], None]:
         import httpx
         import streamlit as st
 
+        if not signed_in():
+            st.stop()
         try:
             page.render(api())
         except ApiError as exc:
@@ -114,6 +119,8 @@ def main() -> None:
     import streamlit as st
 
     st.set_page_config(page_title="refactorbot", page_icon=":material/hub:", layout="wide")
+    if not require_login():  # nothing else is drawn, and no API call made, before the login
+        return
     try:
         api()
     except ServerNotFound as exc:
