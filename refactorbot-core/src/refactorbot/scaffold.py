@@ -9,12 +9,16 @@ imported or collected as they are).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import keyword
 import os
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from refactorbot.errors import RefactorbotError
@@ -47,7 +51,7 @@ class PluginNames:
 
     @property
     def dist(self) -> str:
-        """Return the distribution name, ``refactorbot-<family>-<name>``."""
+        """Return the distribution name, ``refactorbot-<family>-<name>`` (``refactorbot-tools-<name>`` for a tool)."""
         return f"refactorbot-{self.family}-{self.name.replace('_', '-')}"
 
     @property
@@ -177,3 +181,59 @@ def _copy_rendered(origin: Path, out: Path, names: PluginNames) -> None:
     else:
         out.write_text(names.render(text), encoding="utf-8", newline="")
     shutil.copymode(origin, out)
+
+
+def next_steps(
+    target: Path,
+    *,
+    python: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    has_pip: bool | None = None,
+) -> str:
+    """Return the shell command installing the plugin at ``target`` with its tests, then running them.
+
+    It installs into the environment of ``python`` (default: the one running refactorbot), where
+    ``refactorbot-core`` is already installed; that matters because the core is not published,
+    so no index could provide it elsewhere. ``pip``/``pytest`` are written bare only when ``PATH``
+    reaches that environment's scripts before any other ``pip``/``pytest``; otherwise
+    ``python -m pip`` (or ``uv pip --python`` when the environment has no pip) and
+    ``python -m pytest`` name it. ``has_pip`` says whether the environment has pip (default: looked
+    up when ``python`` is this interpreter).
+    """
+    python = python or sys.executable
+    environ = os.environ if environ is None else environ
+    if has_pip is None:
+        has_pip = python == sys.executable and importlib.util.find_spec("pip") is not None
+    search = environ.get("PATH", "")
+    scripts = Path(python).parent
+    prefix = scripts.parent
+
+    def ours(command: str) -> bool:
+        for folder in filter(None, search.split(os.pathsep)):
+            if _same(Path(folder), scripts):
+                return True
+            if shutil.which(command, path=folder):
+                return False
+        return False
+
+    py = _quote(python)
+    if has_pip:
+        install = "pip install" if ours("pip") else f"{py} -m pip install"
+    elif shutil.which("uv", path=search):
+        venv = environ.get("VIRTUAL_ENV")
+        install = "uv pip install" if venv and _same(Path(venv), prefix) else f"uv pip install --python {py}"
+    else:
+        install = f"{py} -m ensurepip && {py} -m pip install"
+    run = "pytest" if ours("pytest") else f"{py} -m pytest"
+    return f"{install} -e {_quote(f'{target}[test]')} && {run} {_quote(str(target / 'tests'))}"
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _quote(argument: str) -> str:
+    return subprocess.list2cmdline([argument]) if os.name == "nt" else shlex.quote(argument)

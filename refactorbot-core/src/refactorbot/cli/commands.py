@@ -194,8 +194,8 @@ def serve(env: Env) -> None:
 @pass_env
 def new(env: Env, kind: str, name: str, dest: str | None) -> None:
     """Create a plugin distribution from the template, names filled in."""
-    from refactorbot.scaffold import create_plugin
+    from refactorbot.scaffold import create_plugin, next_steps
 
     path = create_plugin(kind, name, dest)
     click.echo(f"Created {path}")
-    click.echo(f"Next: pip install -e {path} && pytest {path}/tests")
+    click.echo(f"Next: {next_steps(path)}")
