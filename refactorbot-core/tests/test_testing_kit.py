@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -230,3 +234,58 @@ class TestLoopbackGatewayContract(GatewayContract):
             "fallbacks": list(fallbacks),
             "timeout": timeout,
         }
+
+
+CONTRACT_NEEDING_PROVIDERS = """
+from refactorbot.testing import GatewayContract, LoopbackGateway
+
+
+class TestNeedsProviders(GatewayContract):
+    gateway_class = LoopbackGateway
+    plugin = "refactorbot.testing.loopback"
+    model, served_model = "loopback/contract-model", "contract-model"
+    fallback_model, served_fallback_model = "loopback/contract-backup", "contract-backup"
+
+    def gateway_config(self, server, *, fallbacks=(), timeout=10.0):
+        return {"base_url": server.base_url, "api_key_env": self.api_key_env, "fallbacks": list(fallbacks),
+                "timeout": timeout}
+"""
+
+
+def test_contract_says_when_the_providers_slice_it_requires_is_missing(tmp_path: Path) -> None:
+    """In a fresh venv with only the core, the contract's cost checks fail saying what to install."""
+    uv = shutil.which("uv")
+    assert uv is not None, "uv is needed on PATH to build the fresh virtualenv (pip install uv)"
+    environ = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTEST_ADDOPTS")}
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=environ)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    core = Path(__file__).resolve().parents[1]
+    install = [uv, "pip", "install", "-q", "--python", str(python), "-e", f"{core}[testing]"]
+    done = subprocess.run(install, capture_output=True, text=True, env=environ, check=False)
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "test_needs_providers.py").write_text(CONTRACT_NEEDING_PROVIDERS)
+    ran = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+        ]
+        + ["test_needs_providers.py"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environ,
+        check=False,
+    )
+    summary = ran.stdout.strip().splitlines()[-1]
+    assert ran.returncode == 1 and summary.startswith("2 failed, 12 passed"), ran.stdout[-3000:]
+    failed = sorted(line.split("::")[-1].split(" ")[0] for line in ran.stdout.splitlines() if line.startswith("FAILED"))
+    assert failed == ["test_budget_breach_refused_before_any_request", "test_usage_and_cost_recorded"]
+    assert ran.stdout.count("TestNeedsProviders checks usage, cost and budgets through the providers slice") == 2
+    assert "set requires_providers = False" in ran.stdout
