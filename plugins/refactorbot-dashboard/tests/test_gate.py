@@ -85,6 +85,8 @@ def test_the_served_addresses_are_accepted(served: ServedDashboard, http: Http, 
         response = http.get(f"{served.url}/", headers={"Host": f"{name}:{served.port}"}, session=session)
         assert response.status_code == 200, name
         assert '<div id="root">' in response.text  # Streamlit's page, now that the session is valid
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
 
 
 def test_a_foreign_origin_is_refused_on_plain_http(served: ServedDashboard, http: Http, session: str) -> None:

@@ -25,6 +25,18 @@ STUBBORN = (
     "while True:\n"
     "    time.sleep(3600)\n"
 )
+#: A child that reports the signal it gets, then exits.
+REPORTING = (
+    "import os, signal, sys, time\n"
+    "def report(signum, frame):\n"
+    "    print(signal.Signals(signum).name, flush=True)\n"
+    "    sys.exit(0)\n"
+    "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
+    "    signal.signal(s, report)\n"
+    "print(os.getpid(), flush=True)\n"
+    "while True:\n"
+    "    time.sleep(3600)\n"
+)
 SUPERVISOR = (
     "import sys\n"
     "from refactorbot_dashboard.launcher import supervise\n"
@@ -50,9 +62,9 @@ def test_a_signal_to_the_command_stops_streamlit_too(
         stop_dashboard(dashboard.proc)
 
 
-def _start_supervisor(stop_timeout: float) -> tuple[subprocess.Popen[str], psutil.Process]:
+def _start_supervisor(stop_timeout: float, child: str = STUBBORN) -> tuple[subprocess.Popen[str], psutil.Process]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", SUPERVISOR, str(stop_timeout), STUBBORN],
+        [sys.executable, "-c", SUPERVISOR, str(stop_timeout), child],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -70,6 +82,17 @@ def _cleanup(proc: subprocess.Popen[str], child: psutil.Process) -> None:
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     proc.wait(10)
+
+
+@pytest.mark.parametrize(("sent", "received"), [("SIGTERM", "SIGTERM"), ("SIGINT", "SIGINT"), ("SIGHUP", "SIGTERM")])
+def test_signals_are_passed_on(sent: str, received: str) -> None:
+    proc, child = _start_supervisor(stop_timeout=600, child=REPORTING)
+    try:
+        proc.send_signal(getattr(signal, sent))
+        assert proc.wait(30) == 0
+        assert proc.stdout is not None and proc.stdout.read().split() == [received]
+    finally:
+        _cleanup(proc, child)
 
 
 def test_a_child_that_ignores_the_signal_is_killed_after_the_stop_timeout() -> None:
