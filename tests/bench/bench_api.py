@@ -110,6 +110,7 @@ async def _insert_logs(host: Any, rows: int) -> None:
 def bench_pages(server: Any, results: list[tuple[str, str, str]]) -> None:
     """Time each page's AppTest run (median of 3 after a warm-up)."""
     from refactorbot_dashboard import navigation
+    from refactorbot_dashboard.testing import log_in
     from streamlit.testing.v1 import AppTest
 
     app = Path(navigation.__file__).with_name("app.py")
@@ -127,13 +128,14 @@ def bench_pages(server: Any, results: list[tuple[str, str, str]]) -> None:
         for attempt in range(4):
             if target.endswith(".py"):
                 os.environ.pop("RB_DASHBOARD_START_PAGE", None)
-                at = AppTest.from_file(str(app), default_timeout=60).run()
+                at = log_in(AppTest.from_file(str(app), default_timeout=60), server.token)
                 started = time.perf_counter()
                 at.switch_page(target).run()
             else:
                 os.environ["RB_DASHBOARD_START_PAGE"] = target
+                at = log_in(AppTest.from_file(str(app), default_timeout=60), server.token)
                 started = time.perf_counter()
-                at = AppTest.from_file(str(app), default_timeout=60).run()
+                at.run()
             elapsed = time.perf_counter() - started
             if at.exception:
                 raise SystemExit(f"{title}: {at.exception}")
