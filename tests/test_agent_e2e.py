@@ -161,3 +161,60 @@ def test_chat_one_shot_fails_when_the_model_fails(tmp_path, monkeypatch):
         result = _cli(["--home", str(home), "chat", "--local", "--user", "dave", "hi"])
     assert result.exit_code == 1, result.output
     assert "Sorry, I could not answer" in result.output and "500" in result.output
+
+
+NO_KEY = (
+    "OPENAI_API_KEY is not set (needed for model openai/gpt-4o-mini); export it or choose another model with RB_MODEL"
+)
+
+CHAT_WITHOUT_KEY = """
+import sys
+from refactorbot.cli.main import main
+try:
+    main(["--home", sys.argv[1], "chat", "--local", "--user", "erin", "hello"])
+except SystemExit as exc:
+    code = exc.code
+print("litellm imported:", "litellm" in sys.modules, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_chat_without_a_key_fails_at_once_naming_the_variable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY" and not k.startswith("RB_")}
+    done = subprocess.run(
+        [sys.executable, "-c", CHAT_WITHOUT_KEY, str(tmp_path / "home")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.strip() == f"Sorry, I could not answer: {NO_KEY}"
+    assert "litellm imported: False" in done.stderr  # failed before importing it, so before any request
+
+
+@pytest.mark.asyncio
+async def test_a_turn_without_a_key_sends_nothing_and_stores_no_answer(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with ModelServer() as server:
+        config = {
+            "core": {"health_interval": 3600},
+            "llm": {"model": "openai/gpt-4o-mini", "gateway": "litellm"},
+            "gateways": {"litellm": {"api_base": server.base_url}},
+        }
+        async with host_running(tmp_path, PLUGINS, config=config) as host:
+            chat = MasterChat(host)
+            streamed = "".join([c async for c in chat.stream_message(message("hello", "chat-k", "erin"))])
+            answered = await chat.process_message(message("hello again", "chat-k", "erin"))
+            assert streamed == answered.text == f"Sorry, I could not answer: {NO_KEY}"
+            assert answered.metadata["ok"] is False and answered.metadata["error"] == NO_KEY
+            session_id = answered.metadata["session_id"]
+            history = (await host.call("session.history", session_id=session_id)).data["messages"]
+            assert [(m["role"], m["content"]) for m in history] == [("user", "hello"), ("user", "hello again")]
+            executions = (await host.call("agent.executions", user_id="erin")).data
+            assert [e["success"] for e in executions] == [False, False] and NO_KEY in executions[0]["error"]
+    assert server.requests == []

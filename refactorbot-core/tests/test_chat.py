@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
-from refactorbot import AtomicSlice, IncomingMessage, hookimpl, operation
+from refactorbot import AtomicSlice, ErrorType, IncomingMessage, hookimpl, operation
 from refactorbot.chat import NO_AGENT, MasterChat
 from refactorbot.testing import host_running
 
@@ -101,25 +103,17 @@ class Run(BaseModel):
     memories: list[str] | None = None
 
 
-class RunStream:
-    def __init__(self, result: dict[str, Any]) -> None:
-        self.result_data = result
-        self.result: dict[str, Any] | None = None
-
-    async def _chunks(self):
-        for word in self.result_data["answer"].split(" "):
-            yield word + " "
-        self.result = self.result_data
-
-    def __aiter__(self):
-        return self._chunks()
-
-
 class MiniAgent(AtomicSlice):
     """Answers with what it was given; 'remember X' marks X as a fact; 'explode' fails."""
 
     slice_id = "agent"
     uses_database = False
+
+    def __init__(self, ctx, config=None):
+        super().__init__(ctx, config)
+        self.gate: asyncio.Event | None = None  # when set up, a stream waits on it after its first chunk
+        self.started = self.active = self.peak = 0
+        self.cancelled = False
 
     def _answer(self, params: Run) -> dict[str, Any]:
         if "explode" in params.message:
@@ -145,8 +139,24 @@ class MiniAgent(AtomicSlice):
         """Answer a message."""
         return self._answer(params)
 
-    def stream_run(self, **payload: Any) -> RunStream:
-        return RunStream(self._answer(Run(**payload)))
+    @operation(stream=True)
+    async def stream_run(self, params: Run, emit) -> dict:
+        """Answer a message, word by word."""
+        self.started += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            result = self._answer(params)
+            for i, word in enumerate(result["answer"].split(" ")):
+                await emit(word + " ")
+                if i == 0 and self.gate is not None:
+                    await self.gate.wait()
+            return result
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        finally:
+            self.active -= 1
 
 
 class HookRecorder:
@@ -216,8 +226,9 @@ async def test_no_agent_is_a_clear_reply(tmp_path):
     async with host_running(tmp_path, [slices_plugin(MiniSession)], config=CONFIG) as host:
         reply = await MasterChat(host).process_message(incoming("hello"))
         assert reply.text == NO_AGENT and "pip install refactorbot-slice-agent" in reply.text
-        assert reply.metadata["ok"] is False
-        assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user", "assistant"]
+        assert reply.metadata["ok"] is False and reply.metadata["error"] == "no agent slice"
+        # the notice is for the user, not a turn of the conversation: the session keeps only the question
+        assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user"]
 
 
 @pytest.mark.asyncio
@@ -241,6 +252,8 @@ async def test_failures_degrade(tmp_path):
         chat = MasterChat(host)
         failed = await chat.process_message(incoming("explode now"))
         assert failed.text.startswith("Sorry, the agent failed:") and "model unreachable" in failed.text
+        assert failed.metadata["ok"] is False and "model unreachable" in failed.metadata["error"]
+        assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user"]
         host.instance("session").fail_appends = True
         reply = await chat.process_message(incoming("hi"))
         assert reply.text.startswith("echo hi")
@@ -259,3 +272,157 @@ async def test_stream_message_yields_chunks_and_stores_the_turn(tmp_path):
         assert stored[0]["content"] == "remember streams work" and stored[-1]["role"] == "assistant"
         assert host.instance("memory").items[0]["content"] == "streams work"
         assert [kind for kind, _ in hooks.seen] == ["received", "sent"]
+
+
+# -- streamed turns go through the host like every other call ---------------------------------------
+
+
+class Policy:
+    """A ``before_operation`` veto for one target, and a record of what the host routed."""
+
+    REFACTORBOT_API = 1
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.refuse = refuse
+        self.before: list[str] = []
+        self.after: list[tuple[str, bool]] = []
+        self.changed = asyncio.Event()
+
+    @hookimpl
+    def before_operation(self, request):
+        self.before.append(request.target)
+        self.changed.set()
+        if request.target == self.refuse:
+            raise PermissionError("no streaming today")
+
+    @hookimpl
+    def after_operation(self, request, response):
+        self.after.append((request.target, response.success))
+        self.changed.set()
+
+
+async def wait_for(condition, policy: Policy, deadline: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, woken by the policy's hooks (fail after ``deadline``)."""
+
+    async def until() -> None:
+        while not condition():
+            policy.changed.clear()
+            await policy.changed.wait()
+
+    await asyncio.wait_for(until(), deadline)
+
+
+def operation_log(home) -> list[tuple[str, str, int, str | None]]:
+    with sqlite3.connect(home / "master.db") as db:
+        return db.execute("SELECT slice_id, operation, success, error_type FROM operation_log ORDER BY id").fetchall()
+
+
+@pytest.mark.asyncio
+async def test_streamed_turn_is_measured_logged_and_observed(tmp_path):
+    policy = Policy()
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=CONFIG) as host:
+        chunks = [c async for c in MasterChat(host).stream_message(incoming("hello there"))]
+        assert "".join(chunks).strip() == "echo hello there | memories: none"
+        assert "agent.stream_run" in policy.before
+        assert host.metrics.snapshot("agent")["agent.stream_run"]["count"] == 1
+        await wait_for(lambda: ("agent.stream_run", True) in policy.after, policy)
+    assert ("agent", "stream_run", 1, None) in operation_log(tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_streamed_turn_is_refused_by_before_operation(tmp_path):
+    policy = Policy(refuse="agent.stream_run")
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=CONFIG) as host:
+        chat = MasterChat(host)
+        chunks = [c async for c in chat.stream_message(incoming("hello"))]
+        assert chunks == ["Sorry, the agent failed: refused: no streaming today"]
+        reply = chat.last_reply
+        assert reply.metadata["ok"] is False and reply.metadata["error"] == "refused: no streaming today"
+        assert host.instance("agent").started == 0  # the operation never ran
+        assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user"]
+        stats = host.metrics.snapshot("agent")["agent.stream_run"]
+        assert (stats["count"], stats["errors"]) == (1, 1)
+    assert ("agent", "stream_run", 0, "refused") in operation_log(tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_streamed_turns_honour_the_concurrency_limit(tmp_path):
+    policy = Policy()
+    config = {**CONFIG, "slices": {"agent": {"resources": {"max_concurrency": 1, "timeout": 60}}}}
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=config) as host:
+        agent = host.instance("agent")
+        agent.gate = asyncio.Event()
+        first = MasterChat(host).stream_message(incoming("one two three", chat="c1"))
+        assert await anext(first) == "echo "  # the first turn holds the agent's only slot, paused
+        assert host.allocator.snapshot()["agent"]["in_flight"] == 1
+
+        async def collect(stream) -> str:
+            return "".join([c async for c in stream])
+
+        second = asyncio.ensure_future(collect(MasterChat(host).stream_message(incoming("four", chat="c2"))))
+        await wait_for(lambda: policy.before.count("agent.stream_run") == 2, policy)
+        for _ in range(20):  # let the second request go as far as it can: it must wait for the slot
+            await asyncio.sleep(0)
+        assert agent.started == 1 and not second.done()
+        agent.gate.set()
+        rest = await collect(first)
+        assert (await asyncio.wait_for(second, 10)).strip() == "echo four | memories: none"
+        assert rest.strip() == "one two three | memories: none"
+        assert agent.started == 2 and agent.peak == 1
+
+
+@pytest.mark.asyncio
+async def test_failed_stream_stores_no_answer(tmp_path):
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent)], config=CONFIG) as host:
+        chat = MasterChat(host)
+        text = "".join([c async for c in chat.stream_message(incoming("explode please"))])
+        assert text.startswith("Sorry, the agent failed: agent.stream_run raised RuntimeError: model unreachable")
+        assert chat.last_reply.metadata["ok"] is False
+        assert [m["role"] for m in host.instance("session").messages["test:c1"]] == ["user"]
+
+
+@pytest.mark.asyncio
+async def test_stream_of_an_agent_without_a_streamed_operation(tmp_path):
+    class RunOnlyAgent(AtomicSlice):
+        """A third-party agent with only ``run``."""
+
+        slice_id = "agent"
+        uses_database = False
+        _answer = MiniAgent._answer
+        run = MiniAgent.run
+
+    async with host_running(tmp_path, [slices_plugin(MiniSession, RunOnlyAgent)], config=CONFIG) as host:
+        chunks = [c async for c in MasterChat(host).stream_message(incoming("hi"))]
+        assert chunks == ["echo hi | memories: none"]
+        assert "agent.run" in host.metrics.snapshot("agent")
+
+
+@pytest.mark.asyncio
+async def test_astream_limits_and_early_exit(tmp_path):
+    config = {**CONFIG, "slices": {"agent": {"resources": {"timeout": 0.2}}}}
+    async with host_running(tmp_path, [slices_plugin(MiniAgent)], config=config) as host:
+        agent = host.instance("agent")
+        agent.gate = asyncio.Event()  # never set: the stream pauses after its first chunk
+        timed_out = host.astream("agent.stream_run", message="slow answer")
+        assert [c async for c in timed_out] == ["echo "]
+        assert timed_out.response.error_type is ErrorType.TIMEOUT  # the timeout bounds the whole stream
+        assert timed_out.response.error_message == "agent.stream_run timed out after 0.2s"
+
+        left = host.astream("agent.stream_run", message="left early")
+        async for _ in left:
+            break
+        await left.aclose()
+        assert agent.cancelled and agent.active == 0
+        assert left.response.error_message == "agent.stream_run: the caller stopped reading after 1 chunk(s)"
+        assert host.allocator.snapshot()["agent"]["in_flight"] == 0
+
+        bad = host.astream("agent.stream_run", words=3)
+        assert [c async for c in bad] == [] and bad.response.error_type is ErrorType.INVALID_PAYLOAD
+        plain = host.astream("agent.run", message="not streamed")
+        assert [c async for c in plain] == [] and plain.response.data["answer"].startswith("echo not streamed")
+        ghost = host.astream("ghost.op")
+        assert [c async for c in ghost] == [] and ghost.response.error_type is ErrorType.SLICE_UNAVAILABLE
+        # called without a stream, a streamed operation just answers
+        agent.gate = None
+        direct = await host.call("agent.stream_run", message="direct")
+        assert direct.success and direct.data["answer"] == "echo direct | memories: none"

@@ -249,16 +249,17 @@ async def test_stream_run_yields_text_and_runs_tools(tmp_path):
             Reply.text("<think>secret reasoning</think>Wrote s.txt for you.\nREMEMBER: likes streams\nBye."),
         )
         async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config_for(server)) as host:
-            from refactorbot_slice_agent.models import RunParams
-
-            stream = host.instance("agent").stream_run(RunParams(message="write s.txt", user_id="u"))
+            stream = host.astream("agent.stream_run", message="write s.txt", user_id="u")
             chunks = [c async for c in stream]
             text = "".join(chunks)
             assert text == "Wrote s.txt for you.\nBye."
             assert len(chunks) > 1
-            assert stream.result.answer == "Wrote s.txt for you.\nBye."
-            assert stream.result.remember == ["likes streams"]
-            assert stream.result.tool_calls[0].tool == "files_write"
+            assert stream.response.success, stream.response.error_message
+            result = stream.response.data
+            assert result["answer"] == "Wrote s.txt for you.\nBye."
+            assert result["remember"] == ["likes streams"]
+            assert result["tool_calls"][0]["tool"] == "files_write"
+            assert host.metrics.snapshot("agent")["agent.stream_run"]["count"] == 1
             assert (tmp_path / "workspace" / "s.txt").read_text() == "streamed"
             assert all(r.get("stream") for r in server.requests)
             await asyncio.sleep(0)

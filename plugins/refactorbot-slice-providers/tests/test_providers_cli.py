@@ -6,10 +6,12 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from providers_loopback import KEY, KEY_ENV, PLUGIN, home_with, providers_config
+from providers_loopback import KEY, KEY_ENV, PLUGIN, LoopbackGateway, home_with, providers_config
+from refactorbot import hookimpl
 from refactorbot.cli import main
 from refactorbot.testing import host_running
 from refactorbot.testing.model_server import ModelServer
@@ -41,9 +43,55 @@ def test_models_lists_gateway_key_status_and_routes(server: ModelServer, tmp_pat
     assert [m["name"] for m in json.loads(out)] == ["loop/strong"]
 
 
-def test_models_without_configuration(tmp_path: Path, only_providers: None) -> None:
+def test_models_without_configuration_shows_the_default_model(
+    tmp_path: Path, only_providers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RB_MODEL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     code, out = invoke(tmp_path / "empty", "models")
-    assert code == 0 and "No models configured" in out
+    assert code == 0, out
+    row = out.splitlines()[1].split()
+    assert row[:4] == ["openai/gpt-4o-mini", "(default)", "openai", "none"]  # no gateway installed here
+    assert "The default model openai/gpt-4o-mini needs OPENAI_API_KEY, which is not set" in out
+    assert "No models configured for prices and routing" in out
+    monkeypatch.setenv("RB_MODEL", "deepseek/deepseek-chat")
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-secret")
+    code, out = invoke(tmp_path / "empty", "models", "--json")
+    (model,) = json.loads(out)
+    assert (model["name"], model["default"], model["configured"]) == ("deepseek/deepseek-chat", True, False)
+    assert model["gateway_installed"] is False and "sk-deepseek-secret" not in out
+
+
+class KeyedGateway(LoopbackGateway):
+    """A gateway that knows which variable holds its models' key."""
+
+    name = "keyed"
+    prefixes = ("keyed/",)
+
+    def key_envs(self, model: str) -> tuple[str, ...]:
+        return ("RB_PROVIDERS_KEYED_KEY",)
+
+
+class KeyedPlugin:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_gateways(self, register: Any) -> None:
+        register(KeyedGateway)
+
+
+@pytest.mark.asyncio
+async def test_default_model_key_status_comes_from_its_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RB_PROVIDERS_KEYED_KEY", raising=False)
+    config = {"core": {"health_interval": 3600}, "llm": {"model": "keyed/m1"}}
+    async with host_running(tmp_path, [PLUGIN, KeyedPlugin()], config=config) as host:
+        (listed,) = (await host.call("providers.list_models")).data
+        assert (listed["name"], listed["gateway"], listed["gateway_installed"]) == ("keyed/m1", "keyed", True)
+        assert (listed["api_key_env"], listed["key_present"]) == ("RB_PROVIDERS_KEYED_KEY", False)
+        monkeypatch.setenv("RB_PROVIDERS_KEYED_KEY", "set")
+        (listed,) = (await host.call("providers.list_models")).data
+        assert listed["key_present"] is True
+        assert (await host.call("providers.list_models", capability="tools")).data == []
 
 
 @pytest.mark.asyncio

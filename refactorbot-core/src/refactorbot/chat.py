@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from refactorbot.errors import RefactorbotError
 from refactorbot.models import ErrorType, IncomingMessage, OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,7 @@ class ChatTurn:
         self.memories: list[str] | None = None
         self.result: dict[str, Any] = {}
         self.degraded: list[str] = []
+        self.error: str | None = None  # why the turn failed, when the agent could not run
 
 
 class MasterChat:
@@ -111,6 +111,8 @@ class MasterChat:
             metadata={
                 # the agent answered: it ran, and did not report a failure or a limit hit
                 "ok": bool(turn.result) and bool(turn.result.get("success", True)),
+                # why it did not, in one line (None when it answered or only hit a limit)
+                "error": turn.error or turn.result.get("error") or (None if turn.result else "no agent slice"),
                 "session_id": turn.session_id,
                 "tool_calls": [c.get("tool") for c in turn.result.get("tool_calls") or []],
                 "steps": turn.result.get("steps", 0),
@@ -126,8 +128,17 @@ class MasterChat:
         return reply
 
     async def _store_turn(self, turn: ChatTurn, answer: str, duration_ms: float) -> None:
-        """Store the turn's messages with ``session.extend`` (``session.append`` each, if it has none)."""
-        produced = turn.result.get("messages") or [{"role": "assistant", "content": answer}]
+        """Store the turn's messages with ``session.extend`` (``session.append`` each, if it has none).
+
+        Only what the agent produced is stored: a failed turn (no agent, the agent failed, the model
+        or its key was missing) keeps the user's message but never an error text as an answer.
+        """
+        produced = turn.result.get("messages")
+        if produced is None:
+            answered = bool(turn.result) and turn.result.get("success", True) and not turn.result.get("error")
+            produced = [{"role": "assistant", "content": answer}] if answered else []
+        if not produced:
+            return
         items = []
         for item in produced:
             fields = {k: item[k] for k in ("role", "content", "tool_calls", "tool_call_id") if item.get(k)}
@@ -156,36 +167,53 @@ class MasterChat:
         return await self._answer(await self._begin(message))
 
     async def stream_message(self, message: IncomingMessage) -> AsyncIterator[str]:
-        """Yield the answer's text as it arrives; the turn is stored like ``process_message`` does."""
+        """Yield the answer's text as it arrives; the turn is stored like ``process_message`` does.
+
+        The agent runs through the host (``host.astream``), so hooks, limits, the operation log and
+        metrics apply as for any call: its streamed operation ``agent.stream_run`` when it has one,
+        else ``agent.run``, whose answer then comes as one piece.
+        """
         turn = await self._begin(message)
-        agent = self.host.instance("agent") if self.host.has_slice("agent") else None
-        stream_run = getattr(agent, "stream_run", None)
-        if agent is None or stream_run is None:
-            reply = await self._answer(turn)
+        if not self.host.has_slice("agent"):
+            reply = await self._end(turn, NO_AGENT)
             yield reply.text
             return
-        stream = stream_run(**self._run_payload(turn))
+        stream = self.host.astream(self._stream_target(), **self._run_payload(turn))
         shown: list[str] = []
-        try:
-            async for chunk in stream:
-                shown.append(chunk)
-                yield chunk
-        except RefactorbotError as exc:
-            turn.degraded.append(f"agent stream: {exc}")
-            message_text = f"Sorry, the agent failed: {exc}"
-            yield message_text
-            await self._end(turn, message_text)
+        async for chunk in stream:
+            text = str(chunk)
+            shown.append(text)
+            yield text
+        response = stream.response
+        if response is None or not response.success:
+            error = response.error_message if response is not None else "the stream ended without a response"
+            failure = self._failed(turn, f"{stream.request.target}: {error}", error)
+            yield ("\n" if shown else "") + failure
+            await self._end(turn, failure)
             return
-        result = stream.result
-        turn.result = result.model_dump(mode="json") if hasattr(result, "model_dump") else dict(result or {})
-        await self._end(turn, turn.result.get("answer", "".join(shown)))
+        turn.result = dict(response.data or {})
+        answer = str(turn.result.get("answer", "".join(shown)))
+        if not shown:
+            yield answer
+        await self._end(turn, answer)
+
+    def _stream_target(self) -> str:
+        agent = self.host.instance("agent")
+        spec = type(agent).operations().get("stream_run") if agent is not None else None
+        return "agent.stream_run" if spec is not None and spec.stream else "agent.run"
+
+    def _failed(self, turn: ChatTurn, where: str, error: str | None) -> str:
+        """Note a failed agent call (in ``degraded`` and ``error``); return the text the user sees."""
+        turn.degraded.append(where)
+        turn.error = error or "the agent failed"
+        return f"Sorry, the agent failed: {error}"
 
     async def _answer(self, turn: ChatTurn) -> OutgoingMessage:
         if not self.host.has_slice("agent"):
             return await self._end(turn, NO_AGENT)
         response = await self.host.call("agent.run", **self._run_payload(turn))
         if not response.success:
-            turn.degraded.append(f"agent.run: {response.error_message}")
-            return await self._end(turn, f"Sorry, the agent failed: {response.error_message}")
+            failure = self._failed(turn, f"agent.run: {response.error_message}", response.error_message)
+            return await self._end(turn, failure)
         turn.result = response.data
         return await self._end(turn, str(turn.result["answer"]))

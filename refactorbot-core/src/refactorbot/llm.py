@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -114,6 +115,62 @@ class LLMChunk(Model):
     model: str = ""
 
 
+#: The environment variables holding the API key of common providers, by the provider prefix of a
+#: model name (``openai/gpt-4o-mini``), as LiteLLM and the providers' own SDKs read them. Where a
+#: provider accepts several, any one will do and the first is the one to name.
+PROVIDER_KEY_ENVS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    "openrouter": ("OPENROUTER_API_KEY",),
+    "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    "groq": ("GROQ_API_KEY",),
+    "mistral": ("MISTRAL_API_KEY",),
+    "codestral": ("CODESTRAL_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "cohere": ("COHERE_API_KEY",),
+    "cohere_chat": ("COHERE_API_KEY",),
+    "together_ai": ("TOGETHERAI_API_KEY",),
+    "fireworks_ai": ("FIREWORKS_AI_API_KEY", "FIREWORKS_API_KEY", "FIREWORKSAI_API_KEY"),
+    "perplexity": ("PERPLEXITYAI_API_KEY",),
+    "deepinfra": ("DEEPINFRA_API_KEY",),
+    "cerebras": ("CEREBRAS_API_KEY",),
+    "nvidia_nim": ("NVIDIA_NIM_API_KEY",),
+    "replicate": ("REPLICATE_API_KEY",),
+    "huggingface": ("HUGGINGFACE_API_KEY",),
+}
+#: Bare model names (no ``provider/``) that LiteLLM sends to a provider by their beginning.
+_BARE_PREFIXES = (
+    ("gpt-", "openai"),
+    ("chatgpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4-", "openai"),
+    ("claude-", "anthropic"),
+)
+
+
+def provider_key_envs(model: str) -> tuple[str, ...]:
+    """Return the variables holding ``model``'s API key (any one will do), from its provider prefix.
+
+    Empty when the provider needs no key (``ollama/...``) or is not one of ``PROVIDER_KEY_ENVS``.
+    Cheap: no SDK is imported.
+    """
+    provider, slash, _ = model.partition("/")
+    if not slash:
+        provider = next((p for start, p in _BARE_PREFIXES if model.startswith(start)), "")
+    return PROVIDER_KEY_ENVS.get(provider.lower(), ())
+
+
+def missing_key_message(model: str, names: tuple[str, ...], env: Mapping[str, str] | None = None) -> str | None:
+    """Return one line naming the unset key variable ``model`` needs, or ``None`` when one is set."""
+    env = os.environ if env is None else env
+    if not names or any(env.get(name) for name in names):
+        return None
+    also = f" (or {', '.join(names[1:])})" if len(names) > 1 else ""
+    return f"{names[0]}{also} is not set (needed for model {model}); export it or choose another model with RB_MODEL"
+
+
 class LLMGateway(abc.ABC):
     """A way to reach language models. Register subclasses with ``register_gateways``.
 
@@ -146,6 +203,18 @@ class LLMGateway(abc.ABC):
         **params: Any,
     ) -> AsyncIterator[LLMChunk]:
         """Yield the model's answer as it arrives; the last chunk carries usage."""
+
+    def key_envs(self, model: str) -> tuple[str, ...]:
+        """Return the environment variables holding the key ``model`` needs here (any one will do).
+
+        Empty: no key is needed, or the gateway cannot tell. Must not import an SDK or send a
+        request: ``refactorbot models`` shows it and ``missing_key`` checks it before a call.
+        """
+        return ()
+
+    def missing_key(self, model: str) -> str | None:
+        """Return one line naming the unset key variable ``model`` needs, or ``None`` (cheap)."""
+        return missing_key_message(model, self.key_envs(model))
 
     async def aclose(self) -> None:
         """Release connections; the host calls it at shutdown."""

@@ -8,7 +8,7 @@ import graphlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from refactorbot.events import Event, EventBus, InMemoryEventBus
 from refactorbot.llm import LLMCall, LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
 from refactorbot.metrics import Metrics
 from refactorbot.models import ErrorType, HealthState, SliceRequest, SliceResponse
+from refactorbot.operations import Emit, OperationStream
 from refactorbot.plugins import PluginHost
 from refactorbot.resources import ResourceAllocator
 from refactorbot.slice import AtomicSlice, SliceContext
@@ -224,9 +225,11 @@ class MasterCore:
         for slice_id in reversed(self.order):
             await self._take_down(self.slots[slice_id])
         await self.bus.stop()
-        for gateway in self._gateways.values():
-            with contextlib.suppress(Exception):
+        for name, gateway in self._gateways.items():
+            try:
                 await gateway.aclose()
+            except Exception as exc:  # one gateway failing to close must not keep the others open
+                log.warning("gateway %s failed to close: %s: %s", name, type(exc).__name__, exc)
         if self._log_handler is not None:
             logging.getLogger("refactorbot").removeHandler(self._log_handler)
             logging.getLogger("refactorbot").setLevel(self._saved_log_level)
@@ -339,14 +342,17 @@ class MasterCore:
                 self._idle.set()
         return self._finish(request, started, response)
 
-    async def _run(self, request: SliceRequest, instance: AtomicSlice, started: float) -> SliceResponse:
+    async def _run(
+        self, request: SliceRequest, instance: AtomicSlice, started: float, emit: Emit | None = None
+    ) -> SliceResponse:
         if self._before_op:
             try:
                 await self.plugins.acall("before_operation", request=request)
             except Exception as exc:  # a policy hook refused (or broke): the request is refused
                 return SliceResponse.failure(request, ErrorType.REFUSED, f"refused: {exc}")
         try:
-            return await self.allocator.run(request.slice_id, request.target, instance.execute(request))  # type: ignore[no-any-return]
+            work = instance.execute(request) if emit is None else instance.execute(request, emit)
+            return await self.allocator.run(request.slice_id, request.target, work)  # type: ignore[no-any-return]
         except OperationTimeout as exc:
             return SliceResponse.failure(request, ErrorType.TIMEOUT, str(exc))
         except (RateLimited, ResourceLimitExceeded) as exc:
@@ -386,6 +392,67 @@ class MasterCore:
             await self.plugins.acall("after_operation", request=request, response=response)
         except Exception:  # observers must not affect the request
             log.exception("after_operation hook failed for %s", request.target)
+
+    # -- streamed routing (astream) ---------------------------------------------------------
+    # One streamed request goes through the same steps as ``route``: ``before_operation``, the
+    # slice's limits (one concurrency slot and the timeout for the whole stream), the operation
+    # log, metrics and ``after_operation``, all recorded once when the stream ends.
+
+    def astream(self, target: str, /, **payload: Any) -> OperationStream:
+        """Route ``"slice.operation"`` and yield the chunks it emits; ``stream.response`` at the end."""
+        slice_id, _, op = target.partition(".")
+        return self.route_stream(SliceRequest(slice_id=slice_id, operation=op, payload=payload))
+
+    def route_stream(self, request: SliceRequest) -> OperationStream:
+        """Like ``route``, but the returned stream yields chunks as the operation emits them.
+
+        Never raises: a refused, limited, failed or unknown request yields no chunks and leaves
+        its failure in ``stream.response``. An operation not declared ``stream=True`` yields none.
+        Leaving the loop early (``break``, ``aclose``, cancellation) cancels the operation, which is
+        recorded as a failure.
+        """
+        return OperationStream(request, lambda out: self._stream_chunks(request, out))
+
+    async def _stream_chunks(self, request: SliceRequest, out: OperationStream) -> AsyncGenerator[Any, None]:
+        started = time.perf_counter()
+        slot = self.slots.get(request.slice_id)
+        if self._stopping or slot is None or slot.instance is None:
+            out.response = self._finish(request, started, self._unavailable(request, slot))
+            return
+        self._inflight += 1
+        self._idle.clear()
+        queue: asyncio.Queue[Any] = asyncio.Queue()  # unbounded: the operation never waits on its reader
+        done = object()
+
+        async def emit(chunk: Any) -> None:
+            queue.put_nowait(chunk)
+
+        producer = asyncio.get_running_loop().create_task(
+            self._run(request, slot.instance, started, emit), name=f"stream {request.target}"
+        )
+        producer.add_done_callback(lambda _: queue.put_nowait(done))
+        delivered = 0
+        try:
+            while (chunk := await queue.get()) is not done:
+                delivered += 1
+                yield chunk
+        finally:
+            if not producer.done():  # the reader left early (or was cancelled): stop the operation
+                producer.cancel()
+                await asyncio.wait({producer})
+            if producer.cancelled():
+                why = f"{request.target}: the caller stopped reading after {delivered} chunk(s)"
+                response = SliceResponse.failure(request, ErrorType.OPERATION_ERROR, why)
+            elif (error := producer.exception()) is not None:  # a hook or limit broke in an unexpected way
+                log.error("streaming %s failed: %r", request.target, error)
+                why = f"{request.target} failed: {type(error).__name__}: {error}"
+                response = SliceResponse.failure(request, ErrorType.OPERATION_ERROR, why)
+            else:
+                response = producer.result()
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+            out.response = self._finish(request, started, response)
 
     # -- events ----------------------------------------------------------------------------
 

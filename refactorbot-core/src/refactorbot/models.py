@@ -103,6 +103,7 @@ class OperationInfo(Model):
     description: str
     input_schema: dict[str, Any]
     output_schema: dict[str, Any]
+    stream: bool = False  # streamed: chunks come before the result (``MasterCore.astream``)
 
 
 class SliceCapabilities(Model):

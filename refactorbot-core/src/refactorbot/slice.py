@@ -36,7 +36,7 @@ from refactorbot.models import (
     SliceRequest,
     SliceResponse,
 )
-from refactorbot.operations import OperationSpec, build_spec
+from refactorbot.operations import Emit, OperationSpec, build_spec
 
 if TYPE_CHECKING:  # imported where used, so that plugin discovery stays fast
     from refactorbot.database import SliceDatabase
@@ -193,8 +193,11 @@ class AtomicSlice:
             operations=[OperationInfo(**spec.info()) for spec in cls.operations().values()],
         )
 
-    async def execute(self, request: SliceRequest) -> SliceResponse:
-        """Run one operation; never raises: failures come back as ``success=False``."""
+    async def execute(self, request: SliceRequest, emit: Emit | None = None) -> SliceResponse:
+        """Run one operation; never raises: failures come back as ``success=False``.
+
+        ``emit`` receives the chunks of a streamed operation (dropped when ``None``).
+        """
         started = time.perf_counter()
 
         def fail(kind: ErrorType, message: str) -> SliceResponse:
@@ -214,8 +217,11 @@ class AtomicSlice:
                 ErrorType.INVALID_PAYLOAD, f"invalid payload for {request.target}: {describe_validation_error(exc)}"
             )
         method = getattr(self, spec.method)
+        args: tuple[Any, ...] = (params,) if spec.takes_params else ()
+        if spec.stream:
+            args += (emit or _drop,)
         try:
-            result = await (method(params) if spec.takes_params else method())
+            result = await method(*args)
             data = spec.output.dump_python(result, mode="json")
         except OperationTimeout as exc:
             return fail(ErrorType.TIMEOUT, str(exc))
@@ -340,6 +346,10 @@ class AtomicSlice:
             )
         notes = "all checks passed" if report.passed else f"{len(proposals)} proposal(s) from diagnostics"
         return ImprovementPlan(slice_id=self.slice_id, proposals=proposals, notes=notes)
+
+
+async def _drop(chunk: Any) -> None:
+    """Discard a chunk: the caller of a streamed operation did not ask for a stream."""
 
 
 def _first_line(doc: str | None) -> str:

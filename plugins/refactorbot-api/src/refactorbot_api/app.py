@@ -408,10 +408,19 @@ def _chat_routes(api: APIRouter, host: Any, app: FastAPI) -> None:
             text=message.text,
         )
 
+    def log_failure(path: str, message: ChatRequest, reply: OutgoingMessage | None) -> None:
+        """Log a turn the agent could not answer (the reply says so; the server's log says why)."""
+        if reply is None or reply.metadata.get("ok", True):
+            return
+        why = reply.metadata.get("error") or "; ".join(reply.metadata.get("degraded") or []) or "a limit was hit"
+        log.warning("POST %s: the turn of chat %r failed: %s", path, message.chat_id, why)
+
     @api.post("/chat", response_model=OutgoingMessage, tags=["chat"], responses=R400 | R422 | R500 | R503)
     async def chat(message: ChatRequest) -> OutgoingMessage:
         """Send a message through ``MasterChat`` (session, memory, agent) and return the reply."""
-        return await master_chat().process_message(incoming(message))  # type: ignore[no-any-return]
+        reply: OutgoingMessage = await master_chat().process_message(incoming(message))
+        log_failure("/chat", message, reply)
+        return reply
 
     @api.post(
         "/chat/stream",
@@ -436,6 +445,7 @@ def _chat_routes(api: APIRouter, host: Any, app: FastAPI) -> None:
             async for delta in chatter.stream_message(incoming(message)):
                 yield (json.dumps({"delta": delta}) + "\n").encode()
             reply = chatter.last_reply
+            log_failure("/chat/stream", message, reply)
             yield (json.dumps({"reply": reply.model_dump(mode="json") if reply else None}) + "\n").encode()
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import threading
 import time
@@ -20,13 +21,18 @@ from refactorbot.llm import (
     ToolCallAssembler,
     ToolCallRequest,
     Usage,
+    missing_key_message,
     parse_tool_arguments,
+    provider_key_envs,
 )
 
 from refactorbot_gateway_litellm.config import LiteLLMConfig, ModelOverride
 
+log = logging.getLogger(__name__)
+
 _litellm: Any = None
 _import_lock = threading.Lock()
+_UNPRICED: set[str] = set()  # models LiteLLM could not price, reported once each
 
 
 def _import_litellm() -> Any:
@@ -71,6 +77,19 @@ class LiteLLMGateway(LLMGateway):
         self.settings = validate_section(LiteLLMConfig, self.config, "[gateways.litellm]")
         self._routers: dict[tuple[Any, ...], Any] = {}
 
+    # -- keys -------------------------------------------------------------------------------------
+
+    def key_envs(self, model: str) -> tuple[str, ...]:
+        """Return the key variable of ``model``: its configured ``api_key_env``, else its provider's.
+
+        The provider's variable comes from the model name's prefix (``openai/`` needs
+        ``OPENAI_API_KEY``, see ``refactorbot.llm.PROVIDER_KEY_ENVS``), so nothing is imported.
+        """
+        settings = self.settings.for_model(model)
+        if settings.api_key_env:
+            return (settings.api_key_env,)
+        return provider_key_envs(settings.model or model)
+
     # -- request building -----------------------------------------------------------------------
 
     def _params_for(self, model: str, settings: ModelOverride) -> dict[str, Any]:
@@ -81,10 +100,7 @@ class LiteLLMGateway(LLMGateway):
         if settings.api_key_env:
             key = os.environ.get(settings.api_key_env)
             if not key:
-                raise GatewayError(
-                    f"litellm: environment variable {settings.api_key_env} is not set "
-                    f"(it holds the API key for model '{model}')"
-                )
+                raise GatewayError(missing_key_message(model, (settings.api_key_env,)))
             params["api_key"] = key
         return {**params, **settings.params}
 
@@ -113,6 +129,9 @@ class LiteLLMGateway(LLMGateway):
     async def _send(
         self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, params: dict[str, Any]
     ) -> tuple[Any, list[str]]:
+        missing = self.missing_key(model)
+        if missing:  # before importing LiteLLM (seconds) or sending anything
+            raise GatewayError(missing)
         litellm = await load_litellm()
         settings = self.settings.for_model(model)
         extra = {k: v for k, v in params.items() if v is not None}
@@ -157,7 +176,15 @@ class LiteLLMGateway(LLMGateway):
                     model=model, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
                 )
                 cost = float(prompt + completion)
-        except Exception:  # an unpriced model: the providers slice prices it from its own table
+        except Exception as exc:  # an unpriced model: the providers slice prices it from its own table
+            if model not in _UNPRICED:  # once per model: it stays unpriced for this process
+                _UNPRICED.add(model)
+                log.info(
+                    "litellm: no price for %s (%s: %s); the providers slice's price table may price it",
+                    model,
+                    type(exc).__name__,
+                    one_line(exc, 200),
+                )
             return None
         # LiteLLM's Router registers its deployments without prices; zero for real tokens means unknown.
         return None if cost == 0.0 and usage.total_tokens > 0 else cost

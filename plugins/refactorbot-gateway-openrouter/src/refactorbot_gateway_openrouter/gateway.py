@@ -19,6 +19,7 @@ from refactorbot.llm import (
     ToolCallAssembler,
     ToolCallRequest,
     Usage,
+    missing_key_message,
     parse_tool_arguments,
 )
 
@@ -58,12 +59,14 @@ class OpenRouterGateway(LLMGateway):
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    def _api_key(self) -> str:
+    def key_envs(self, model: str) -> tuple[str, ...]:
+        """Return the variable holding the OpenRouter key (``api_key_env``), whatever the model."""
+        return (self.settings.api_key_env,)
+
+    def _api_key(self, model: str) -> str:
         key = os.environ.get(self.settings.api_key_env)
         if not key:
-            raise GatewayError(
-                f"openrouter: environment variable {self.settings.api_key_env} is not set (it holds the API key)"
-            )
+            raise GatewayError(missing_key_message(model, (self.settings.api_key_env,)) or "no API key")
         return key
 
     def _http(self) -> Any:
@@ -172,7 +175,7 @@ class OpenRouterGateway(LLMGateway):
     ) -> LLMResponse:
         """Return the model's whole answer with usage, OpenRouter's reported cost and latency."""
         started = time.perf_counter()
-        key = self._api_key()
+        key = self._api_key(model)
         client = self._http()
         params.pop("stream", None)
 
@@ -231,7 +234,7 @@ class OpenRouterGateway(LLMGateway):
         """Yield text as it arrives (SSE); the last chunk carries tool calls, usage, cost and finish reason."""
         import httpx
 
-        key = self._api_key()
+        key = self._api_key(model)
         client = self._http()
         params.pop("stream", None)
 

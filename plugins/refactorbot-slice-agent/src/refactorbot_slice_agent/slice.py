@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +28,6 @@ _INSERT_EXECUTION = (
     " prompt_tokens, completion_tokens, duration_ms, success, limit_hit, error, prompt_version, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-class AgentStream:
-    """An async iterator of answer text; ``result`` holds the ``RunResult`` once it is exhausted."""
-
-    def __init__(self, run: AgentRun) -> None:
-        self._run = run
-        self._chunks = run.stream()
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self._chunks
-
-    @property
-    def result(self) -> RunResult | None:
-        """Return the run's result, or None while it is still streaming."""
-        return self._run.result
 
 
 class AgentSlice(AtomicSlice):
@@ -124,9 +108,14 @@ class AgentSlice(AtomicSlice):
         """Answer a message: recall context, call the model, run its tool calls, loop until an answer."""
         return await AgentRun(self, params).run()
 
-    def stream_run(self, params: RunParams | None = None, /, **payload: Any) -> AgentStream:
-        """Return an ``AgentStream`` yielding the answer's text; takes ``RunParams`` or its fields."""
-        return AgentStream(AgentRun(self, params if params is not None else RunParams.model_validate(payload)))
+    @operation(stream=True)
+    async def stream_run(self, params: RunParams, emit: Callable[[str], Awaitable[None]]) -> RunResult:
+        """Like ``run``, streamed: the answer's text is emitted as the model writes it (``host.astream``)."""
+        run = AgentRun(self, params)
+        async for text in run.stream():
+            await emit(text)
+        assert run.result is not None  # set when the stream ends
+        return run.result
 
     @operation
     async def executions(self, params: ExecutionsParams) -> list[Execution]:

@@ -50,22 +50,26 @@ def _key(model: dict[str, Any]) -> str:
 @click.option("--capability", help="Only models with this capability (tools, vision, ...).")
 @click.option("--json", "as_json", is_flag=True, help="Stable, sorted JSON.")
 def models_command(provider: str | None, capability: str | None, as_json: bool) -> None:
-    """List configured models, their prices and which gateway serves each."""
+    """List the default model and the configured ones: prices, key status, the gateway serving each."""
     payload = {k: v for k, v in {"provider": provider, "capability": capability}.items() if v}
     models = _call("list_models", payload)
     if as_json:
         echo_json(models)
         return
     if not models:
-        click.echo("No models configured (add them under [slices.providers] models).")
+        click.echo("No model matches these filters.")
         return
     rows = []
     for m in models:
-        gateway = m["gateway"] + ("" if m.get("gateway_installed") in (True, None) else " (not installed)")
-        prices = f"{m['input_price_per_mtok']:g} / {m['output_price_per_mtok']:g}"
+        if m.get("gateway_installed") is False:
+            gateway = "none installed" if m["gateway"] == "-" else f"{m['gateway']} (not installed)"
+        else:
+            gateway = m["gateway"]
+        configured = m.get("configured", True)
+        prices = f"{m['input_price_per_mtok']:g} / {m['output_price_per_mtok']:g}" if configured else "-"
         rows.append(
             [
-                m["name"],
+                m["name"] + (" (default)" if m.get("default") else ""),
                 m["provider"],
                 gateway,
                 _key(m),
@@ -76,6 +80,14 @@ def models_command(provider: str | None, capability: str | None, as_json: bool) 
             ]
         )
     _table(["MODEL", "PROVIDER", "GATEWAY", "KEY", "CONTEXT", "USD/MTOK IN/OUT", "CAPABILITIES", "ROUTES"], rows)
+    default = next((m for m in models if m.get("default")), None)
+    if default is not None and default.get("key_present") is False:
+        click.echo(
+            f"\nThe default model {default['name']} needs {default['api_key_env']}, which is not set: "
+            "export it, or choose another model with RB_MODEL."
+        )
+    if not any(m.get("configured", True) for m in models):
+        click.echo("No models configured for prices and routing (add them under [slices.providers] models).")
 
 
 @click.command("spend")

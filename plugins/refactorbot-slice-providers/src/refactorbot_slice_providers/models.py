@@ -136,6 +136,8 @@ class ModelInfo(Model):
     output_price_per_mtok: float = 0.0
     capabilities: list[str] = Field(default_factory=list)
     routes: list[str] = Field(default_factory=list, description="task kinds routed to this model")
+    default: bool = Field(False, description="the host's default model (RB_MODEL / [llm] model)")
+    configured: bool = Field(True, description="listed in [slices.providers] models (False: unpriced here)")
 
 
 GroupBy = Literal["slice", "model", "day"]

@@ -8,7 +8,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
-from refactorbot import AtomicSlice, LLMCall, LLMResponse, RefactorbotError, SliceDatabase, operation
+from refactorbot import AtomicSlice, LLMCall, LLMGateway, LLMResponse, RefactorbotError, SliceDatabase, operation
+from refactorbot.llm import provider_key_envs
 
 from refactorbot_slice_providers.models import (
     BudgetStatus,
@@ -37,6 +38,11 @@ class UnknownModel(RefactorbotError):
 
 class NoRoute(RefactorbotError):
     """Raise when no routing rule matches a task."""
+
+
+def _key_present(names: tuple[str, ...]) -> bool | None:
+    """Return whether one of the key variables is set (``None``: no key is needed or known)."""
+    return any(os.environ.get(name) for name in names) if names else None
 
 
 def _day(ts: float) -> date:
@@ -249,18 +255,61 @@ class ProvidersSlice(AtomicSlice):
 
     def _info(self, model: ModelConfig, installed: set[str] | None) -> ModelInfo:
         provider = self._providers[model.provider]
+        key_envs = (provider.api_key_env,) if provider.api_key_env else self._gateway_key_envs(model.name)
         return ModelInfo(
             name=model.name,
             provider=provider.name,
             gateway=provider.gateway,
             gateway_installed=None if installed is None else provider.gateway in installed,
-            api_key_env=provider.api_key_env,
-            key_present=None if provider.api_key_env is None else bool(os.environ.get(provider.api_key_env)),
+            api_key_env=key_envs[0] if key_envs else None,
+            key_present=_key_present(key_envs),
+            default=model.name == self._default_model(),
             context_window=model.context_window,
             input_price_per_mtok=model.input_price_per_mtok,
             output_price_per_mtok=model.output_price_per_mtok,
             capabilities=model.capabilities,
             routes=sorted(task for task, name in self.config.routing.items() if name == model.name),
+        )
+
+    def _default_model(self) -> str | None:
+        """Return the host's default model (``RB_MODEL`` / ``[llm] model``), if the host says."""
+        llm = getattr(self.ctx.settings, "llm", None)
+        model = getattr(llm, "model", None)
+        return model if isinstance(model, str) and model else None
+
+    def _gateway(self, model: str) -> LLMGateway | None:
+        """Return the gateway the host would send ``model`` to, or ``None`` (no host or no gateway)."""
+        gateway_for = getattr(self.ctx.host, "gateway_for", None)
+        if gateway_for is None:
+            return None
+        try:
+            gateway = gateway_for(LLMCall(model=model, messages=[]))
+        except RefactorbotError:  # no gateway installed, or its configuration is invalid
+            return None
+        return gateway if isinstance(gateway, LLMGateway) else None
+
+    def _gateway_key_envs(self, model: str) -> tuple[str, ...]:
+        """Return the key variables the gateway names; without a gateway, the provider's usual one."""
+        gateway = self._gateway(model)
+        return gateway.key_envs(model) if gateway is not None else provider_key_envs(model)
+
+    def _default_info(self, installed: set[str] | None) -> ModelInfo | None:
+        """Describe the default model when it is not configured here: gateway and key status."""
+        name = self._default_model()
+        if name is None or name in self._models:
+            return None
+        gateway = self._gateway(name)
+        key_envs = self._gateway_key_envs(name)
+        provider, slash, _ = name.partition("/")
+        return ModelInfo(
+            name=name,
+            provider=provider if slash else "-",
+            gateway=gateway.name if gateway is not None else "-",
+            gateway_installed=None if installed is None else gateway is not None,
+            api_key_env=key_envs[0] if key_envs else None,
+            key_present=_key_present(key_envs),
+            default=True,
+            configured=False,
         )
 
     def _installed_gateways(self) -> set[str] | None:
@@ -271,11 +320,13 @@ class ProvidersSlice(AtomicSlice):
 
     @operation
     async def list_models(self, params: ListModels) -> list[ModelInfo]:
-        """List configured models with provider, gateway, prices, capabilities and key status."""
+        """List the default model and the configured ones: provider, gateway, prices, key status."""
         installed = self._installed_gateways()
+        default = self._default_info(installed)
+        models = [self._info(m, installed) for m in sorted(self._models.values(), key=lambda m: m.name)]
         return [
-            self._info(m, installed)
-            for m in sorted(self._models.values(), key=lambda m: m.name)
+            m
+            for m in ([default] if default is not None else []) + models
             if (params.provider is None or m.provider == params.provider)
             and (params.capability is None or params.capability in m.capabilities)
         ]
