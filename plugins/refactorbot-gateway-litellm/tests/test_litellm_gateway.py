@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -64,15 +65,66 @@ class TestLiteLLMGateway(GatewayContract):
         assert result["cost_map"] == "True"
         assert result["content"] == "echo: cold"
 
+    def test_missing_provider_key_fails_before_importing_litellm(self) -> None:
+        script = textwrap.dedent(
+            """
+            import asyncio, json, os, sys
+            os.environ.pop("OPENAI_API_KEY", None)
+            from refactorbot import GatewayError
+            from refactorbot_gateway_litellm.gateway import LiteLLMGateway
+            try:
+                asyncio.run(LiteLLMGateway().complete([{"role": "user", "content": "hi"}], "openai/gpt-4o-mini"))
+                error = None
+            except GatewayError as exc:
+                error = str(exc)
+            print(json.dumps({"error": error, "litellm": "litellm" in sys.modules}))
+            """
+        )
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        assert result == {
+            "error": "OPENAI_API_KEY is not set (needed for model openai/gpt-4o-mini);"
+            " export it or choose another model with RB_MODEL",
+            "litellm": False,
+        }
+
+    def test_key_variable_of_a_model(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        gw = LiteLLMGateway({"models": {"team/special": {"api_key_env": "TEAM_KEY"}}})
+        assert gw.key_envs("openai/gpt-4o-mini") == ("OPENAI_API_KEY",)
+        assert gw.key_envs("gemini/gemini-2.0-flash") == ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+        assert gw.key_envs("claude-3-5-haiku-latest") == ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+        assert gw.key_envs("team/special") == ("TEAM_KEY",)  # the configured variable wins
+        assert gw.key_envs("ollama/llama3") == ()  # no key needed, none checked
+        monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+        monkeypatch.setenv("GOOGLE_API_KEY", "set")
+        assert gw.missing_key("gemini/gemini-2.0-flash") is None  # either variable will do
+        monkeypatch.delenv("GOOGLE_API_KEY")
+        assert gw.missing_key("gemini/gemini-2.0-flash") == (
+            "GEMINI_API_KEY (or GOOGLE_API_KEY) is not set (needed for model gemini/gemini-2.0-flash);"
+            " export it or choose another model with RB_MODEL"
+        )
+
     @pytest.mark.asyncio
-    async def test_cost_from_litellm_prices_for_known_models(self, model_server: ModelServer) -> None:
-        model_server.script(Reply.text("a", usage=(1_000_000, 1_000_000)), Reply.text("b", usage=(1000, 1000)))
+    async def test_cost_from_litellm_prices_for_known_models(
+        self, model_server: ModelServer, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        model_server.script(
+            Reply.text("a", usage=(1_000_000, 1_000_000)), Reply.text("b", usage=(1000, 1000)), Reply.text("c")
+        )
         gw = self.make_gateway(model_server)
         known = await gw.complete(USER, "openai/gpt-4o-mini")
-        unknown = await gw.complete(USER, "openai/no-such-model-anywhere")
+        with caplog.at_level(logging.INFO, logger="refactorbot_gateway_litellm"):
+            unknown = await gw.complete(USER, "openai/no-such-model-anywhere")
+            await gw.complete(USER, "openai/no-such-model-anywhere")
         assert known.cost_usd is not None and 0 < known.cost_usd < 10  # gpt-4o-mini: cents per million tokens
         assert unknown.cost_usd is None  # the providers slice prices it from its own table
         assert known.model == "openai/gpt-4o-mini"
+        unpriced = [r.getMessage() for r in caplog.records if "no price for" in r.getMessage()]
+        assert len(unpriced) == 1  # once per model, with LiteLLM's reason on the same line
+        assert (
+            unpriced[0].startswith("litellm: no price for openai/no-such-model-anywhere (") and "\n" not in unpriced[0]
+        )
 
     @pytest.mark.asyncio
     async def test_provider_reported_cost_wins(self, model_server: ModelServer) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +14,7 @@ from refactorbot.testing.model_server import ModelServer, Reply
 from refactorbot_gateway_openrouter.gateway import OpenRouterGateway
 
 USER = [{"role": "user", "content": "hello"}]
+DEADLINE = 60.0  # seconds; reached only by a gateway that waits when it should not
 
 
 class TestOpenRouterGateway(GatewayContract):
@@ -64,19 +65,29 @@ class TestOpenRouterGateway(GatewayContract):
         assert result.cost_usd is None
 
     @pytest.mark.asyncio
-    async def test_retries_429_and_5xx_with_backoff_then_succeeds(self, model_server: ModelServer) -> None:
-        model_server.script(
-            Reply.error(429, "slow down", headers={"Retry-After": "0"}), Reply.error(502), Reply.text("third try")
-        )
-        gw = self.make_gateway(model_server, max_retries=2)
-        started = time.perf_counter()
+    async def test_retries_429_and_5xx_honouring_retry_after_and_the_backoff_cap(
+        self, model_server: ModelServer
+    ) -> None:
+        # The backoff alone would wait an hour before each retry: these calls end only because the
+        # gateway waits what Retry-After says (0 s), and never longer than backoff_max. A gateway
+        # that ignored either would still be waiting at the (generous) deadline.
+        model_server.script(Reply.error(429, "slow down", headers={"Retry-After": "0"}), Reply.text("second try"))
+        honours = self.make_gateway(model_server, max_retries=1, backoff=3600, backoff_max=3600)
         try:
-            result = await gw.complete(USER, "openrouter/a/b")
+            result = await asyncio.wait_for(honours.complete(USER, "openrouter/a/b"), DEADLINE)
         finally:
-            await gw.aclose()
+            await honours.aclose()
+        assert result.content == "second try"
+        model_server.script(
+            Reply.error(502), Reply.error(429, "slow down", headers={"Retry-After": "3600"}), Reply.text("third try")
+        )
+        capped = self.make_gateway(model_server, max_retries=2, backoff=3600, backoff_max=0)
+        try:
+            result = await asyncio.wait_for(capped.complete(USER, "openrouter/a/b"), DEADLINE)
+        finally:
+            await capped.aclose()
         assert result.content == "third try"
-        assert [r["model"] for r in model_server.requests] == ["a/b", "a/b", "a/b"]
-        assert time.perf_counter() - started < 2
+        assert [r["model"] for r in model_server.requests] == ["a/b"] * 5
 
     @pytest.mark.asyncio
     async def test_retries_exhausted_then_next_model(self, model_server: ModelServer) -> None:
