@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from refactorbot import LLMCall, LLMCallRefused
-from refactorbot.testing import host_running
+from refactorbot.testing import LoopbackGateway, host_running, plugin_of
 from refactorbot.testing.gateway_contract import TOOLS, write_config
 from refactorbot.testing.model_server import ModelServer, Reply
 
@@ -190,3 +190,32 @@ async def test_budgets_and_missing_keys_refuse_before_any_request(
     assert len(local.requests) == 1 and openrouter.requests == []
     assert budgets[0]["exceeded"] is True and budgets[0]["slice_id"] == "agent"
     assert len(spend_rows(tmp_path)) == 1
+
+
+class CloseFails(LoopbackGateway):
+    """A gateway whose connections cannot be closed."""
+
+    name = "closefails"
+    prefixes = ("closefails/",)
+
+    async def aclose(self) -> None:
+        raise RuntimeError("socket already gone")
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_failing_to_close_is_logged_and_the_others_are_closed(
+    servers: tuple[ModelServer, ModelServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    local, openrouter = servers
+    openrouter.script(Reply.text("hi"))
+    configure(tmp_path, local, openrouter)
+    async with host_running(tmp_path, [*PLUGINS, plugin_of(gateways=[CloseFails])]) as host:
+        host.gateway_for(LLMCall(model="closefails/x", messages=[]))  # first in line at shutdown
+        await host.complete(LLMCall(model="openrouter/loop/strong", messages=[{"role": "user", "content": "x"}]))
+        reaches_openrouter = host.gateway_for(LLMCall(model="openrouter/loop/strong", messages=[]))
+        assert reaches_openrouter._client is not None  # its connection pool is open
+    assert reaches_openrouter._client is None  # closed although the gateway before it failed to
+    failures = [r for r in caplog.records if "failed to close" in r.getMessage()]
+    assert [(r.levelname, r.getMessage()) for r in failures] == [
+        ("WARNING", "gateway closefails failed to close: RuntimeError: socket already gone")
+    ]
