@@ -113,7 +113,7 @@ def default_destination(cwd: Path | None = None) -> Path:
 
 
 def create_plugin(kind: str, name: str, dest: str | Path | None = None, *, template: Path | None = None) -> Path:
-    """Create ``<dest>/refactorbot-<kind>-<name>`` from the template and return its path."""
+    """Create ``<dest>/<names.dist>`` (``refactorbot-slice-<name>``, ``refactorbot-tools-<name>``, ...); return its path."""
     names = plugin_names(kind, name)
     base = Path(dest) if dest is not None else default_destination()
     target = base / names.dist
