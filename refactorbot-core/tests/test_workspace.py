@@ -205,3 +205,88 @@ def test_atomic_write_keeps_mode_and_cleans_up_on_error(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         atomic_write(tmp_path / "missing" / "x", "data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["script.sh"]
+
+
+# -- version-control metadata is read-only -----------------------------------------------------
+
+
+def _git(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+@pytest.fixture
+def repos(ws: Workspace) -> Workspace:
+    """A workspace with a real repository, a bare one, and a '.git' file pointing to a third."""
+    _git("init", "-q", cwd=ws.root)
+    _git("init", "-q", "--bare", "bare.git", cwd=ws.root)
+    _git("init", "-q", "--separate-git-dir", str(ws.root / "store"), "linked", cwd=ws.root)
+    (ws.root / "sub").mkdir()
+    (ws.root / "sub" / ".git").write_text("gitdir: ../store\n")
+    (ws.root / "to-git").symlink_to(ws.root / ".git")
+    return ws
+
+
+VCS_PATHS = [
+    ".git",
+    ".git/config",
+    ".git/hooks/pre-commit",
+    ".git/new-folder/x",
+    ".GIT/config",
+    ".Git/HEAD",
+    "sub/.git",
+    "deep/er/.git/config",
+    ".git./config",
+    ".hg/hgrc",
+    ".svn/entries",
+    ".bzr/branch.conf",
+    "bare.git/config",
+    "bare.git/hooks/post-update",
+    "store/config",
+    "store/info/attributes",
+    "linked/.git",
+    "to-git/config",
+]
+
+
+@pytest.mark.parametrize("user_path", VCS_PATHS)
+def test_vcs_metadata_refused_for_writing(repos: Workspace, user_path: str) -> None:
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.resolve(user_path, write=True)
+
+
+def test_vcs_metadata_refused_by_every_writing_primitive(repos: Workspace) -> None:
+    config = repos.root / ".git" / "config"
+    before = config.read_bytes()
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.write_file(config, "[core]\n\thooksPath = /tmp\n")
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.open_file(config, os.O_WRONLY | os.O_TRUNC)
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.open_file(repos.root / "store" / "config", os.O_RDWR)
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.open_dir(repos.root / ".git" / "hooks" / "new", create=True)
+    with pytest.raises(PathOutsideWorkspace, match="metadata"):
+        repos.write_file(repos.root / "a" / ".hg" / "hgrc", "x", create_dirs=True)
+    assert config.read_bytes() == before
+    assert not (repos.root / "a").exists()
+
+
+def test_vcs_metadata_stays_readable(repos: Workspace) -> None:
+    config = repos.resolve(".git/config")
+    fd = repos.open_file(config)
+    with os.fdopen(fd, "rb") as handle:
+        assert b"[core]" in handle.read()
+    assert repos.resolve("store/HEAD").is_file()
+
+
+@pytest.mark.parametrize(
+    "user_path",
+    [".gitignore", ".gitattributes", ".github/workflows/ci.yml", "git/config", "my.git/config", "docs/.gitkeep", "x"],
+)
+def test_names_like_vcs_metadata_stay_writable(repos: Workspace, user_path: str) -> None:
+    path = repos.resolve(user_path, write=True)
+    repos.write_file(path, "ok\n")
+    assert path.read_text() == "ok\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 from refactorbot.errors import PathOutsideWorkspace, ToolError, describe_validation_error
+from refactorbot.testing.tool_fixtures import snapshot
 from refactorbot.tools import ToolContext
 from refactorbot.workspace import Workspace
 from refactorbot_tools_files import FilesDelete, FilesList, FilesRead, FilesReplace, FilesWrite
@@ -148,8 +149,8 @@ class RacingWorkspace(Workspace):
 
     target: Path
 
-    def resolve(self, user_path: str) -> Path:
-        checked = super().resolve(user_path)
+    def resolve(self, user_path: str, **options: bool) -> Path:
+        checked = super().resolve(user_path, **options)
         victim = self.root / "victim.txt"
         if victim.exists() and not victim.is_symlink():
             victim.unlink()
@@ -162,8 +163,8 @@ class RacingParentWorkspace(Workspace):
 
     target: Path
 
-    def resolve(self, user_path: str) -> Path:
-        checked = super().resolve(user_path)
+    def resolve(self, user_path: str, **options: bool) -> Path:
+        checked = super().resolve(user_path, **options)
         folder = self.root / "dir"
         if folder.is_dir() and not folder.is_symlink():
             for child in folder.iterdir():
@@ -229,3 +230,66 @@ async def test_configured_workspace_wins_and_is_confined(tmp_path: Path, sentine
     assert (configured / "a.txt").read_text() == "x"
     with pytest.raises(PathOutsideWorkspace):
         await tool.run(tool.Params(path="../sentinel/secret.txt", content="x"), ctx)
+
+
+# -- version-control metadata -------------------------------------------------------------------
+
+
+def _git_repo(workspace: Path) -> None:
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(workspace), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", "init", "-q"], cwd=workspace, env=env, check=True)
+    subprocess.run(["git", "init", "-q", "--bare", "store"], cwd=workspace, env=env, check=True)
+    (workspace / "sub").mkdir()
+    (workspace / "sub" / ".git").write_text("gitdir: ../store\n")
+    (workspace / "to-git").symlink_to(workspace / ".git")
+
+
+VCS_ATTACKS: list[tuple[type, dict[str, object]]] = [
+    (FilesWrite, {"path": ".git/config", "content": '[filter "x"]\n\tclean = touch ../pwned\n'}),
+    (FilesWrite, {"path": ".git/hooks/pre-commit", "content": "#!/bin/sh\ntouch ../pwned\n"}),
+    (FilesWrite, {"path": ".git/info/attributes", "content": "* filter=x\n"}),
+    (FilesWrite, {"path": ".GIT/config", "content": "x"}),
+    (FilesWrite, {"path": "to-git/config", "content": "x"}),
+    (FilesWrite, {"path": "store/config", "content": "x"}),
+    (FilesWrite, {"path": "sub/.git", "content": "gitdir: /tmp\n"}),
+    (FilesWrite, {"path": "new/.git", "content": "gitdir: ../store\n"}),
+    (FilesWrite, {"path": ".hg/hgrc", "content": "[hooks]\nupdate = touch ../pwned\n"}),
+    (FilesReplace, {"path": ".git/config", "search": "[core]", "replace": "[core]\n\tworktree = /"}),
+    (FilesReplace, {"path": "store/config", "search": "[core]", "replace": "[core]\n\tfsmonitor = x"}),
+    (FilesDelete, {"path": ".git/HEAD"}),
+    (FilesDelete, {"path": ".git/config"}),
+    (FilesDelete, {"path": "sub/.git"}),
+    (FilesDelete, {"path": "store/HEAD"}),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("tool_class", "arguments"), VCS_ATTACKS, ids=[f"{c.name}:{a['path']}" for c, a in VCS_ATTACKS]
+)
+async def test_vcs_metadata_cannot_be_written(
+    tool_class: type, arguments: dict[str, object], workspace: Path, ctx: ToolContext
+) -> None:
+    _git_repo(workspace)
+    before = snapshot(workspace, workspace / "nothing")
+    tool = tool_class()
+    with pytest.raises(PathOutsideWorkspace, match="metadata") as err:
+        await tool.run(tool.Params.model_validate(arguments), ctx)
+    assert "\n" not in str(err.value)
+    assert snapshot(workspace, workspace / "nothing") == before
+
+
+@pytest.mark.asyncio
+async def test_vcs_metadata_can_be_read_and_listed(workspace: Path, ctx: ToolContext) -> None:
+    _git_repo(workspace)
+    read = await FilesRead().run(FilesRead.Params(path=".git/HEAD"), ctx)
+    assert read.output.startswith("ref: refs/heads/")
+    listed = await FilesList().run(FilesList.Params(path=".git"), ctx)
+    assert "config" in listed.output
+    # files named like metadata, and a symlink to .git (the link itself), can still be changed
+    await FilesWrite().run(FilesWrite.Params(path=".gitignore", content="*.pyc\n"), ctx)
+    await FilesWrite().run(FilesWrite.Params(path=".github/workflows/ci.yml", content="on: push\n"), ctx)
+    deleted = await FilesDelete().run(FilesDelete.Params(path="to-git"), ctx)
+    assert deleted.data["type"] == "symlink" and (workspace / ".git" / "HEAD").is_file()

@@ -5,6 +5,12 @@ inside the workspace, or raises ``PathOutsideWorkspace`` with one line saying wh
 open what it returned through ``Workspace.open_dir`` / ``Workspace.open_file``, which walk the
 path again one component at a time with ``O_NOFOLLOW``: a directory swapped for a symlink
 between the check and the use is refused instead of followed.
+
+Version-control metadata (``.git``, ``.hg``, ``.svn``, ``.bzr`` and any folder git would take
+for a repository) can be read but never written, created or deleted through a ``Workspace``:
+``resolve(path, write=True)``, ``write_file``, ``open_file`` with a writing flag and
+``open_dir(create=True)`` refuse it, so a tool cannot plant hooks or configuration that git
+would later obey.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 #: errno values of an ``O_NOFOLLOW`` open that met a symlink (or a file where a folder was).
 _SWAPPED = {errno.ELOOP, errno.ENOTDIR, getattr(errno, "EMLINK", errno.ELOOP)}
+#: Folder names of version-control metadata (compared case-insensitively, trailing dots and spaces ignored).
+VCS_METADATA = frozenset({".git", ".hg", ".svn", ".bzr"})
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
 class Workspace:
@@ -54,10 +63,12 @@ class Workspace:
 
     # -- checking --------------------------------------------------------------------------
 
-    def resolve(self, user_path: str) -> Path:
+    def resolve(self, user_path: str, *, write: bool = False) -> Path:
         """Return the real path of ``user_path`` inside the workspace, or raise ``PathOutsideWorkspace``.
 
-        The path must be relative; ``.`` is the workspace itself. It need not exist yet.
+        The path must be relative; ``.`` is the workspace itself. It need not exist yet. With
+        ``write`` (the caller will create, change, move or delete it), a path inside
+        version-control metadata is refused too (see ``check_writable``).
         """
         parts = self._parts(user_path)
         current = self.root
@@ -83,7 +94,38 @@ class Workspace:
                 current = candidate
         if not missing:
             self._refuse_special(user_path, current)
+        if write:
+            self.check_writable(current)
         return current
+
+    def check_writable(self, path: str | os.PathLike[str]) -> None:
+        """Raise ``PathOutsideWorkspace`` when ``path`` (a real path in the workspace) is VCS metadata.
+
+        Refused: a component named ``.git``, ``.hg``, ``.svn`` or ``.bzr`` (in any case, also with
+        trailing dots or spaces), and anything inside a folder git would take for a repository
+        (``HEAD`` plus ``objects/`` and ``refs/``, or a ``commondir`` file): that covers bare
+        repositories and the folders that ``.git`` files point to (``gitdir: ...``).
+        """
+        rel = os.path.relpath(path, self.root)
+        if rel == os.curdir:
+            return
+        parts = rel.split(os.sep)
+        if parts[0] == os.pardir:
+            raise PathOutsideWorkspace(f"{path}: not inside the workspace")
+        for part in parts:
+            if part.lower().rstrip(". ") in VCS_METADATA:
+                raise PathOutsideWorkspace(
+                    f"'{rel}' is version-control metadata ({part}); it cannot be written, created or deleted"
+                )
+        folder = self.root
+        for part in parts:
+            folder = folder / part
+            if _looks_like_git_dir(folder):
+                shown = self.relative(folder)
+                raise PathOutsideWorkspace(
+                    f"'{rel}' is inside a git repository's metadata folder ('{shown}');"
+                    " it cannot be written, created or deleted"
+                )
 
     def contains(self, path: str | os.PathLike[str]) -> bool:
         """Return whether the real path ``path`` is the workspace or lies inside it."""
@@ -183,6 +225,8 @@ class Workspace:
         parts = [] if rel == os.curdir else rel.split(os.sep)
         if parts and parts[0] == os.pardir:
             raise PathOutsideWorkspace(f"{path}: not inside the workspace")
+        if create:
+            self.check_writable(path)
         flags = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
         fd = os.open(self.root, flags)
         try:
@@ -220,8 +264,12 @@ class Workspace:
     def open_file(self, path: str | os.PathLike[str], flags: int = os.O_RDONLY, mode: int = 0o644) -> int:
         """Open the file ``path`` (a result of ``resolve``) without following symlinks; return its fd.
 
-        Only regular files are opened: a symlink, device, pipe or socket is refused.
+        Only regular files are opened: a symlink, device, pipe or socket is refused. Opening for
+        writing (any of ``O_WRONLY``, ``O_RDWR``, ``O_CREAT``, ``O_TRUNC``, ``O_APPEND``) refuses
+        version-control metadata (``check_writable``).
         """
+        if flags & _WRITE_FLAGS:
+            self.check_writable(path)
         name = Path(path).name
         with self.parent_dir(path) as dir_fd:
             try:
@@ -240,9 +288,27 @@ class Workspace:
         return fd
 
     def write_file(self, path: str | os.PathLike[str], data: bytes | str, *, create_dirs: bool = True) -> None:
-        """Write ``data`` to ``path`` (a result of ``resolve``) atomically, making parent folders if asked."""
+        """Write ``data`` to ``path`` (a result of ``resolve``) atomically, making parent folders if asked.
+
+        Version-control metadata is refused (``check_writable``).
+        """
+        self.check_writable(path)
         with self.parent_dir(path, create=create_dirs) as dir_fd:
             atomic_write(Path(path).name, data, dir_fd=dir_fd)
+
+
+def _looks_like_git_dir(folder: Path) -> bool:
+    # What git's own discovery accepts as a repository folder (setup.c: is_git_directory).
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        if not os.path.isfile(folder / "HEAD"):
+            return False
+        if os.path.isfile(folder / "commondir"):
+            return True
+        return os.path.isdir(folder / "objects") and os.path.isdir(folder / "refs")
+    except OSError:
+        return False
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, dir_fd: int | None = None) -> None:

@@ -1,7 +1,8 @@
 """The files tools: read, write, search-and-replace, list and delete inside a workspace.
 
 Every path goes through ``refactorbot.workspace.Workspace``: it refuses anything that could
-reach outside the workspace, and files are opened without following symlinks.
+reach outside the workspace, and files are opened without following symlinks. Writing, editing
+and deleting refuse version-control metadata (``.git`` and the like), which tools may read.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ class FilesWrite(FilesTool):
         data = params.content.encode("utf-8", errors="surrogatepass")
         if len(data) > self.settings.max_file_bytes:
             raise ToolError(f"content is {len(data)} bytes, over the {self.settings.max_file_bytes}-byte limit")
-        path = ws.resolve(params.path)
+        path = ws.resolve(params.path, write=True)
         rel = ws.relative(path)
         if path == ws.root or path.is_dir():
             raise ToolError(f"'{rel}' is a directory; give a file path")
@@ -239,7 +240,7 @@ class FilesReplace(FilesTool):
         return await asyncio.to_thread(self._replace, ws, params)
 
     def _replace(self, ws: Workspace, params: ReplaceParams) -> ToolResult:
-        path = ws.resolve(params.path)
+        path = ws.resolve(params.path, write=True)
         rel = ws.relative(path)
         if path.is_dir():
             raise ToolError(f"'{rel}' is a directory; give a file path")
@@ -395,6 +396,7 @@ class FilesDelete(FilesTool):
         if not name:
             raise ToolError("the workspace itself cannot be deleted")
         parent = ws.resolve(parent_path)
+        ws.check_writable(parent / name)  # the entry itself: a symlink is removed, never followed
         rel = ws.relative(parent / name)
         try:
             fd = ws.open_dir(parent)
