@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from refactorbot.testing import host_running
+from pydantic import BaseModel
+from refactorbot.testing import host_running, plugin_of
+from refactorbot.tools import Tool, ToolContext, ToolResult
 from tools_slice_samples import SAMPLE_TOOLS, Policy
 
 SLICE = "refactorbot_slice_tools.plugin"
@@ -230,3 +232,34 @@ async def test_tool_sections_validated_with_env_overrides(tmp_path: Path) -> Non
         assert sorted(errors) == ["files_delete", "files_list", "files_read", "files_replace", "files_write"]
         assert errors["files_read"] == "[tools.files]: bogus: Extra inputs are not permitted"
         assert (await host.call("tools.list")).data["tools"] == []
+
+
+class _UnconfinedParams(BaseModel):
+    text: str = ""
+
+
+class _UnconfinedTool(Tool):
+    """A tool that loads but says its environment is lacking (as exec_run does without a sandbox)."""
+
+    name = "unconfined"
+    description = "Runs without its sandbox."
+    Params = _UnconfinedParams
+
+    def warnings(self) -> list[str]:
+        return ["no OS sandbox: bwrap not found; commands run with the policy checks only"]
+
+    async def run(self, params: _UnconfinedParams, ctx: ToolContext) -> ToolResult:
+        return ToolResult(output="ran")
+
+
+@pytest.mark.asyncio
+async def test_tool_warnings_make_the_slice_degraded(tmp_path: Path) -> None:
+    warned = plugin_of(tools=[_UnconfinedTool], name="warned-tools")
+    async with host_running(tmp_path, [SLICE, SAMPLE_TOOLS, warned], config=config()) as host:
+        health = await host.instance("tools").health_check()
+        assert health.status.value == "degraded"
+        assert health.message == "unconfined: no OS sandbox: bwrap not found; commands run with the policy checks only"
+        assert health.details["warnings"] == [health.message]
+        assert (await execute(host, "unconfined", {}))["output"] == "ran"  # it still runs
+    async with host_running(tmp_path / "plain", [SLICE, SAMPLE_TOOLS], config=config()) as host:
+        assert (await host.instance("tools").health_check()).status.value == "healthy"

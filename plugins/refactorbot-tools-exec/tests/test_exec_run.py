@@ -62,6 +62,7 @@ async def test_output_is_capped_with_a_marker(workspace: Path, ctx: ToolContext)
 
 @pytest.mark.asyncio
 async def test_timeout_kills_the_process_group(workspace: Path, ctx: ToolContext) -> None:
+    """Without the sandbox, the process group is killed (the sandbox kills its whole PID namespace)."""
     (workspace / "spawn.py").write_text(
         "import subprocess, time\n"
         "child = subprocess.Popen(['sleep', '60'])\n"
@@ -69,7 +70,7 @@ async def test_timeout_kills_the_process_group(workspace: Path, ctx: ToolContext
         "time.sleep(60)\n"
     )
     started = time.monotonic()
-    result = await run(ExecRun(PROGRAMS), ctx, command="python3 spawn.py", timeout=1.0)
+    result = await run(ExecRun({**PROGRAMS, "sandbox": "off"}), ctx, command="python3 spawn.py", timeout=1.0)
     assert time.monotonic() - started < 10
     assert not result.ok and result.data["timed_out"] is True
     assert result.error == "timed out after 1s; killed"
@@ -126,6 +127,7 @@ async def test_git_runs_without_hooks(workspace: Path, ctx: ToolContext, monkeyp
     )
     assert (await run(tool, ctx, command="git init -q")).ok
     hook = workspace / ".git" / "hooks" / "pre-commit"
+    hook.parent.mkdir(exist_ok=True)  # git init copies no templates, so there is no hooks folder
     hook.write_text("#!/bin/sh\ntouch hooked\n")
     hook.chmod(0o755)
     (workspace / "a.txt").write_text("a")

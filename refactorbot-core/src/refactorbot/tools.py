@@ -76,6 +76,39 @@ class Tool(abc.ABC):
             },
         }
 
+    def warnings(self) -> list[str]:
+        """Return problems with this tool's environment, one line each (none by default).
+
+        Something the operator should know although the tool loaded, e.g. "no OS sandbox on this
+        machine". ``refactorbot plugins doctor`` prints them and the tools slice reports itself
+        degraded while any tool has one. Keep it quick: it may run on every health check.
+        """
+        return []
+
     @abc.abstractmethod
     async def run(self, params: Any, ctx: ToolContext) -> ToolResult:
         """Run with validated ``params``; raise ``ToolError`` to refuse."""
+
+
+def tool_warnings(registry: Any, settings: Any, env: Any = None) -> list[str]:
+    """Return ``<tool>: <warning>`` for every registered tool, built with its configuration section.
+
+    ``registry`` maps tool names to registrations (``host.plugins.registry.tools``); ``settings``
+    is the home's ``Settings``. A tool that cannot be built says why instead. Used by
+    ``refactorbot plugins doctor``.
+    """
+    lines: list[str] = []
+    for name, registered in sorted(dict(registry).items()):
+        cls = getattr(registered, "obj", registered)
+        if not (isinstance(cls, type) and issubclass(cls, Tool)):
+            continue
+        try:
+            section = cls.config_section or name
+            if cls.Config is not None:
+                raw = settings.section("tools", section, cls.Config, env).model_dump(exclude_unset=True)
+            else:
+                raw = dict(settings.tools.get(section, {}))
+            lines += [f"{name}: {warning}" for warning in cls(raw).warnings()]
+        except Exception as exc:  # a tool's own problem: reported, never fatal to the report
+            lines.append(f"{name}: cannot be built: {type(exc).__name__}: {exc}")
+    return lines

@@ -110,7 +110,7 @@ class ToolsSlice(AtomicSlice):
             self._writer = None
 
     async def health_check(self) -> HealthStatus:
-        """Report the database, and as degraded when some tools failed to load."""
+        """Report the database, and as degraded when some tools failed to load or report warnings."""
         status = await super().health_check()
         if status.healthy and self.load_errors:
             names = ", ".join(sorted(self.load_errors))
@@ -119,8 +119,25 @@ class ToolsSlice(AtomicSlice):
                 message=f"{len(self.load_errors)} tool(s) failed to load: {names}",
                 details={"load_errors": dict(self.load_errors), "tools": len(self.tools)},
             )
+        warnings = await asyncio.to_thread(self._tool_warnings)
+        if status.healthy and warnings:
+            return HealthStatus(
+                status=HealthState.DEGRADED,
+                message="; ".join(warnings),
+                details={"warnings": warnings, "tools": len(self.tools), "workspace": str(self.workspace)},
+            )
         status.details = {"tools": len(self.tools), "workspace": str(self.workspace)}
         return status
+
+    def _tool_warnings(self) -> list[str]:
+        """Return ``<tool>: <warning>`` for every loaded tool (``Tool.warnings``, e.g. no OS sandbox)."""
+        lines: list[str] = []
+        for name, tool in sorted(self.tools.items()):
+            try:
+                lines += [f"{name}: {warning}" for warning in tool.warnings()]
+            except Exception as exc:  # a broken warnings() is itself worth reporting
+                lines.append(f"{name}: warnings() failed: {type(exc).__name__}: {exc}")
+        return lines
 
     def _workspace_path(self) -> Path:
         configured = self.settings.workspace

@@ -3,8 +3,8 @@
 No shell is ever involved, so chaining, redirection and substitution cannot happen; they are
 still refused with a clear error, because a model that writes them expects a shell and would
 otherwise get a confusing result. Programs that run other programs, options that make an
-allowed program run arbitrary commands, and arguments that reach outside the workspace are
-refused too.
+allowed program run arbitrary commands (found however they are spelled, see ``options``), and
+arguments that reach outside the workspace are refused too.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from refactorbot import Model
 from refactorbot.errors import PathOutsideWorkspace, ToolError
 from refactorbot.workspace import Workspace
+
+from refactorbot_tools_exec import options as opts
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -73,7 +76,8 @@ LAUNCHERS = frozenset(
 )
 #: Shell operators: chaining, pipes, background jobs, redirection and substitution.
 OPERATORS = (";", "&&", "||", "|", "&", ">", "<", "`", "$(", "${", "\n", "\r")
-#: Options that make an otherwise harmless program run a command of the caller's choice.
+#: For programs without an option table: options that make a program run a command of the
+#: caller's choice (refused as written, and as any prefix of them).
 SMUGGLING_PREFIXES = (
     "--exec",
     "--upload-pack",
@@ -81,63 +85,24 @@ SMUGGLING_PREFIXES = (
     "--to-command",
     "--checkpoint-action",
     "--use-compress-program",
+    "--compress-program",
     "--rsh",
+    "--rmt-command",
+    "--info-script",
+    "--new-volume-script",
     "--open-files-in-pager",
     "--config-env",
     "--run-command",
-    "ext::",
+    "--pre",
+    "--hostname-bin",
+    "--ext-diff",
+    "--textconv",
 )
-SMUGGLING_TOKENS = frozenset(
-    {"-exec", "-execdir", "-ok", "-okdir", "-delete", "-fprint", "-fprint0", "-fprintf", "-fls"}
-)
-GIT_SUBCOMMANDS = frozenset(
-    [
-        "add",
-        "apply",
-        "blame",
-        "branch",
-        "cat-file",
-        "checkout",
-        "cherry-pick",
-        "commit",
-        "describe",
-        "diff",
-        "grep",
-        "init",
-        "log",
-        "ls-files",
-        "ls-tree",
-        "merge",
-        "mv",
-        "reset",
-        "restore",
-        "rev-parse",
-        "rm",
-        "shortlog",
-        "show",
-        "stash",
-        "status",
-        "switch",
-        "tag",
-    ]
-)
-#: Settings put in front of every git command: no hooks, pagers, editors or external transports.
-GIT_HARDENING = (
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "core.fsmonitor=false",
-    "-c",
-    "core.pager=cat",
-    "-c",
-    "core.editor=true",
-    "-c",
-    "sequence.editor=true",
-    "-c",
-    "protocol.ext.allow=never",
-    "-c",
-    "diff.external=",
-)
+SMUGGLING_TOKENS = frozenset(opts.FIND_DANGEROUS)
+GIT_SUBCOMMANDS = opts.GIT_SUBCOMMANDS
+#: awk implementations with a sandbox mode (no system(), pipes, redirections, extensions).
+AWK_SANDBOX = {"gawk": "--sandbox"}
+AWKS = frozenset({"awk", "gawk", "mawk", "nawk", "original-awk", "busybox-awk"})
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -145,7 +110,7 @@ _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
 
 
 class ExecConfig(Model):
-    """``[tools.exec]``: what may run, where, for how long, with what environment."""
+    """``[tools.exec]``: what may run, where, for how long, with what environment, in what sandbox."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -167,6 +132,15 @@ class ExecConfig(Model):
     )
     max_args: int = Field(256, ge=1, description="most arguments in one command")
     max_command_chars: int = Field(16_384, ge=16, description="longest command, all arguments together")
+    sandbox: Literal["auto", "off"] = Field(
+        "auto", description="run commands in bubblewrap when it works on this machine ('auto'), or never ('off')"
+    )
+    require_sandbox: bool = Field(False, description="refuse every call when the sandbox is not in use")
+    network: bool = Field(False, description="let sandboxed commands use the network")
+    bwrap: str = Field("/usr/bin/bwrap", description="the bubblewrap program")
+    sandbox_ro_paths: list[str] = Field(
+        default_factory=list, description="extra folders mounted read-only in the sandbox (e.g. /opt/tools)"
+    )
 
     @field_validator("env_passthrough")
     @classmethod
@@ -184,6 +158,27 @@ class ExecConfig(Model):
             raise ValueError("path must list absolute folders")
         return os.pathsep.join(parts)
 
+    @field_validator("bwrap")
+    @classmethod
+    def _bwrap_absolute(cls, value: str) -> str:
+        if not os.path.isabs(value):
+            raise ValueError("bwrap must be an absolute path")
+        return value
+
+    @field_validator("sandbox_ro_paths")
+    @classmethod
+    def _ro_paths(cls, values: list[str]) -> list[str]:
+        bad = [v for v in values if not os.path.isabs(v) or ".." in v.split("/") or os.path.normpath(v) == "/"]
+        if bad:
+            raise ValueError(f"must be absolute folders other than '/': {bad}")
+        return [os.path.normpath(v) for v in values]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExecConfig:
+        if self.require_sandbox and self.sandbox == "off":
+            raise ValueError("require_sandbox = true needs sandbox = 'auto'")
+        return self
+
 
 @dataclasses.dataclass(frozen=True)
 class PreparedCommand:
@@ -193,6 +188,8 @@ class PreparedCommand:
     args: tuple[str, ...]
     cwd: Path
     shown: str
+    #: the git subcommand, when the program is git (its environment is isolated, see gitenv)
+    git: str | None = None
 
     @property
     def argv(self) -> list[str]:
@@ -206,8 +203,14 @@ class CommandPolicy:
     def __init__(self, config: ExecConfig) -> None:
         self.config = config
 
-    def prepare(self, command: str | list[str], workspace: Workspace, cwd: str = ".") -> PreparedCommand:
-        """Check ``command`` (a string is split like a shell would, but never run by one)."""
+    def prepare(
+        self, command: str | list[str], workspace: Workspace, cwd: str = ".", *, sandboxed: bool = False
+    ) -> PreparedCommand:
+        """Check ``command`` (a string is split like a shell would, but never run by one).
+
+        ``sandboxed``: the command will run in the OS sandbox, so options that follow symlinks
+        (and awk implementations without a sandbox mode) are allowed.
+        """
         tokens = self._tokens(command)
         self._refuse_operators(tokens)
         if _ENV_ASSIGNMENT.match(tokens[0]):
@@ -217,14 +220,17 @@ class CommandPolicy:
         name = tokens[0]
         self._check_name(name)
         args = tokens[1:]
-        self._refuse_smuggling(name, args)
-        program = self._locate(name)
+        try:
+            program: str | None = self._locate(name)
+        except ToolError as exc:
+            program, missing = None, exc
+        args, git = self.check_arguments(name, args, program=program, sandboxed=sandboxed)
+        if program is None:  # the options were checked first: a dangerous one is refused even so
+            raise missing
         folder = self._cwd(workspace, cwd)
-        for arg in args:
+        for arg in tokens[1:]:
             self._refuse_escape(workspace, folder, arg)
-        if name == "git":
-            args = [*GIT_HARDENING, *args]
-        return PreparedCommand(program=program, args=tuple(args), cwd=folder, shown=shlex.join(tokens))
+        return PreparedCommand(program=program, args=tuple(args), cwd=folder, shown=shlex.join(tokens), git=git)
 
     def environment(self, workspace: Workspace) -> dict[str, str]:
         """Return the child's whole environment: nothing of the server's unless configured."""
@@ -299,20 +305,104 @@ class CommandPolicy:
             raise ToolError(f"'{name}' resolves to a shell or launcher and is never allowed")
         return found
 
-    def _refuse_smuggling(self, name: str, args: list[str]) -> None:
-        for arg in args:
-            lowered = arg.lower()
-            if lowered in SMUGGLING_TOKENS or lowered.startswith(SMUGGLING_PREFIXES):
-                raise ToolError(f"option {arg!r} makes '{name}' run other commands or delete files and is not allowed")
-        if name == "git":
-            self._check_git(args)
-        elif _PYTHON.match(name):
+    @staticmethod
+    def _kind(name: str, program: str | None) -> str:
+        """Return which program this really is: its name, or what an alias or link resolves to."""
+        real = os.path.basename(os.path.realpath(program)) if program else name
+        for candidate in (real, name):
+            if candidate in opts.PROGRAMS or candidate in AWKS or candidate in ("git", "find"):
+                return candidate
+            if _PYTHON.match(candidate):
+                return "python"
+        return name
+
+    def check_arguments(
+        self, name: str, args: list[str], *, program: str | None = None, sandboxed: bool = False
+    ) -> tuple[list[str], str | None]:
+        """Refuse dangerous options of ``name`` (found at ``program``); return the arguments to run.
+
+        Some programs get safety options added (``sed --sandbox``, ``gawk --sandbox``, ``tar
+        --force-local``, ``diff --no-dereference``, ``git diff --no-ext-diff``). The second value is
+        the git subcommand when the program is git. Paths are not checked here (``prepare`` does).
+        """
+        return self._check_options(name, self._kind(name, program), args, sandboxed)
+
+    def _check_options(self, name: str, kind: str, args: list[str], sandboxed: bool) -> tuple[list[str], str | None]:
+        if kind == "git":
+            return self._check_git(args, sandboxed)
+        if kind == "python":
             self._check_python(name, args)
+            return args, None
+        if kind == "find":
+            self._check_find(name, args, sandboxed)
+            return args, None
+        if kind in AWKS:
+            if kind in AWK_SANDBOX:
+                return [AWK_SANDBOX[kind], *args], None
+            if not sandboxed:
+                raise ToolError(
+                    f"'{name}' ({kind}) can run shell commands with system() and has no sandbox mode;"
+                    " it runs only inside the OS sandbox"
+                )
+            return args, None
+        table = opts.PROGRAMS.get(kind)
+        if table is None:
+            self._refuse_generic(name, args)
+            return args, None
+        self._check_table(name, table, args, sandboxed)
+        if kind == "sed":
+            args = ["--sandbox", *args]  # GNU sed: no 'e', 'r' or 'w' commands
+        elif kind == "tar":
+            args = _before_dashdash(args, "--force-local")  # 'host:file' is a local file, never rsh
+        elif kind == "diff" and not sandboxed:
+            args = ["--no-dereference", *args]  # diff -r would follow symlinks out of the workspace
+        return args, None
 
     @staticmethod
-    def _check_git(args: list[str]) -> None:
+    def _check_table(name: str, table: opts.Options, args: list[str], sandboxed: bool, where: str = "") -> None:
+        for found in opts.scan(table, args):
+            dangerous = opts.dangerous_in(table, found)
+            if dangerous is not None:
+                spelled = "" if found.spelled == dangerous else f" (written {found.spelled!r})"
+                raise ToolError(
+                    f"option {dangerous}{spelled} of '{name}{where}' {table.dangerous[dangerous]} and is not allowed"
+                )
+            follows = None if sandboxed else opts.follows_links_in(table, found)
+            if follows is not None:
+                spelled = "" if found.spelled == follows else f" (written {found.spelled!r})"
+                raise ToolError(
+                    f"option {follows}{spelled} of '{name}' follows symlinks (or reads file names from a file),"
+                    " which can lead outside the workspace; it is allowed only in the OS sandbox"
+                )
+
+    @staticmethod
+    def _refuse_generic(name: str, args: list[str]) -> None:
+        for arg in args:
+            if arg == "--":
+                break
+            lowered = arg.lower()
+            option = lowered.split("=", 1)[0]
+            risky = lowered in SMUGGLING_TOKENS or lowered.startswith(SMUGGLING_PREFIXES)
+            if not risky and option.startswith("--") and len(option) > 3:
+                risky = any(p.startswith(option) for p in SMUGGLING_PREFIXES)  # an abbreviation of one
+            if risky:
+                raise ToolError(f"option {arg!r} makes '{name}' run other commands or delete files and is not allowed")
+
+    def _check_find(self, name: str, args: list[str], sandboxed: bool) -> None:
+        for arg in args:
+            if arg in opts.FIND_DANGEROUS:
+                raise ToolError(f"'{name} {arg}' {opts.FIND_DANGEROUS[arg]} and is not allowed")
+            if not sandboxed and arg in opts.FIND_FOLLOWS:
+                raise ToolError(
+                    f"'{name} {arg}' follows symlinks (or reads file names from a file), which can lead outside"
+                    " the workspace; it is allowed only in the OS sandbox"
+                )
+
+    def _check_git(self, args: list[str], sandboxed: bool) -> tuple[list[str], str | None]:
         for index, arg in enumerate(args):
-            if arg in ("--version", "--help", "--no-pager"):
+            if arg in ("--version", "--help"):
+                return args, None
+            if arg == "--no-pager":
                 continue
             if arg.startswith("-"):
                 raise ToolError(
@@ -322,9 +412,15 @@ class CommandPolicy:
             if arg not in GIT_SUBCOMMANDS:
                 raise ToolError(f"'git {arg}' is not allowed (allowed: {', '.join(sorted(GIT_SUBCOMMANDS))})")
             rest = args[index + 1 :]
-            if arg == "grep" and any(a.startswith("-O") for a in rest):
-                raise ToolError("'git grep -O' runs a pager command and is not allowed")
-            return
+            for value in rest:
+                if "ext::" in value.lower():
+                    raise ToolError(f"the ext:: transport in {value!r} runs a command and is not allowed")
+            self._check_table("git", opts.GIT[arg], rest, sandboxed, where=f" {arg}")
+            if arg == "diff":
+                # git diff runs diff.external and diff drivers unless told not to
+                rest = ["--no-ext-diff", *rest]
+            return [*args[:index], arg, *rest], arg
+        return args, None
 
     def _check_python(self, name: str, args: list[str]) -> None:
         index = 0
@@ -362,7 +458,7 @@ class CommandPolicy:
 
     @staticmethod
     def _refuse_escape(workspace: Workspace, folder: Path, arg: str) -> None:
-        for value in _path_candidates(arg):
+        for value in _path_candidates(arg, folder):
             if not value:
                 continue
             if value.startswith("~"):
@@ -373,13 +469,43 @@ class CommandPolicy:
                 raise PathOutsideWorkspace(f"argument {arg!r} points outside the workspace")
 
 
-def _path_candidates(arg: str) -> list[str]:
-    """Return the parts of ``arg`` that a program may treat as a path."""
+def _before_dashdash(args: list[str], option: str) -> list[str]:
+    if "--" in args:
+        index = args.index("--")
+        return [*args[:index], option, *args[index:]]
+    return [*args, option]
+
+
+def _path_candidates(arg: str, folder: Path) -> list[str]:
+    """Return the parts of ``arg`` that a program may treat as a path.
+
+    ``--name=value``: the value. ``-abcVALUE``: a short-option cluster may end in an attached
+    value after any of its letters, so every tail after the leading letters is a candidate; a
+    tail is returned only when it could lead outside (absolute, ``~``, ``..``, or starting with
+    a name that exists in ``folder``, which may be a symlink).
+    """
     if arg.startswith("--"):
         return [arg.split("=", 1)[1]] if "=" in arg else []
     if arg.startswith("-") and len(arg) > 2:
-        tail = arg[2:]
-        return [tail.split("=", 1)[1] if tail.startswith("=") or "=" in tail else tail]
+        found = []
+        for end in range(2, len(arg)):
+            if not arg[end - 1].isalnum():
+                break
+            tail = arg[end:]
+            if tail.startswith("="):
+                tail = tail[1:]
+            if _may_escape(tail, folder):
+                found.append(tail)
+        return found
     if arg.startswith("-"):
         return []
     return [arg]
+
+
+def _may_escape(value: str, folder: Path) -> bool:
+    if not value:
+        return False
+    if value[0] in "/~\\" or _DRIVE.match(value) or ".." in value.replace("\\", "/").split("/"):
+        return True
+    first = value.split("/", 1)[0]
+    return bool(first) and os.path.lexists(os.path.join(folder, first))

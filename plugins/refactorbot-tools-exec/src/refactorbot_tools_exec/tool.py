@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
 from typing import Any, ClassVar
@@ -15,7 +16,9 @@ from refactorbot.errors import ToolError
 from refactorbot.tools import Tool, ToolContext, ToolResult
 from refactorbot.workspace import Workspace, workspace_for
 
+from refactorbot_tools_exec import gitenv
 from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCommand
+from refactorbot_tools_exec.sandbox import Sandbox, probe
 
 _CHUNK = 65_536
 
@@ -50,27 +53,87 @@ class ExecRun(Tool):
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)
         self.policy = CommandPolicy(self.settings)
+        self._probed: Sandbox | None = None
 
     def workspace(self, ctx: ToolContext) -> Workspace:
         """Return the configured workspace, or the caller's."""
         return workspace_for(self.settings.workspace, ctx.workspace)
 
-    async def run(self, params: RunParams, ctx: ToolContext) -> ToolResult:
-        """Check the command, run it with caps and a timeout, and report what it printed."""
-        ws = self.workspace(ctx)
-        prepared = self.policy.prepare(params.command, ws, params.cwd)
-        timeout = min(params.timeout or self.settings.timeout, self.settings.max_timeout)
-        return await self.execute(prepared, self.policy.environment(ws), timeout)
+    def sandbox(self) -> Sandbox | None:
+        """Return the OS sandbox commands run in, or None (``sandbox = "off"`` or not usable here)."""
+        if self.settings.sandbox == "off":
+            return None
+        found = self._probe()
+        return found if found.available else None
 
-    async def execute(self, prepared: PreparedCommand, env: dict[str, str], timeout: float) -> ToolResult:
-        """Run ``prepared`` in its own process group; kill the group on timeout or cancellation."""
+    def _probe(self) -> Sandbox:
+        if self._probed is None:
+            s = self.settings
+            self._probed = probe(s.bwrap, s.network, s.sandbox_ro_paths, s.path, shutil.which("true", path=s.path))
+        return self._probed
+
+    def warnings(self) -> list[str]:
+        """Say when commands run without the OS sandbox, and why."""
+        if self.settings.sandbox == "off":
+            return ['no OS sandbox: [tools.exec] sandbox = "off"; commands run with the policy checks only']
+        found = self._probe()
+        if found.available:
+            return []
+        if self.settings.require_sandbox:
+            return [f"no OS sandbox: {found.reason}; every call is refused (require_sandbox = true)"]
+        return [f"no OS sandbox: {found.reason}; commands run with the policy checks only"]
+
+    async def run(self, params: RunParams, ctx: ToolContext) -> ToolResult:
+        """Check the command, run it (in the sandbox when there is one) with caps and a timeout."""
+        ws = self.workspace(ctx)
+        if self._probed is None and self.settings.sandbox != "off":
+            await asyncio.to_thread(self._probe)  # once: it starts bwrap
+        sandbox = self.sandbox()
+        if sandbox is None and self.settings.require_sandbox:
+            raise ToolError(f"exec_run requires the OS sandbox, which is unavailable: {self._probe().reason}")
+        prepared = self.policy.prepare(params.command, ws, params.cwd, sandboxed=sandbox is not None)
+        timeout = min(params.timeout or self.settings.timeout, self.settings.max_timeout)
+        env = self.policy.environment(ws)
+        if prepared.git is not None:
+            env.update(await self._git_environment(prepared, ws, env, timeout))
+        return await self.execute(prepared, env, timeout, sandbox=sandbox, workspace=ws)
+
+    async def _git_environment(
+        self, prepared: PreparedCommand, ws: Workspace, env: dict[str, str], timeout: float
+    ) -> dict[str, str]:
+        """Return git's isolated environment: its repository in the workspace, risky settings neutralized."""
+        repository = await asyncio.to_thread(gitenv.find_repository, ws, prepared.cwd)
+        init = prepared.git == "init"
+        git_env = gitenv.base_environment(ws, repository, init=init)
+        keys: list[str] = []
+        if repository is not None and not init:
+            keys = await gitenv.repository_keys(prepared.program, {**env, **git_env}, prepared.cwd, min(timeout, 10.0))
+        git_env.update(gitenv.config_environment(gitenv.overrides(keys)))
+        return git_env
+
+    async def execute(
+        self,
+        prepared: PreparedCommand,
+        env: dict[str, str],
+        timeout: float,
+        *,
+        sandbox: Sandbox | None = None,
+        workspace: Workspace | None = None,
+    ) -> ToolResult:
+        """Run ``prepared`` in its own process group (in ``sandbox`` if given); kill it on timeout."""
         started = time.perf_counter()
         cap = self.settings.max_output_bytes
+        argv0 = os.path.basename(prepared.program)  # argv[0] as the model wrote it; run by absolute path
+        executable = prepared.program
+        argv = [argv0, *prepared.args]
+        if sandbox is not None:
+            root = workspace.root if workspace is not None else prepared.cwd
+            argv = sandbox.argv([argv0, *prepared.args], root, prepared.cwd)
+            executable = sandbox.bwrap
         try:
             proc = await asyncio.create_subprocess_exec(
-                os.path.basename(prepared.program),  # argv[0] as the model wrote it; run by absolute path
-                *prepared.args,
-                executable=prepared.program,
+                *argv,
+                executable=executable,
                 cwd=prepared.cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
@@ -89,6 +152,12 @@ class ExecRun(Tool):
             except TimeoutError:
                 timed_out = True
         finally:
+            if sandbox is not None and proc.returncode is None:
+                # Kill the sandbox's PID 1: the kernel kills every process of the namespace before
+                # bwrap sees it exit, so nothing of the call is left once bwrap has been reaped.
+                _kill_children(proc.pid)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), 5.0)
             _kill_group(proc.pid)  # also ends anything the program left running in the background
             if proc.returncode is None:
                 await proc.wait()
@@ -108,6 +177,7 @@ class ExecRun(Tool):
             "timed_out": timed_out,
             "truncated": out_total > len(out) or err_total > len(err),
             "duration_ms": round(duration_ms, 3),
+            "sandbox": "bwrap" if sandbox is not None else None,
         }
         if timed_out:
             return ToolResult(ok=False, output=output, data=data, error=f"timed out after {timeout:g}s; killed")
@@ -134,6 +204,24 @@ def _exit_error(code: int | None, text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("[... truncated")]
     reason = lines[-1][:200] if lines else ""
     return f"exited with status {code}" + (f": {reason}" if reason else "")
+
+
+def _kill_children(pid: int) -> None:
+    """SIGKILL the direct children of ``pid`` (for bwrap: the sandbox's PID 1)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(c) for c in handle.read().split()]
+    except OSError:
+        children = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    with open(f"/proc/{entry}/stat") as handle:
+                        if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                            children.append(int(entry))
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:
