@@ -215,10 +215,9 @@ def _kill_children(pid: int) -> None:
         children = []
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    with open(f"/proc/{entry}/stat") as handle:
-                        if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
-                            children.append(int(entry))
+                with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        children.append(int(entry))
     for child in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
