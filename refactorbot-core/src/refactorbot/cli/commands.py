@@ -49,8 +49,10 @@ def plugins_list(env: Env, as_json: bool, show_all: bool) -> None:
 @plugins.command("doctor")
 @pass_env
 def plugins_doctor(env: Env) -> None:
-    """Explain every plugin problem with its traceback; exit 1 when one failed."""
+    """Explain every plugin problem with its traceback; exit 1 when one failed. Tool warnings are printed too."""
     host = env.plugins()
+    for line in _tool_warnings(env, host):
+        click.secho(f"warning: {line}", fg="yellow", err=True)
     problems = [
         r for r in host.sorted_records() if r.status in ("failed", "incompatible") or (r.error and r.status == "ok")
     ]
@@ -64,6 +66,19 @@ def plugins_doctor(env: Env) -> None:
         if r.traceback:
             click.echo("  " + r.traceback.rstrip().replace("\n", "\n  "), err=True)
     raise SystemExit(1)
+
+
+def _tool_warnings(env: Env, host: Any) -> list[str]:
+    """Return each registered tool's ``warnings()`` (e.g. no OS sandbox), built with this home's settings."""
+    from refactorbot.config import load_settings
+    from refactorbot.errors import RefactorbotError
+    from refactorbot.tools import tool_warnings
+
+    try:
+        settings = load_settings(env.home, env.config)
+    except RefactorbotError as exc:
+        return [f"configuration: {exc}"]
+    return tool_warnings(host.registry.tools, settings, host.env)
 
 
 # -- slices ------------------------------------------------------------------------------------
