@@ -320,3 +320,35 @@ def test_git_tables_match_git_help(sub: str, tmp_path: Path) -> None:
                 assert table.longs.get(option[2:]) == kind, f"git {sub} {option}: git says {kind}"
             elif len(option) == 2:
                 assert table.shorts.get(option[1]) == kind, f"git {sub} {option}: git says {kind}"
+
+
+EVERYDAY: list[tuple[list[str], int, str]] = [
+    (["grep", "-rn", "needle", "."], 0, "./a.txt:1:needle"),
+    (["grep", "-c", "--ignore-c", "NEEDLE", "a.txt"], 0, "1"),
+    (["sed", "-n", "1p", "a.txt"], 0, "needle"),
+    (["sed", "-i.bak", "s/needle/pin/", "a.txt"], 0, ""),
+    (["tar", "czf", "a.tgz", "a.txt", "d"], 0, ""),
+    (["tar", "-tzf", "a.tgz"], 0, "a.txt"),
+    (["ls", "-la", "--sort=size", "d"], 0, "inner.txt"),
+    (["sort", "-u", "b.txt"], 0, "hay"),
+    (["wc", "-l", "b.txt"], 0, "2 b.txt"),
+    (["diff", "-u", "a.txt.bak", "a.txt"], 1, "+pin"),
+    (["diff", "-r", "d", "e"], 2, "No such file"),
+    (["cp", "-r", "d", "e"], 0, ""),
+    (["du", "-s", "--apparent-size", "e"], 0, "e"),
+    (["find", ".", "-name", "*.txt", "-newer", "b.txt"], 0, ""),
+]
+
+
+@pytest.mark.asyncio
+async def test_everyday_commands_still_run(workspace: Path, ctx: ToolContext, sandbox_mode: str) -> None:
+    (workspace / "a.txt").write_text("needle\n")
+    (workspace / "b.txt").write_text("hay\nhay\n")
+    (workspace / "d").mkdir()
+    (workspace / "d" / "inner.txt").write_text("x\n")
+    tool = ExecRun({"allowed_programs": ALL, "sandbox": sandbox_mode})
+    for command, code, expected in EVERYDAY:
+        result = await tool.run(tool.Params(command=command), ctx)
+        assert result.data["exit_code"] == code, (command, result.output)
+        assert expected in result.data["stdout"] + result.data["stderr"], (command, result.output)
+    assert (workspace / "a.txt").read_text() == "pin\n" and (workspace / "e" / "inner.txt").is_file()
