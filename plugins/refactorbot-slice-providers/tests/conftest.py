@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from providers_loopback import KEY, KEY_ENV
+from providers_setup import KEY, KEY_ENV
 from refactorbot.testing.model_server import ModelServer
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from providers_loopback import KEY, KEY_ENV, PLUGIN, LoopbackPlugin, home_with, providers_config
-from refactorbot import LLMCall, LLMCallRefused
+from providers_setup import KEY, KEY_ENV, LOOPBACK, PLUGIN, home_with, providers_config
+from refactorbot import ErrorType, LLMCall, LLMCallRefused
 from refactorbot.testing import host_running
 from refactorbot.testing.model_server import ModelServer, Reply
 
@@ -29,7 +29,7 @@ def rows(home: Path, sql: str) -> list[tuple[Any, ...]]:
 async def test_cost_from_price_table_and_from_gateway(server: ModelServer, tmp_path: Path) -> None:
     server.script(Reply.text("a", usage=(1000, 500)), Reply.text("b", usage=(10, 10), cost=0.125))
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         await host.complete(ask())
         await host.complete(ask(model="loop/strong", slice_id="memory"))
         report = (await host.call("providers.spend", group_by=["slice", "model"])).data
@@ -52,7 +52,7 @@ async def test_cost_from_price_table_and_from_gateway(server: ModelServer, tmp_p
 async def test_overall_daily_budget_refuses_before_any_request(server: ModelServer, tmp_path: Path) -> None:
     server.script(Reply.text("costly", usage=(2000, 0)))
     home = home_with(tmp_path, providers_config(server, budgets={"overall": {"daily_usd": 0.002}}))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         events: list[Any] = []
         host.bus.subscribe("providers.*", events.append)
         await host.complete(ask())  # spend 0.002: the cap is now reached
@@ -77,7 +77,7 @@ async def test_overall_daily_budget_refuses_before_any_request(server: ModelServ
 @pytest.mark.asyncio
 async def test_slice_budget_set_by_operation_only_limits_that_slice(server: ModelServer, tmp_path: Path) -> None:
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         set_ = await host.call("providers.set_budget", slice_id="agent", monthly_usd=0.5)
         assert set_.success and set_.data["exceeded"] is False
         await host.call("providers.record_call", model="loop/strong", slice_id="agent", cost_usd=0.5)
@@ -91,9 +91,9 @@ async def test_slice_budget_set_by_operation_only_limits_that_slice(server: Mode
         assert cleared.data["daily_usd"] is None and cleared.data["monthly_usd"] is None
         await host.complete(ask(slice_id="agent"))
     # an operation's budget survives a restart; configured ones are re-applied from the file
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         await host.call("providers.set_budget", slice_id="memory", daily_usd=3.0)
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         budgets = (await host.call("providers.get_budgets")).data
     assert [(b["slice_id"], b["daily_usd"]) for b in budgets] == [("memory", 3.0)]
 
@@ -101,7 +101,7 @@ async def test_slice_budget_set_by_operation_only_limits_that_slice(server: Mode
 @pytest.mark.asyncio
 async def test_unknown_model_in_strict_mode_refused_nothing_written(server: ModelServer, tmp_path: Path) -> None:
     home = home_with(tmp_path, providers_config(server, strict=True))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         with pytest.raises(LLMCallRefused, match="model 'loop/mystery' is not configured") as info:
             await host.complete(ask(model="loop/mystery"))
         recorded = await host.call("providers.record_call", model="loop/mystery", cost_usd=1.0)
@@ -114,7 +114,7 @@ async def test_unknown_model_in_strict_mode_refused_nothing_written(server: Mode
 @pytest.mark.asyncio
 async def test_unknown_model_allowed_but_unpriced_when_not_strict(server: ModelServer, tmp_path: Path) -> None:
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         await host.complete(ask(model="loop/mystery"))
         refused = await host.call("providers.record_call", model="loop/mystery")
     assert not refused.success and "cannot be priced" in (refused.error_message or "")
@@ -127,7 +127,7 @@ async def test_missing_api_key_variable_refused_before_request(
 ) -> None:
     monkeypatch.delenv(KEY_ENV)
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         with pytest.raises(LLMCallRefused, match=f"environment variable {KEY_ENV} is not set") as info:
             await host.complete(ask())
         models = (await host.call("providers.list_models")).data
@@ -175,7 +175,7 @@ async def test_keys_never_stored_or_logged(
 ) -> None:
     home = home_with(tmp_path, providers_config(server, budgets={"slices": {"agent": {"daily_usd": 10}}}))
     with caplog.at_level(logging.DEBUG):
-        async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+        async with host_running(home, [PLUGIN, LOOPBACK]) as host:
             await host.complete(ask())
             models = (await host.call("providers.list_models")).data
     assert server.headers[0]["authorization"] == f"Bearer {KEY}"  # the key reached the wire...
@@ -191,7 +191,7 @@ async def test_spend_by_day_slice_model_with_date_range(server: ModelServer, tmp
     now = time.time()
     days = [datetime.fromtimestamp(now - d * 86400, UTC).date().isoformat() for d in (0, 1, 2)]
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         for back, slice_id, model, tokens in [
             (0, "agent", "loop/cheap", 1_000_000),
             (0, "agent", "loop/cheap", 1_000_000),
@@ -210,6 +210,7 @@ async def test_spend_by_day_slice_model_with_date_range(server: ModelServer, tmp
         recent = (await host.call("providers.spend", since=days[1], group_by=["day"])).data
         agent = (await host.call("providers.spend", slice_id="agent", group_by=["model"])).data
         total = (await host.call("providers.spend", group_by=[])).data
+        repeated = await host.call("providers.spend", group_by=["slice", "model", "slice"])
     assert [(r["day"], r["slice_id"], r["model"], r["calls"]) for r in full["rows"]] == [
         (days[2], "memory", "loop/cheap", 1),
         (days[1], "agent", "loop/strong", 1),
@@ -219,12 +220,22 @@ async def test_spend_by_day_slice_model_with_date_range(server: ModelServer, tmp
     assert [(r["day"], r["cost_usd"]) for r in recent["rows"]] == [(days[1], 1.0), (days[0], 2.0)]
     assert [(r["model"], r["cost_usd"]) for r in agent["rows"]] == [("loop/cheap", 2.0), ("loop/strong", 1.0)]
     assert total["rows"][0]["calls"] == 4 and total["total_usd"] == pytest.approx(3.5)
+    assert not repeated.success and repeated.error_type is ErrorType.INVALID_PAYLOAD
+    assert "group_by names slice more than once" in (repeated.error_message or "")
+    assert "\n" not in (repeated.error_message or "")
+
+
+def test_spend_grouping_default_is_in_the_schema() -> None:
+    from refactorbot_slice_providers.models import SpendQuery
+
+    schema = SpendQuery.model_json_schema()["properties"]["group_by"]
+    assert schema["default"] == ["day", "slice", "model"] and schema["maxItems"] == 3
 
 
 @pytest.mark.asyncio
 async def test_route_and_list_models(server: ModelServer, tmp_path: Path) -> None:
     home = home_with(tmp_path, providers_config(server))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         simple = (await host.call("providers.route", task="simple")).data
         planning = (await host.call("providers.route", task="planning")).data
         unknown = await host.call("providers.route", task="translate")
@@ -250,7 +261,7 @@ async def test_default_route_catches_other_tasks(server: ModelServer, tmp_path: 
     config = providers_config(server)
     config["slices"]["providers"]["routing"]["default"] = "loop/cheap"
     home = home_with(tmp_path, config)
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         routed = (await host.call("providers.route", task="translate")).data
     assert (routed["model"], routed["rule"]) == ("loop/cheap", "default")
 
@@ -259,7 +270,7 @@ async def test_default_route_catches_other_tasks(server: ModelServer, tmp_path: 
 async def test_streamed_calls_are_recorded_and_vetoed(server: ModelServer, tmp_path: Path) -> None:
     server.script(Reply.text("streamed", usage=(100, 50)))
     home = home_with(tmp_path, providers_config(server, budgets={"slices": {"agent": {"daily_usd": 0.0002}}}))
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         call = ask()
         call.stream = True
         assert "".join([c.content async for c in host.stream(call)]) == "streamed"
@@ -273,7 +284,7 @@ async def test_streamed_calls_are_recorded_and_vetoed(server: ModelServer, tmp_p
 @pytest.mark.asyncio
 async def test_hooks_are_inert_without_a_running_slice(server: ModelServer, tmp_path: Path) -> None:
     home = home_with(tmp_path, {**providers_config(server), "slices": {"providers": {"enabled": False}}})
-    async with host_running(home, [PLUGIN, LoopbackPlugin()]) as host:
+    async with host_running(home, [PLUGIN, LOOPBACK]) as host:
         answer = await host.complete(ask("no slice"))
     assert answer.content == "echo: no slice"
     assert not (home / "slices" / "providers.db").exists()

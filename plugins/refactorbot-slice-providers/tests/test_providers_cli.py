@@ -6,14 +6,12 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from providers_loopback import KEY, KEY_ENV, PLUGIN, LoopbackGateway, home_with, providers_config
-from refactorbot import hookimpl
+from providers_setup import KEY, KEY_ENV, PLUGIN, home_with, providers_config
 from refactorbot.cli import main
-from refactorbot.testing import host_running
+from refactorbot.testing import LoopbackGateway, host_running, plugin_of
 from refactorbot.testing.model_server import ModelServer
 
 
@@ -72,19 +70,11 @@ class KeyedGateway(LoopbackGateway):
         return ("RB_PROVIDERS_KEYED_KEY",)
 
 
-class KeyedPlugin:
-    REFACTORBOT_API = 1
-
-    @hookimpl
-    def register_gateways(self, register: Any) -> None:
-        register(KeyedGateway)
-
-
 @pytest.mark.asyncio
 async def test_default_model_key_status_comes_from_its_gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RB_PROVIDERS_KEYED_KEY", raising=False)
     config = {"core": {"health_interval": 3600}, "llm": {"model": "keyed/m1"}}
-    async with host_running(tmp_path, [PLUGIN, KeyedPlugin()], config=config) as host:
+    async with host_running(tmp_path, [PLUGIN, plugin_of(gateways=[KeyedGateway])], config=config) as host:
         (listed,) = (await host.call("providers.list_models")).data
         assert (listed["name"], listed["gateway"], listed["gateway_installed"]) == ("keyed/m1", "keyed", True)
         assert (listed["api_key_env"], listed["key_present"]) == ("RB_PROVIDERS_KEYED_KEY", False)

@@ -39,6 +39,7 @@ class TestProvidersContract(SliceContract):
         "spend": [
             {"since": "2026-02-01", "until": "2026-01-01"},
             {"group_by": ["week"]},
+            {"group_by": ["day", "day"]},
             {"since": "yesterday"},
         ],
         "set_budget": [{"daily_usd": -1}, {"monthly_usd": "lots"}, {"slice_id": "Agent!"}],

@@ -107,7 +107,7 @@ def spend_command(
     since: Any, until: Any, slice_id: str | None, model: str | None, group_by: tuple[str, ...], as_json: bool
 ) -> None:
     """Show LLM cost and tokens by day, slice and model."""
-    payload: dict[str, Any] = {"group_by": list(group_by) or ["day", "slice", "model"]}
+    payload: dict[str, Any] = {"group_by": list(group_by)} if group_by else {}  # none: the slice's default
     for key, value in (("since", since), ("until", until)):
         if value is not None:
             payload[key] = date.isoformat(value.date())

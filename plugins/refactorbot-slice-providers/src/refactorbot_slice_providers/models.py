@@ -140,7 +140,9 @@ class ModelInfo(Model):
     configured: bool = Field(True, description="listed in [slices.providers] models (False: unpriced here)")
 
 
-GroupBy = Literal["slice", "model", "day"]
+GroupBy = Literal["day", "slice", "model"]
+#: What spend is grouped by unless a query says otherwise.
+DEFAULT_GROUP_BY: tuple[GroupBy, ...] = ("day", "slice", "model")
 
 
 class SpendQuery(_Strict):
@@ -150,7 +152,17 @@ class SpendQuery(_Strict):
     until: date | None = None
     slice_id: SliceId | None = None
     model: ModelName | None = None
-    group_by: list[GroupBy] = Field(default_factory=lambda: ["day", "slice", "model"], max_length=3)
+    group_by: tuple[GroupBy, ...] = Field(
+        DEFAULT_GROUP_BY, max_length=3, description="columns to group by, in order, each once; [] sums every call"
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _each_once(cls, value: tuple[GroupBy, ...]) -> tuple[GroupBy, ...]:
+        repeated = [g for g in dict.fromkeys(value) if value.count(g) > 1]
+        if repeated:
+            raise ValueError(f"group_by names {', '.join(repeated)} more than once")
+        return value
 
     @model_validator(mode="after")
     def _range(self) -> SpendQuery:

@@ -344,7 +344,7 @@ class ProvidersSlice(AtomicSlice):
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        columns = [_GROUP_COLUMNS[g] for g in dict.fromkeys(params.group_by)]
+        columns = [_GROUP_COLUMNS[g] for g in params.group_by]
         select = ", ".join(
             [
                 *columns,
