@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from agent_fixtures import gateway_plugin, tools_plugin
-from refactorbot.testing import SliceContract, host_running
+from agent_fixtures import tools_plugin
+from refactorbot.testing import SliceContract, host_running, loopback_config
 from refactorbot.testing.model_server import ModelServer, Reply
 from refactorbot_slice_agent.loop import choose_mode
 from refactorbot_slice_agent.slice import AgentSlice
 
 AGENT = "refactorbot_slice_agent.plugin"
+#: The kit's LoopbackGateway: real HTTP to the scripted ModelServer.
+LOOPBACK = "refactorbot.testing.loopback"
 SESSION = "refactorbot_slice_session.plugin"
 MEMORY = "refactorbot_slice_memory.plugin"
 
@@ -17,8 +17,7 @@ MEMORY = "refactorbot_slice_memory.plugin"
 def config_for(server, **agent):
     return {
         "core": {"health_interval": 3600},
-        "llm": {"model": "scripted", "gateway": "loopback"},
-        "gateways": {"loopback": {"api_base": server.base_url}},
+        **loopback_config(server),
         "slices": {"agent": agent} if agent else {},
     }
 
@@ -47,7 +46,7 @@ async def test_tool_call_then_answer(tmp_path):
             Reply.tool_call("files_read", {"path": "a.txt"}),
             Reply.text("<think>the file says hello</think>The file a.txt contains: hello"),
         )
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config_for(server)) as host:
             result = await run(host, message="write hello to a.txt and read it back", user_id="u1", session_id="s1")
             assert result["answer"] == "The file a.txt contains: hello"
             assert [c["tool"] for c in result["tool_calls"]] == ["files_write", "files_read"]
@@ -73,7 +72,7 @@ async def test_tool_call_then_answer(tmp_path):
 async def test_tool_errors_go_back_to_the_model(tmp_path):
     with ModelServer() as server:
         server.script(Reply.tool_call("files_read", {"path": "missing.txt"}), Reply.text("There is no such file."))
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config_for(server)) as host:
             result = await run(host, message="read missing.txt")
             assert result["tool_calls"][0]["ok"] is False and "no such file" in result["tool_calls"][0]["error"]
             assert server.requests[1]["messages"][-1]["content"] == "ERROR: no such file: missing.txt"
@@ -85,7 +84,7 @@ async def test_step_limit_gives_a_clear_message(tmp_path):
     with ModelServer() as server:
         server.responder = lambda body: Reply.tool_call("files_read", {"path": "loop.txt"})
         config = config_for(server, max_steps=3)
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config) as host:
             result = await run(host, message="loop forever")
             assert result["limit_hit"] == "steps" and not result["success"]
             assert "max_steps = 3" in result["answer"] and len(server.requests) == 3
@@ -98,7 +97,7 @@ async def test_token_limit(tmp_path):
     with ModelServer() as server:
         server.responder = lambda body: Reply.tool_call("files_read", {"path": "x"})
         config = config_for(server, max_run_tokens=100)
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config) as host:
             result = await run(host, message="spend tokens")
             assert result["limit_hit"] == "tokens" and "max_run_tokens" in result["answer"]
             assert result["tokens"]["total_tokens"] > 100
@@ -113,7 +112,7 @@ async def test_text_fallback_parser(tmp_path):
             Reply.text("Done: b.txt holds 'from text'.\nREMEMBER: the user likes b.txt"),
         )
         config = config_for(server, native_tools=False)
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config) as host:
             result = await run(host, message="write b.txt")
             assert (tmp_path / "workspace" / "b.txt").read_text() == "from text"
             assert "tools" not in server.requests[0]
@@ -133,7 +132,7 @@ async def test_native_model_answering_in_text_still_runs_tools(tmp_path):
             Reply.text('TOOL: files_write | PARAMS: {"path": "c.txt", "content": "c"}'),
             Reply.text("ok"),
         )
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config_for(server)) as host:
             result = await run(host, message="write c")
             assert result["tool_calls"][0]["tool"] == "files_write" and (tmp_path / "workspace" / "c.txt").exists()
 
@@ -147,7 +146,7 @@ async def test_two_phase_plans_then_executes(tmp_path):
             Reply.text("Refactoring finished."),
         )
         config = config_for(server, planning_model="planner-model", execution_model="executor-model")
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config) as host:
             result = await run(host, message="Please refactor the project")
             assert result["mode"] == "two_phase" and result["plan"] == "1. Write plan.txt\n2. Answer"
             assert [r["model"] for r in server.requests] == ["planner-model", "executor-model", "executor-model"]
@@ -173,14 +172,13 @@ def test_choose_mode():
 
 @pytest.mark.asyncio
 async def test_context_has_history_memories_and_rules(tmp_path):
-    pytest.importorskip("refactorbot_slice_session", reason="needs refactorbot-slice-session installed")
-    pytest.importorskip("refactorbot_slice_memory", reason="needs refactorbot-slice-memory installed")
+    # session and memory are this distribution's test siblings ([tool.refactorbot.test] in pyproject.toml)
     with ModelServer() as server:
         server.responder = lambda body: Reply.text("fine")
         config = config_for(server)
         (tmp_path / "workspace").mkdir()
         (tmp_path / "workspace" / "AGENTS.md").write_text("Always answer in French.")
-        async with host_running(tmp_path, [AGENT, SESSION, MEMORY, gateway_plugin], config=config) as host:
+        async with host_running(tmp_path, [AGENT, SESSION, MEMORY, LOOPBACK], config=config) as host:
             s = (await host.call("session.get_or_create", channel="cli", chat_id="c", user_id="ann")).data
             sid = s["session_id"]
             for role, content in (("user", "earlier question"), ("assistant", "earlier answer"), ("user", "new one")):
@@ -206,7 +204,7 @@ async def test_context_has_history_memories_and_rules(tmp_path):
 async def test_runs_without_tools_or_other_slices(tmp_path):
     with ModelServer() as server:
         server.script(Reply.text("just text"))
-        async with host_running(tmp_path, [AGENT, gateway_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK], config=config_for(server)) as host:
             result = await run(host, message="hello", session_id="none", user_id="u")
             assert result["answer"] == "just text" and "tools" not in server.requests[0]
 
@@ -222,7 +220,7 @@ async def test_no_gateway_is_a_clear_answer(tmp_path):
 async def test_prompts_are_versioned_and_used(tmp_path):
     with ModelServer() as server:
         server.responder = lambda body: Reply.text("ok")
-        async with host_running(tmp_path, [AGENT, gateway_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK], config=config_for(server)) as host:
             first = (await host.call("agent.get_prompt", name="system")).data
             assert first["version"] == 1 and "{memories}" in first["content"]
             new = (
@@ -237,7 +235,7 @@ async def test_prompts_are_versioned_and_used(tmp_path):
             assert {p["name"]: p["version"] for p in listed} == {"planner": 1, "system": 2, "tool_fallback": 1}
             missing = await host.call("agent.get_prompt", name="nope")
             assert not missing.success and "no prompt 'nope'" in missing.error_message
-        async with host_running(tmp_path, [AGENT, gateway_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK], config=config_for(server)) as host:
             assert (await host.call("agent.get_prompt", name="system")).data["version"] == 2
 
 
@@ -248,7 +246,7 @@ async def test_stream_run_yields_text_and_runs_tools(tmp_path):
             Reply.tool_call("files_write", {"path": "s.txt", "content": "streamed"}),
             Reply.text("<think>secret reasoning</think>Wrote s.txt for you.\nREMEMBER: likes streams\nBye."),
         )
-        async with host_running(tmp_path, [AGENT, gateway_plugin, tools_plugin], config=config_for(server)) as host:
+        async with host_running(tmp_path, [AGENT, LOOPBACK, tools_plugin], config=config_for(server)) as host:
             stream = host.astream("agent.stream_run", message="write s.txt", user_id="u")
             chunks = [c async for c in stream]
             text = "".join(chunks)
@@ -262,4 +260,3 @@ async def test_stream_run_yields_text_and_runs_tools(tmp_path):
             assert host.metrics.snapshot("agent")["agent.stream_run"]["count"] == 1
             assert (tmp_path / "workspace" / "s.txt").read_text() == "streamed"
             assert all(r.get("stream") for r in server.requests)
-            await asyncio.sleep(0)
