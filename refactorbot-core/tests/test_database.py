@@ -1,8 +1,10 @@
 import asyncio
+import os
 import sqlite3
+import stat
 
 import pytest
-from refactorbot.database import SliceDatabase
+from refactorbot.database import BatchWriteFailed, DatabaseFileLost, SliceDatabase, committed
 from refactorbot.errors import MigrationError
 
 
@@ -89,3 +91,131 @@ async def test_batch_writer_groups_rows_and_flushes_on_close(tmp_path):
     con = sqlite3.connect(tmp_path / "s.db")
     assert con.execute("SELECT count(*) FROM t").fetchone() == (251,)
     assert writer.written == 251 and writer.errors == 0
+
+
+@pytest.mark.asyncio
+async def test_write_returns_once_committed_and_writers_group_concurrent_rows(tmp_path):
+    db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await db.open()
+    writer = db.batch_writer("INSERT INTO t VALUES (?)", interval=60)  # only waiters make it write
+    reader = sqlite3.connect(tmp_path / "s.db")
+    await writer.write((1,))
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    await asyncio.gather(*(writer.write((i,)) for i in range(2, 102)))
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (101,)
+    assert writer.written == 101 and writer.batches <= 3  # rows waiting together share a commit
+    writer.add((500,))
+    writer.add((501,))
+    assert writer.unsettled
+    await committed()  # every batch writer of the loop
+    assert reader.execute("SELECT count(*) FROM t").fetchone() == (103,) and not writer.unsettled
+    await committed()  # nothing waiting: returns at once
+    reader.close()
+    await db.close()
+
+
+@pytest.mark.asyncio
+async def test_write_raises_when_its_batch_fails(tmp_path):
+    db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER NOT NULL);"))
+    await db.open()
+    writer = db.batch_writer("INSERT INTO t VALUES (?)", interval=60)
+    with pytest.raises(BatchWriteFailed, match="s.db: 1 rows not written: NOT NULL constraint failed"):
+        await writer.write((None,))
+    writer.add((None,))
+    with pytest.raises(BatchWriteFailed):
+        await committed()
+    await writer.write((1,))  # later rows are not blamed for an earlier failure
+    assert writer.errors == 2 and writer.written == 1
+    await db.close()
+
+
+# -- the file under an open connection --------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("attack", ["delete", "replace"])
+async def test_a_database_file_deleted_or_replaced_while_open_is_noticed(tmp_path, caplog, attack):
+    path = tmp_path / "s.db"
+    db = SliceDatabase(path, write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await db.open()
+    await db.execute("INSERT INTO t VALUES (1)")
+    writer = db.batch_writer("INSERT INTO t VALUES (?)", interval=60)
+    await writer.write((2,))
+    assert db.file_problem() is None
+
+    if attack == "delete":
+        path.unlink()
+    else:
+        other = sqlite3.connect(tmp_path / "other.db")
+        other.execute("CREATE TABLE x (y INTEGER)")
+        other.close()
+        os.replace(tmp_path / "other.db", path)
+    what = "deleted" if attack == "delete" else "replaced"
+    assert db.file_problem() == f"database file {path} was {what} while open"
+    assert [r.levelname for r in caplog.records if f"was {what} while open" in r.getMessage()] == ["ERROR"]
+
+    # Writes fail loudly instead of succeeding into a file nobody will read again.
+    with pytest.raises(DatabaseFileLost, match=f"was {what} while open; write refused"):
+        await db.execute("INSERT INTO t VALUES (3)")
+    with pytest.raises(DatabaseFileLost):
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t VALUES (4)")
+    with pytest.raises(BatchWriteFailed, match=f"was {what} while open"):
+        await writer.write((5,))
+    await db.close()
+
+    # What the connection still held is saved owner-only next to the path, and the loss is logged.
+    (saved,) = tmp_path.glob("s.db.lost-*")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    con = sqlite3.connect(saved)
+    assert con.execute("SELECT v FROM t ORDER BY v").fetchall() == [(1,), (2,)]
+    con.close()
+    assert any("saved in" in r.getMessage() and str(saved) in r.getMessage() for r in caplog.records)
+
+    # Reopening starts from the file at the path, and says so as an error.
+    caplog.clear()
+    fresh = SliceDatabase(path, write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await fresh.open()
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [
+        f"{path}: opening a fresh, empty database: database file {path} was {what} while open;"
+        " its rows are not in the new file"
+    ]
+    assert fresh.file_problem() is None
+    await fresh.execute("INSERT INTO t VALUES (6)")
+    await fresh.close()
+
+
+# -- permissions ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o277])
+async def test_database_files_are_owner_only_whatever_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        db = SliceDatabase(
+            tmp_path / "new" / "slices" / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v);")
+        )
+        await db.open()
+        await db.execute("INSERT INTO t VALUES (1)")
+        for name in ("s.db", "s.db-wal", "s.db-shm"):
+            assert stat.S_IMODE((tmp_path / "new" / "slices" / name).stat().st_mode) == 0o600, name
+        assert stat.S_IMODE((tmp_path / "new" / "slices").stat().st_mode) == 0o700
+        await db.close()
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.asyncio
+async def test_loose_database_files_are_tightened_when_opened(tmp_path, caplog):
+    path = tmp_path / "s.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (v)")
+    con.close()
+    os.chmod(path, 0o644)
+    db = SliceDatabase(path)
+    await db.open()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "s.db-wal").stat().st_mode) == 0o600
+    assert any("0644 -> 0600" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    await db.close()

@@ -1,10 +1,13 @@
 """``kill -9`` of ``refactorbot serve`` during a burst of logged operations loses no committed row."""
 
+import contextlib
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 from distfactory import make_dist
@@ -115,3 +118,109 @@ def test_kill_9_during_a_burst_loses_no_committed_row(tmp_path):
     con = sqlite3.connect(home / "slices" / "burst.db")
     count, top = con.execute("SELECT count(*), max(n) FROM ticks").fetchone()
     assert count == top
+
+
+ACKED = '''
+import asyncio
+import sys
+from pydantic import BaseModel
+from refactorbot import AtomicSlice, SliceRequest, hookimpl, operation
+from refactorbot.database import committed
+
+REFACTORBOT_API = 1
+
+
+class Tick(BaseModel):
+    n: int
+
+
+class AckSlice(AtomicSlice):
+    slice_id = "acks"
+
+    async def initialize(self):
+        await super().initialize()
+        await self.db.execute("CREATE TABLE IF NOT EXISTS ticks (n INTEGER PRIMARY KEY)")
+        self.writer = self.db.batch_writer("INSERT INTO ticks (n) VALUES (?)")
+
+    async def start(self):
+        self.task = asyncio.get_running_loop().create_task(self.burst())
+
+    async def stop(self):
+        self.task.cancel()
+
+    async def one(self, n):
+        response = await self.ctx.host.route(SliceRequest(slice_id="acks", operation="tick", payload={"n": n}))
+        await committed()  # the acknowledgement barrier
+        sys.stdout.write(f"{n} {response.request_id}\\n")
+        sys.stdout.flush()
+
+    async def burst(self):
+        n = 0
+        while True:
+            await asyncio.gather(*(self.one(n + i) for i in range(1, 21)))
+            n += 20
+
+    @operation
+    async def tick(self, params: Tick) -> int:
+        """Record one tick; answer once it is committed."""
+        await self.writer.write((params.n,))
+        return params.n
+
+
+@hookimpl
+def register_slices(register):
+    register(AckSlice)
+'''
+
+
+def acks(lines):
+    """Return ``(n, request_id)`` of each whole acknowledgement line (``serve`` prints other lines too)."""
+    fields = [line.split() for line in lines if line.endswith(b"\n")]
+    return [(int(f[0]), f[1].decode()) for f in fields if len(f) == 2 and f[0].isdigit()]
+
+
+def test_kill_9_loses_no_acknowledged_row(tmp_path):
+    """Rows awaited with ``BatchWriter.write`` / ``committed()`` before an acknowledgement survive ``kill -9``."""
+    site = tmp_path / "site"
+    make_dist(site, "rb-acks", "rb_acks", ACKED)
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
+    env.update({"PYTHONPATH": str(site), "RB_HOME": str(home), "RB_LOAD_PLUGINS": "rb-acks"})
+    with open(tmp_path / "stderr.txt", "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "refactorbot", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    lines: queue.Queue[bytes] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    acked = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(acked) < 3000:
+            left = deadline - time.monotonic()
+            assert left > 0 and proc.poll() is None, (len(acked), (tmp_path / "stderr.txt").read_text()[-2000:])
+            with contextlib.suppress(queue.Empty):
+                acked += acks([lines.get(timeout=min(left, 1.0))])
+        os.kill(proc.pid, signal.SIGKILL)  # in the middle of the burst
+        proc.wait(timeout=10)
+        reader.join(10)  # every line written before the kill was an acknowledgement too
+        while not lines.empty():
+            acked += acks([lines.get()])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        proc.stdout.close()
+    con = sqlite3.connect(home / "slices" / "acks.db")
+    ticks = {row[0] for row in con.execute("SELECT n FROM ticks")}
+    con.close()
+    con = sqlite3.connect(home / "master.db")
+    logged = {row[0] for row in con.execute("SELECT request_id FROM operation_log WHERE operation = 'tick'")}
+    con.close()
+    assert {n for n, _ in acked} <= ticks
+    missing = [rid for _, rid in acked if rid not in logged]
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged operations have no operation_log row"

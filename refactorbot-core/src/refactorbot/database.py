@@ -1,12 +1,21 @@
-"""SQLite access for slices: one file each, tuned pragmas, numbered migrations, batched writes."""
+"""SQLite access for slices: one file each, tuned pragmas, numbered migrations, batched writes.
+
+Database files are created ``0600`` (SQLite gives the ``-wal`` and ``-shm`` files the mode of the
+database file), and each open database remembers which file it opened: a file deleted or replaced
+under the connection is reported by ``file_problem``, and writes are refused from then on.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import os
 import re
+import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -14,9 +23,24 @@ from typing import Any
 
 import aiosqlite
 
-from refactorbot.errors import MigrationError
+from refactorbot.errors import MigrationError, RefactorbotError
+from refactorbot.home import create_private_file, make_private, private_dir
 
 log = logging.getLogger(__name__)
+
+#: Every batch writer of the process, for ``committed``.
+_WRITERS: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
+#: Database files found deleted or replaced under an open connection, and why (reported at the next open).
+_LOST: dict[Path, str] = {}
+
+
+class DatabaseFileLost(RefactorbotError):
+    """Raise on a write to a database whose file was deleted or replaced while it was open."""
+
+
+class BatchWriteFailed(RefactorbotError):
+    """Raise from ``BatchWriter.write`` / ``committed`` when a batch holding the awaited rows failed."""
+
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 PRAGMAS = (
@@ -57,6 +81,8 @@ class SliceDatabase:
         self._conn: aiosqlite.Connection | None = None
         self._tx_lock = asyncio.Lock()
         self._writers: list[BatchWriter] = []
+        self._identity: tuple[int, int] | None = None
+        self._lost: str | None = None
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -71,21 +97,90 @@ class SliceDatabase:
         return self._conn is not None
 
     async def open(self) -> None:
-        """Open the file (creating its folder), set pragmas and apply pending migrations."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Open the file (creating it ``0600`` and its folder ``0700``), set pragmas, apply migrations."""
+        if not self.path.parent.is_dir():
+            private_dir(self.path.parent)
+        tightened = [create_private_file(self.path)]
+        lost_before = _LOST.pop(self.path, None)
+        if lost_before is not None:
+            log.error("%s: opening a fresh, empty database: %s", self.path, lost_before)
         self._conn = await aiosqlite.connect(self.path, isolation_level=None)
         self._conn.row_factory = aiosqlite.Row
         for pragma in PRAGMAS:
             await self._conn.execute(pragma)
+        info = os.stat(self.path)
+        self._identity, self._lost = (info.st_dev, info.st_ino), None
+        # SQLite creates -wal and -shm with the database file's mode; ones left by an older
+        # version (or a crash) may be looser.
+        tightened += [make_private(Path(f"{self.path}{suffix}")) for suffix in ("-wal", "-shm")]
+        if any(tightened):
+            log.warning(
+                "%s: removed group and other permissions: %s", self.path.name, "; ".join(filter(None, tightened))
+            )
         await self.migrate()
 
     async def close(self) -> None:
-        """Flush batched writers, then close the connection."""
+        """Flush batched writers, then close the connection.
+
+        When the file was deleted or replaced while open, what the connection still holds is
+        saved next to it (``<name>.lost-<time>``, mode ``0600``) and the loss is logged as an error.
+        """
         for writer in list(self._writers):
             await writer.close()
         if self._conn is not None:
+            problem = self.file_problem()
             conn, self._conn = self._conn, None
+            if problem is not None:
+                await self._save_lost(conn, problem)
             await conn.close()
+            self._identity = None
+
+    # -- the file under the connection -----------------------------------------------------
+
+    def file_problem(self) -> str | None:
+        """Return why the file at ``path`` is no longer the one opened (deleted, replaced), or None.
+
+        Costs one ``os.stat``. The first finding is logged as an error and sticks: every later
+        write raises ``DatabaseFileLost``, ``health_check`` reports the slice unhealthy, and the
+        next ``open`` of the path logs that it starts from an empty database.
+        """
+        if self._lost is not None:
+            return self._lost
+        if self._identity is None:
+            return None
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            problem = f"database file {self.path} was deleted while open"
+        except OSError as exc:
+            problem = f"database file {self.path} cannot be checked: {exc.strerror or exc}"
+        else:
+            if (info.st_dev, info.st_ino) == self._identity:
+                return None
+            problem = f"database file {self.path} was replaced while open"
+        self._lost = problem
+        _LOST[self.path] = f"{problem}; its rows are not in the new file"
+        log.error("%s; refusing further writes (they would go to a file nobody will read again)", problem)
+        return problem
+
+    def _check_file(self) -> None:
+        problem = self.file_problem()
+        if problem is not None:
+            raise DatabaseFileLost(f"{problem}; write refused")
+
+    async def _save_lost(self, conn: aiosqlite.Connection, problem: str) -> None:
+        target = self.path.with_name(f"{self.path.name}.lost-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            create_private_file(target)
+            copy = sqlite3.connect(target, check_same_thread=False)
+            try:
+                await conn.backup(copy)
+            finally:
+                copy.close()
+        except Exception as exc:  # the folder may be gone too: the loss is still reported
+            log.error("%s; its contents could not be saved: %s: %s", problem, type(exc).__name__, exc)
+            return
+        log.error("%s; what the connection still held is saved in %s", problem, target)
 
     async def migrate(self) -> list[str]:
         """Apply migrations not yet recorded in ``schema_migrations``; return their names."""
@@ -124,7 +219,11 @@ class SliceDatabase:
     # -- queries ---------------------------------------------------------------------------
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """Run one statement (committed at once unless inside ``transaction``); return lastrowid."""
+        """Run one statement (committed at once unless inside ``transaction``); return lastrowid.
+
+        Raise ``DatabaseFileLost`` when the file was deleted or replaced while open.
+        """
+        self._check_file()
         async with self.conn.execute(sql, params) as cur:
             return cur.lastrowid or 0
 
@@ -150,12 +249,16 @@ class SliceDatabase:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Group statements into one transaction: committed on exit, rolled back on error."""
+        """Group statements into one transaction: committed on exit, rolled back on error.
+
+        Rolled back with ``DatabaseFileLost`` when the file was deleted or replaced while open.
+        """
         async with self._tx_lock:
             conn = self.conn
             await conn.execute("BEGIN")
             try:
                 yield conn
+                self._check_file()
             except BaseException:
                 await conn.rollback()
                 raise
@@ -179,6 +282,11 @@ class BatchWriter:
     ``add`` never blocks on I/O. A background task wakes when rows arrive (no polling while
     idle), waits up to ``interval`` for more, and commits them together; ``flush`` and
     ``close`` write whatever is buffered.
+
+    ``await write(row)`` returns once the row is committed (group commit: rows that arrive
+    while a batch commits go together in the next one, without waiting for ``interval``), and
+    ``await committed()`` waits for every row added so far; both raise ``BatchWriteFailed``
+    when the batch holding their rows failed.
     """
 
     def __init__(self, db: SliceDatabase, sql: str, *, max_batch: int = 500, interval: float = 0.05) -> None:
@@ -189,42 +297,88 @@ class BatchWriter:
         self._rows: list[Sequence[Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_lock = asyncio.Lock()
+        #: Rows added so far (the last row's sequence number) and rows whose batch finished.
+        self._added = 0
+        self._settled = 0
+        #: ``(first, last, reason)`` sequence ranges of recent failed batches.
+        self._failures: collections.deque[tuple[int, int, str]] = collections.deque(maxlen=64)
         self.written = 0
         self.errors = 0
+        self.batches = 0
+        _WRITERS.add(self)
 
-    def add(self, row: Sequence[Any]) -> None:
-        """Queue one row for writing."""
+    def add(self, row: Sequence[Any]) -> int:
+        """Queue one row for writing; return its sequence number (for ``committed``)."""
         self._rows.append(row)
+        self._added += 1
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batch:{self.db.path.name}")
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run(), name=f"batch:{self.db.path.name}")
         if len(self._rows) == 1 or len(self._rows) >= self.max_batch:
             self._wake.set()
+        return self._added
+
+    async def write(self, row: Sequence[Any]) -> None:
+        """Queue one row and return once it is committed; raise ``BatchWriteFailed`` if it was not."""
+        seq = self.add(row)
+        await self.committed(seq, since=seq - 1)
 
     @property
     def pending(self) -> int:
         """Return how many rows wait to be written."""
         return len(self._rows)
 
+    @property
+    def unsettled(self) -> bool:
+        """Return whether some added row has not been committed (or failed) yet."""
+        return self._settled < self._added
+
+    async def committed(self, upto: int | None = None, *, since: int | None = None) -> None:
+        """Return once rows up to sequence ``upto`` (default: every row added so far) are committed.
+
+        Raise ``BatchWriteFailed`` when a batch holding one of the rows after ``since`` (default:
+        the rows not yet committed when called) failed.
+        """
+        target = self._added if upto is None else upto
+        first = (self._settled if since is None else since) + 1
+        while self._settled < target:
+            async with self._flush_lock:
+                if self._settled < target:
+                    await self._flush_locked()
+        for low, high, reason in self._failures:
+            if low <= target and high >= first:
+                raise BatchWriteFailed(f"{self.db.path.name}: {reason}")
+
     async def flush(self) -> int:
         """Write every buffered row now; return how many were written."""
         async with self._flush_lock:
-            total = 0
-            while self._rows:
-                batch, self._rows = self._rows[: self.max_batch], self._rows[self.max_batch :]
-                try:
-                    async with self.db.transaction() as conn:
-                        await conn.executemany(self.sql, batch)
-                except asyncio.CancelledError:
-                    self._rows[:0] = batch  # rolled back: keep the rows for the next flush
-                    raise
-                except Exception:
-                    self.errors += len(batch)
-                    log.exception("batch write to %s failed (%d rows)", self.db.path.name, len(batch))
-                    continue
-                total += len(batch)
-            self.written += total
-            return total
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> int:
+        total = 0
+        while self._rows:
+            batch, self._rows = self._rows[: self.max_batch], self._rows[self.max_batch :]
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.executemany(self.sql, batch)
+            except asyncio.CancelledError:
+                self._rows[:0] = batch  # rolled back: keep the rows for the next flush
+                raise
+            except Exception as exc:
+                self.errors += len(batch)
+                self._failures.append(
+                    (self._settled + 1, self._settled + len(batch), f"{len(batch)} rows not written: {exc}")
+                )
+                self._settled += len(batch)
+                log.exception("batch write to %s failed (%d rows)", self.db.path.name, len(batch))
+                continue
+            self._settled += len(batch)
+            self.batches += 1
+            total += len(batch)
+        self.written += total
+        return total
 
     async def _run(self) -> None:
         while True:
@@ -246,3 +400,22 @@ class BatchWriter:
             await self.flush()
         if self in self.db._writers:
             self.db._writers.remove(self)
+        _WRITERS.discard(self)
+
+
+async def committed() -> None:
+    """Return once every row added so far to any batch writer of this event loop is committed.
+
+    The acknowledgement barrier: the API awaits it before it answers, so an answered operation
+    has its ``operation_log`` row (and every other batched row it caused) on disk. Costs nothing
+    when no row is waiting; otherwise one group commit per database. Raise ``BatchWriteFailed``
+    when one of those rows could not be written.
+    """
+    loop = asyncio.get_running_loop()
+    waiting = [writer for writer in list(_WRITERS) if writer.unsettled and writer._loop is loop]
+    if not waiting:
+        return
+    results = await asyncio.gather(*(writer.committed() for writer in waiting), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -276,10 +276,17 @@ class AtomicSlice:
             self.db = None
 
     async def health_check(self) -> HealthStatus:
-        """Return the slice's health (default: its database answers)."""
+        """Return the slice's health (default: its database file is the one opened, and answers).
+
+        A database file deleted or replaced while open makes the slice unhealthy: the supervisor
+        restarts it, and the restart opens a fresh database (the loss is logged as an error).
+        """
         if self.uses_database:
             if self.db is None or not self.db.is_open:
                 return HealthStatus(status=HealthState.UNHEALTHY, message="database is not open")
+            problem = self.db.file_problem()
+            if problem is not None:
+                return HealthStatus(status=HealthState.UNHEALTHY, message=problem)
             await self.db.scalar("SELECT 1")
         return HealthStatus()
 
@@ -290,10 +297,17 @@ class AtomicSlice:
         checks = []
         try:
             health = await self.health_check()
-            checks.append(DiagnosticCheck(name="health", passed=health.healthy, detail=health.status.value))
+            detail = health.status.value + (f": {health.message}" if health.message else "")
+            checks.append(DiagnosticCheck(name="health", passed=health.healthy, detail=detail))
         except Exception as exc:  # a failing health check is a finding, not a crash
             checks.append(DiagnosticCheck(name="health", passed=False, detail=f"{type(exc).__name__}: {exc}"))
         if self.db is not None and self.db.is_open:
+            problem = self.db.file_problem()
+            checks.append(
+                DiagnosticCheck(
+                    name="database_file", passed=problem is None, detail=problem or f"{self.db.path} is the file opened"
+                )
+            )
             verdict = await self.db.integrity_check()
             checks.append(DiagnosticCheck(name="database_integrity", passed=verdict == "ok", detail=verdict))
             from refactorbot.database import migration_files

@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from refactorbot.database import BatchWriter, SliceDatabase
+from refactorbot.home import secure_home
 
 SLICE_STATUSES = ("pending", "initializing", "running", "degraded", "failed", "stopped")
 
 
 class GlobalState:
-    """Key/value state, slice states and heartbeats, the operation log and unified logs."""
+    """Key/value state, slice states and heartbeats, the operation log and unified logs.
+
+    ``path`` is ``<home>/master.db``: opening it also makes the home private (``0700``, its
+    files and databases ``0600``; see ``refactorbot.home.secure_home``).
+
+    Operation-log and log rows are batched. An operation is logged before it is acknowledged
+    outside the process: the API awaits ``refactorbot.database.committed()`` (a group commit)
+    before it answers, and a stopping host flushes what is left.
+    """
 
     def __init__(self, path: Path) -> None:
         self.db = SliceDatabase(path, files("refactorbot") / "state_migrations")
@@ -24,7 +33,8 @@ class GlobalState:
         self._logs: BatchWriter | None = None
 
     async def open(self) -> None:
-        """Open ``master.db`` and its batched writers."""
+        """Make the home private, then open ``master.db`` and its batched writers."""
+        secure_home(self.db.path.parent)
         await self.db.open()
         self._ops = self.db.batch_writer(
             "INSERT INTO operation_log (ts, request_id, slice_id, operation, caller, success,"
@@ -43,6 +53,15 @@ class GlobalState:
         for writer in (self._ops, self._logs):
             if writer is not None:
                 await writer.flush()
+
+    async def committed(self) -> None:
+        """Return once every operation-log and log row queued so far is committed (group commit).
+
+        Raise ``BatchWriteFailed`` when one of them could not be written.
+        """
+        for writer in (self._ops, self._logs):
+            if writer is not None and writer.unsettled:
+                await writer.committed()
 
     # -- key/value -------------------------------------------------------------------------
 
