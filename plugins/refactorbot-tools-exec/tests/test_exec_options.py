@@ -352,3 +352,17 @@ async def test_everyday_commands_still_run(workspace: Path, ctx: ToolContext, sa
         assert result.data["exit_code"] == code, (command, result.output)
         assert expected in result.data["stdout"] + result.data["stderr"], (command, result.output)
     assert (workspace / "a.txt").read_text() == "pin\n" and (workspace / "e" / "inner.txt").is_file()
+
+
+def test_git_help_and_generic_options() -> None:
+    policy = _policy()
+    for command in (["--help"], ["help", "log"], ["log", "--help"], ["grep", "--help", "x"]):
+        with pytest.raises(ToolError):
+            policy.check_arguments("git", command)
+    assert policy.check_arguments("git", ["--version"]) == (["--version"], "")  # isolated like every git call
+    assert policy.check_arguments("git", ["grep", "-h", "x"])[1] == "grep"  # -h: no file names
+    for arg in ("--pre=cmd", "--pre", "--exec=cmd", "--exe", "--to-comm=x", "--use-compress=x"):
+        with pytest.raises(ToolError, match="run other commands"):
+            policy.check_arguments("pytest", [arg])
+    for arg in ("--prefix=x", "--preserve", "--text", "--exclude=x", "-k", "expr"):
+        policy.check_arguments("pytest", [arg])

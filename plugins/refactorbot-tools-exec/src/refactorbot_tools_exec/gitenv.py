@@ -49,10 +49,11 @@ FIXED: tuple[tuple[str, str], ...] = (
     ("tag.gpgSign", "false"),
     ("log.showSignature", "false"),
     ("gpg.format", "openpgp"),
-    ("gpg.program", "gpg"),
-    ("gpg.openpgp.program", "gpg"),
-    ("gpg.x509.program", "gpgsm"),
-    ("gpg.ssh.program", "ssh-keygen"),
+    # no signing or verifying: gpg would read its own configuration from HOME (the workspace)
+    ("gpg.program", "false"),
+    ("gpg.openpgp.program", "false"),
+    ("gpg.x509.program", "false"),
+    ("gpg.ssh.program", "false"),
     ("interactive.diffFilter", "cat"),
 )
 

@@ -350,6 +350,7 @@ GIT_DANGEROUS = {
     "--recurse-submodules": "works in submodules, whose configuration is not isolated",
     "--open-files-in-pager": "runs a pager command",
     "--unsafe-paths": "lets git apply write outside the work tree",
+    "--help": "opens the manual with a viewer or browser the configuration may name",
     "--exec": _RUNS,
     "--exec-path": _RUNS,
     "--upload-pack": _RUNS,

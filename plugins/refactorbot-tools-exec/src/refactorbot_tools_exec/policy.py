@@ -93,11 +93,10 @@ SMUGGLING_PREFIXES = (
     "--open-files-in-pager",
     "--config-env",
     "--run-command",
-    "--pre",
     "--hostname-bin",
-    "--ext-diff",
-    "--textconv",
 )
+#: ... and these as whole option names only (``--pre`` runs a preprocessor; ``--prefix`` is harmless).
+SMUGGLING_NAMES = frozenset({"--pre"})
 SMUGGLING_TOKENS = frozenset(opts.FIND_DANGEROUS)
 GIT_SUBCOMMANDS = opts.GIT_SUBCOMMANDS
 #: awk implementations with a sandbox mode (no system(), pipes, redirections, extensions).
@@ -188,7 +187,7 @@ class PreparedCommand:
     args: tuple[str, ...]
     cwd: Path
     shown: str
-    #: the git subcommand, when the program is git (its environment is isolated, see gitenv)
+    #: when the program is git: its subcommand ("" for none); git's environment is isolated (gitenv)
     git: str | None = None
 
     @property
@@ -382,9 +381,10 @@ class CommandPolicy:
                 break
             lowered = arg.lower()
             option = lowered.split("=", 1)[0]
-            risky = lowered in SMUGGLING_TOKENS or lowered.startswith(SMUGGLING_PREFIXES)
+            risky = lowered in SMUGGLING_TOKENS or lowered.startswith(SMUGGLING_PREFIXES) or option in SMUGGLING_NAMES
             if not risky and option.startswith("--") and len(option) > 3:
-                risky = any(p.startswith(option) for p in SMUGGLING_PREFIXES)  # an abbreviation of one
+                names = (*SMUGGLING_PREFIXES, *SMUGGLING_NAMES)
+                risky = any(p.startswith(option) for p in names)  # an abbreviation of one
             if risky:
                 raise ToolError(f"option {arg!r} makes '{name}' run other commands or delete files and is not allowed")
 
@@ -400,8 +400,8 @@ class CommandPolicy:
 
     def _check_git(self, args: list[str], sandboxed: bool) -> tuple[list[str], str | None]:
         for index, arg in enumerate(args):
-            if arg in ("--version", "--help"):
-                return args, None
+            if arg == "--version":
+                return args, ""
             if arg == "--no-pager":
                 continue
             if arg.startswith("-"):
@@ -420,7 +420,7 @@ class CommandPolicy:
                 # git diff runs diff.external and diff drivers unless told not to
                 rest = ["--no-ext-diff", *rest]
             return [*args[:index], arg, *rest], arg
-        return args, None
+        return args, ""
 
     def _check_python(self, name: str, args: list[str]) -> None:
         index = 0
