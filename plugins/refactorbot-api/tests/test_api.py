@@ -315,20 +315,21 @@ async def test_logs_filter_and_keyset_paging(served: Served) -> None:
 
 async def test_settings_masked_and_updated_atomically(served: Served) -> None:
     config_file = served.home / "refactorbot.toml"
-    put = await served.client.put("/settings/slices.sample", json={"max_notes": 5, "api_key": "s3cret-value"})
+    # A secret-named key holds the name of an environment variable (literal secrets: test_settings_security.py).
+    put = await served.client.put("/settings/slices.sample", json={"max_notes": 5, "api_key": "SAMPLE_API_KEY"})
     assert put.status_code == 200, put.text
     body = put.json()
     assert body["sections"]["slices"]["sample"] == {"max_notes": 5, "api_key": "***"}
     assert body["restart_required"] is True
-    assert "s3cret-value" not in put.text
-    assert tomllib.loads(config_file.read_text())["slices"]["sample"]["api_key"] == "s3cret-value"
+    assert "SAMPLE_API_KEY" not in put.text
+    assert tomllib.loads(config_file.read_text())["slices"]["sample"]["api_key"] == "SAMPLE_API_KEY"
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o600
 
-    # Sending the mask back keeps the secret; other values change.
+    # Sending the mask back keeps the stored value; other values change.
     again = await served.client.put("/settings/slices.sample", json={"max_notes": 7, "api_key": "***"})
     assert again.status_code == 200
     saved = tomllib.loads(config_file.read_text())
-    assert saved["slices"]["sample"] == {"max_notes": 7, "api_key": "s3cret-value"}
+    assert saved["slices"]["sample"] == {"max_notes": 7, "api_key": "SAMPLE_API_KEY"}
     assert saved["plugins"]["api"] == {"port": 0}
 
     view = (await served.client.get("/settings")).json()

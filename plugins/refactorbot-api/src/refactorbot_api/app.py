@@ -28,6 +28,9 @@ from refactorbot.resources import process_stats
 
 from refactorbot_api import history, settings_file
 from refactorbot_api.auth import UNAUTHORIZED, BearerGuard, ensure_token, token_matches
+from refactorbot_api.config import ApiConfig
+from refactorbot_api.durability import CommitBeforeAnswer
+from refactorbot_api.limits import too_large_response
 from refactorbot_api.schemas import (
     ChatRequest,
     DiagnosticsResult,
@@ -76,10 +79,15 @@ R503: dict[int | str, dict[str, Any]] = {
 SliceId = Path(description="id of an installed and enabled slice", max_length=200)
 
 
-def create_app(host: Any, token: str | None = None) -> FastAPI:
-    """Return the control API of ``host`` (a ``MasterCore``); ``token`` defaults to ``<home>/api-token``."""
+def create_app(host: Any, token: str | None = None, config: ApiConfig | None = None) -> FastAPI:
+    """Return the control API of ``host`` (a ``MasterCore``).
+
+    ``token`` defaults to ``<home>/api-token``, ``config`` to the host's ``[plugins.api]``.
+    """
     token = token or ensure_token(host.home)
+    config = config or host.settings.section("plugins", "api", ApiConfig, host.env)
     app = FastAPI(
+        max_body_size=config.max_body_bytes,  # larger bodies: 413 before they are read
         docs_url=None,  # an interactive page cannot send the bearer token; fetch /openapi.json with it
         redoc_url=None,
         title="refactorbot control API",
@@ -98,7 +106,7 @@ def create_app(host: Any, token: str | None = None) -> FastAPI:
         if not token_matches(token, given):
             raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
 
-    _install_error_handlers(app)
+    _install_error_handlers(app, config)
     strict_query = Depends(reject_unknown_query)
 
     @app.get("/health", response_model=Health, tags=["host"], summary="Liveness (no token needed)")
@@ -112,6 +120,7 @@ def create_app(host: Any, token: str | None = None) -> FastAPI:
     _chat_routes(api, host, app)
     app.include_router(api)
     _plugin_routes(app, host, require_token)
+    app.add_middleware(CommitBeforeAnswer)  # inside the guard: refused requests never wait on commits
     app.add_middleware(BearerGuard, token=token)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
@@ -138,6 +147,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 responses["422"]["content"] = ours
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = {"description": "The body could not be parsed", "content": errors}
+            if "requestBody" in operation and "413" not in responses:
+                responses["413"] = {
+                    "description": "The body is larger than [plugins.api] max_body_bytes",
+                    "content": errors,
+                }
     schemas.pop("HTTPValidationError", None)
     if '"#/components/schemas/ValidationError"' not in json.dumps(document):
         schemas.pop("ValidationError", None)
@@ -176,7 +190,11 @@ async def reject_unknown_query(request: Request) -> None:
         )
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, config: ApiConfig) -> None:
+    @app.exception_handler(413)
+    async def body_too_large(request: Request, exc: Exception) -> JSONResponse:
+        return too_large_response(config.max_body_bytes)
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
@@ -360,7 +378,7 @@ def _settings_routes(api: APIRouter, host: Any) -> None:
 
     @api.get("/settings", response_model=SettingsView, tags=["settings"], responses=R409)
     async def get_settings() -> dict[str, Any]:
-        """Return ``refactorbot.toml`` with secrets (keys naming a key, token, secret or password) masked."""
+        """Return ``refactorbot.toml`` with every credential masked (secret-named keys, key-shaped values, URLs)."""
         return _settings_view(host)
 
     @api.put("/settings/{section}", response_model=SettingsUpdated, tags=["settings"], responses=R400 | R409 | R422)
@@ -377,9 +395,12 @@ def _settings_routes(api: APIRouter, host: Any) -> None:
             try:
                 current = settings_file.read_file(path)
                 kind, name = settings_file.split_section(section)
-                registered = host.plugins.registry.slices.get(name) if kind == "slices" else None
+                registry = host.plugins.registry
+                registered = registry.slices.get(name) if kind == "slices" else None
                 model = registered.obj.Config if registered is not None else None
-                document = settings_file.updated_document(current, section, values, host.settings, model)
+                document = settings_file.updated_document(
+                    current, section, values, host.settings, model, registry=registry, env=host.env
+                )
             except ConfigError as exc:
                 return JSONResponse({"detail": str(exc), "errors": []}, status_code=422)  # type: ignore[return-value]
             await asyncio.to_thread(settings_file.write_atomically, path, document)

@@ -18,6 +18,7 @@ from refactorbot.errors import ConfigError
 from refactorbot_api.app import create_app
 from refactorbot_api.auth import ensure_token
 from refactorbot_api.config import ApiConfig
+from refactorbot_api.limits import DeclaredBodyLimit
 
 log = logging.getLogger("refactorbot.api")
 
@@ -63,10 +64,10 @@ class ApiServer:
         self._socket = _bind(self.config.host, self.config.port)
         address = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
         self.url = f"http://{address}:{self.port}"
-        app = create_app(self.host, token=self.token)
+        app = create_app(self.host, token=self.token, config=self.config)
         # log_config=None: the host owns logging configuration; uvicorn only sets its loggers to WARNING.
         config = uvicorn.Config(
-            app,
+            DeclaredBodyLimit(app, self.config.max_body_bytes),
             host=self.config.host,
             port=self.port,
             log_level="warning",
@@ -87,7 +88,10 @@ class ApiServer:
     def _write_server_file(self) -> None:
         path = self.host.home / SERVER_FILE
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"url": self.url, "pid": os.getpid()}), encoding="utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # owner-only like everything in the home, whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"url": self.url, "pid": os.getpid()}))
         os.replace(tmp, path)
 
     async def stop(self) -> None:

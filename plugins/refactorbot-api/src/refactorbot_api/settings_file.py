@@ -1,4 +1,4 @@
-"""View and edit ``refactorbot.toml``: secrets masked on the way out, sections validated on the way in."""
+"""View and edit ``refactorbot.toml``: credentials masked on the way out, sections validated on the way in."""
 
 from __future__ import annotations
 
@@ -10,43 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from pydantic import BaseModel
 from refactorbot.config import CONFIG_FILE, ResourceLimits, Settings, validate_section
 from refactorbot.errors import ConfigError
 
-MASK = "***"
-SECRET_WORDS = ("key", "token", "secret", "password")
+from refactorbot_api.credentials import MASK, mask, merge_update
+
+__all__ = ["MASK", "config_path", "mask", "read_file", "split_section", "updated_document", "write_atomically"]
+
 SINGLE_SECTIONS = ("core", "llm", "resources")
 NAMED_SECTIONS = ("slices", "gateways", "tools", "channels", "plugins")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-def is_secret(key: str) -> bool:
-    """Return whether a configuration key names a secret (it contains key/token/secret/password)."""
-    lowered = key.lower()
-    return any(word in lowered for word in SECRET_WORDS)
-
-
-def mask(data: Any) -> Any:
-    """Return ``data`` with the value of every secret-looking key replaced by ``'***'``."""
-    if isinstance(data, dict):
-        return {k: (MASK if is_secret(str(k)) and not isinstance(v, dict) else mask(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [mask(v) for v in data]
-    return data
-
-
-def _unmask(new: Any, old: Any) -> Any:
-    """Return ``new`` with each ``'***'`` put back to the value it masked in ``old``."""
-    if isinstance(new, dict):
-        old_map = old if isinstance(old, dict) else {}
-        out = {}
-        for key, value in new.items():
-            if value == MASK and key in old_map:
-                out[key] = old_map[key]
-            else:
-                out[key] = _unmask(value, old_map.get(key))
-        return out
-    return new
 
 
 def config_path(settings: Settings) -> Path:
@@ -87,21 +61,35 @@ def _check_toml_values(value: Any, where: str) -> None:
 
 
 def updated_document(
-    current: dict[str, Any], section: str, values: dict[str, Any], settings: Settings, slice_config: Any = None
+    current: dict[str, Any],
+    section: str,
+    values: dict[str, Any],
+    settings: Settings,
+    slice_config: Any = None,
+    registry: Any = None,
+    env: Any = None,
 ) -> dict[str, Any]:
-    """Return the whole document with ``section`` replaced by ``values``, validated; raise ``ConfigError``."""
+    """Return the whole document with ``section`` replaced by ``values``, validated; raise ``ConfigError``.
+
+    Masked values sent back keep what is stored; a new credential is refused (see
+    ``refactorbot_api.credentials``). The whole file is validated as the host loads it, then
+    the section against the model of the plugin that reads it: the slice's ``Config``, every
+    installed tool's ``Config`` whose ``config_section`` it is, the gateway or channel
+    registered under that name (its ``Config``, else constructing it, as the host does), or
+    this plugin's own for ``[plugins.api]``.
+    """
     kind, name = split_section(section)
     document = copy.deepcopy(current)
     if name is None:
-        values = _unmask(values, document.get(kind))
+        values = merge_update(values, document.get(kind), kind, f"[{section}] ")
         _check_toml_values(values, f"[{section}]")
         document[kind] = values
     else:
         table = document.setdefault(kind, {})
-        values = _unmask(values, table.get(name))
+        values = merge_update(values, table.get(name), name, f"[{section}] ")
         _check_toml_values(values, f"[{section}]")
         table[name] = values
-    validate_section(Settings, {**document, "home": settings.home}, f"[{section}]")
+    loaded = validate_section(Settings, {**document, "home": settings.home}, f"[{section}]")
     if kind == "slices" and name is not None:
         if slice_config is not None:
             own = {k: v for k, v in values.items() if k not in ("enabled", "resources")}
@@ -117,7 +105,47 @@ def updated_document(
         from refactorbot_api.config import ApiConfig
 
         validate_section(ApiConfig, values, f"[{section}]")
+    elif kind in ("tools", "gateways", "channels") and name is not None and registry is not None:
+        check_plugin_section(registry, kind, name, loaded, env)
     return document
+
+
+def _config_model(obj: Any) -> type[BaseModel] | None:
+    model = getattr(obj, "Config", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def check_plugin_section(registry: Any, kind: str, name: str, settings: Settings, env: Any = None) -> list[str]:
+    """Validate ``[<kind>.<name>]`` of ``settings`` as the plugins reading it will; return who checked it.
+
+    Raise ``ConfigError`` (one line, naming the section and field) when one of them refuses it.
+    A section no installed plugin reads is not checked (the plugin may be installed later).
+    """
+    checked = []
+    if kind == "tools":
+        for tool_name, registered in sorted(registry.tools.items()):
+            cls = registered.obj
+            model = _config_model(cls)
+            if model is not None and (getattr(cls, "config_section", None) or tool_name) == name:
+                settings.section("tools", name, model, env)
+                checked.append(f"tool {tool_name}")
+        return checked
+    registered = registry.of(kind).get(name)
+    if registered is None:
+        return checked
+    model = _config_model(registered.obj)
+    raw = dict(getattr(settings, kind).get(name, {}))
+    if model is not None:
+        validate_section(model, raw, f"[{kind}.{name}]")
+    else:
+        try:
+            registered.obj(raw)  # gateways and channels validate their section when constructed
+        except ConfigError:
+            raise
+        except Exception as exc:  # a section the plugin cannot start with
+            raise ConfigError(f"[{kind}.{name}]: {type(exc).__name__}: {exc}") from None
+    checked.append(f"{kind[:-1]} {name}")
+    return checked
 
 
 def write_atomically(path: Path, document: dict[str, Any]) -> None:

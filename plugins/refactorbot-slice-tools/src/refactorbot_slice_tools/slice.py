@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from refactorbot.database import BatchWriter
+from refactorbot.database import BatchWriteFailed, BatchWriter
 from refactorbot.errors import RefactorbotError, ToolError, describe_validation_error
 from refactorbot.models import HealthState, HealthStatus
 from refactorbot.operations import operation
@@ -248,7 +248,7 @@ class ToolsSlice(AtomicSlice):
         except ToolError as exc:
             result = ToolResult(ok=False, error=str(exc))
         duration_ms = (time.perf_counter() - started) * 1000
-        self._log(call, arguments, result, duration_ms)
+        await self._log(call, arguments, result, duration_ms)
         await self._after(call, result)
         return result
 
@@ -306,23 +306,29 @@ class ToolsSlice(AtomicSlice):
             result.error = f"{tool.name} failed"
         return result
 
-    def _log(self, call: ToolCall, arguments: Any, result: ToolResult, duration_ms: float) -> None:
+    async def _log(self, call: ToolCall, arguments: Any, result: ToolResult, duration_ms: float) -> None:
+        """Write the call's row; return once it is committed, so a call the caller sees is in the log.
+
+        Concurrent calls share one commit (the batch writer's group commit).
+        """
         if self._writer is None:
             return
-        self._writer.add(
-            (
-                call.tool,
-                call.call_id,
-                to_log_json(arguments, self.settings.log_value_chars),
-                cut(result.output, self.settings.log_result_chars),
-                int(result.ok),
-                cut(result.error, self.settings.log_result_chars),
-                round(duration_ms, 3),
-                call.session_id,
-                call.user_id,
-                time.time(),
-            )
+        row = (
+            call.tool,
+            call.call_id,
+            to_log_json(arguments, self.settings.log_value_chars),
+            cut(result.output, self.settings.log_result_chars),
+            int(result.ok),
+            cut(result.error, self.settings.log_result_chars),
+            round(duration_ms, 3),
+            call.session_id,
+            call.user_id,
+            time.time(),
         )
+        try:
+            await self._writer.write(row)
+        except BatchWriteFailed as exc:  # the tool ran: its result still goes back, the gap is reported
+            self.log.error("tool %s ran but its execution-log row was not written: %s", call.tool, exc)
 
     async def _after(self, call: ToolCall, result: ToolResult) -> None:
         plugins = getattr(self.ctx.host, "plugins", None)
