@@ -25,7 +25,7 @@ TESTS = Path(__file__).parent
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A host with the sample slice and the API, served from a background thread."""
     home: Path = tmp_path_factory.mktemp("dash-home")
-    with running_server(home, [dashboard_sample]) as srv:
+    with running_server(home, [dashboard_sample.SAMPLE]) as srv:
         yield srv
 
 
@@ -35,7 +35,7 @@ def dashboard_env(server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> Run
     monkeypatch.setenv("RB_DASHBOARD_API_URL", server.url)
     monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", server.token)
     monkeypatch.setenv("RB_DASHBOARD_LOGIN_TOKEN", LOGIN_TOKEN)
-    monkeypatch.setenv("RB_DASHBOARD_PLUGINS", "dashboard_sample")
+    monkeypatch.setenv("RB_DASHBOARD_PLUGINS", "dashboard_sample:SAMPLE")
     monkeypatch.setenv("RB_LOAD_PLUGINS", "")
     monkeypatch.delenv("RB_DASHBOARD_START_PAGE", raising=False)
     return server
@@ -71,7 +71,7 @@ def start_dashboard(home: Path, log: Path) -> ServedDashboard:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         "RB_LOAD_PLUGINS": "refactorbot-dashboard",
-        "RB_DASHBOARD_PLUGINS": "dashboard_sample",
+        "RB_DASHBOARD_PLUGINS": "dashboard_sample:SAMPLE",
     }
     env.pop("RB_DASHBOARD_LOGIN_TOKEN", None)
     with log.open("wb") as out:

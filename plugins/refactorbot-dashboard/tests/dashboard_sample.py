@@ -1,4 +1,4 @@
-"""A slice that contributes dashboard pages, as a third-party plugin would."""
+"""A slice and the dashboard pages it contributes, as a third-party plugin would (``SAMPLE``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from refactorbot import AtomicSlice, DashboardPage, hookimpl, operation
-
-REFACTORBOT_API = 1
+from refactorbot import AtomicSlice, DashboardPage, operation
+from refactorbot.testing import plugin_of
 
 #: The dashboard's Streamlit script.
 APP = Path(__file__).parents[1] / "src" / "refactorbot_dashboard" / "app.py"
@@ -74,13 +73,13 @@ def render_broken(api: Any) -> None:
     raise RuntimeError("this page is broken on purpose")
 
 
-@hookimpl
-def register_slices(register: Any) -> None:
-    register(SampleSlice)
-
-
-@hookimpl
-def register_dashboard_pages(register: Any) -> None:
-    register(DashboardPage(group="sample", title="Notes", render=render_notes, kind="dashboard"))
-    register(DashboardPage(group="sample", title="Note stats", render=render_stats, kind="analytics"))
-    register(DashboardPage(group="sample", title="Broken", render=render_broken, kind="other"))
+#: The plugin: the server registers it, and the dashboard loads it as ``dashboard_sample:SAMPLE``.
+SAMPLE = plugin_of(
+    slices=[SampleSlice],
+    pages=[
+        DashboardPage(group="sample", title="Notes", render=render_notes, kind="dashboard"),
+        DashboardPage(group="sample", title="Note stats", render=render_stats, kind="analytics"),
+        DashboardPage(group="sample", title="Broken", render=render_broken, kind="other"),
+    ],
+    name="dashboard_sample",
+)

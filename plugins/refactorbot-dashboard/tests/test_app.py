@@ -225,3 +225,16 @@ def test_wrong_token_is_reported(dashboard_env: RunningServer, monkeypatch: pyte
     at = _app()
     assert not at.exception
     assert any("HTTP 401" in e.value and "api-token" in e.value for e in at.error)
+
+
+def test_extra_plugins_are_named_like_entry_points() -> None:
+    from refactorbot_dashboard.navigation import PLUGINS_ENV, installed_pages
+
+    names = "dashboard_sample:SAMPLE, dashboard_sample:MISSING, no_such_module_here, not a name"
+    pages, problems = installed_pages({"RB_LOAD_PLUGINS": "", PLUGINS_ENV: names})
+    assert [(p.group, p.title) for p in pages] == [("sample", "Notes"), ("sample", "Note stats"), ("sample", "Broken")]
+    assert problems == [
+        "dashboard_sample:MISSING: cannot import: module 'dashboard_sample' has no attribute 'MISSING'",
+        "no_such_module_here: cannot import: No module named 'no_such_module_here'",
+        "not a name: cannot import: invalid format: 'not a name'",
+    ]

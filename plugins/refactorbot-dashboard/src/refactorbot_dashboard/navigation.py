@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import traceback
@@ -32,19 +31,19 @@ KIND_ORDER = {"dashboard": 0, "analytics": 1, "config": 2, "other": 3}
 
 def api() -> ApiClient:
     """Return the (cached) client of the running server."""
-    import streamlit as st
-
     url = os.environ.get(URL_ENV, "")
     token = os.environ.get(TOKEN_ENV, "")
-    return _cached_client(st, url, token)
+    return _cached_client(url, token)
 
 
-def _cached_client(st: Any, url: str, token: str) -> ApiClient:
+def _cached_client(url: str, token: str) -> ApiClient:
+    import streamlit as st
+
     @st.cache_resource(show_spinner=False)
     def make(url: str, token: str) -> ApiClient:
         return ApiClient(url, token) if url and token else ApiClient.from_environment()
 
-    return make(url, token)  # type: ignore[no-any-return]
+    return make(url, token)
 
 
 def run_master_page(render: Callable[[Any], None]) -> None:
@@ -63,7 +62,13 @@ def run_master_page(render: Callable[[Any], None]) -> None:
 
 
 def installed_pages(env: Mapping[str, str] | None = None) -> tuple[list[DashboardPage], list[str]]:
-    """Return the pages plugins register (plus modules named in ``RB_DASHBOARD_PLUGINS``) and load problems."""
+    """Return the pages plugins register (plus those named in ``RB_DASHBOARD_PLUGINS``) and load problems.
+
+    ``RB_DASHBOARD_PLUGINS`` names plugins as entry points do: a module (``pkg.plugin``) or an
+    object in one (``pkg.plugin:PLUGIN``), comma-separated.
+    """
+    import pkgutil
+
     from refactorbot.plugins import PluginHost
 
     env = os.environ if env is None else env
@@ -72,9 +77,11 @@ def installed_pages(env: Mapping[str, str] | None = None) -> tuple[list[Dashboar
     problems = []
     for name in filter(None, (n.strip() for n in env.get(PLUGINS_ENV, "").split(","))):
         try:
-            host.register(importlib.import_module(name), name=name)
-        except ImportError as exc:
+            plugin = pkgutil.resolve_name(name)
+        except (ImportError, AttributeError, ValueError) as exc:
             problems.append(f"{name}: cannot import: {exc}")
+            continue
+        host.register(plugin, name=name)
     problems += [f"{r.name}: {r.error}" for r in host.failed]
     pages = [reg.obj for reg in host.registry.pages.values() if isinstance(reg.obj, DashboardPage)]
     pages.sort(key=lambda p: (p.group, KIND_ORDER.get(p.kind, 9), p.title))
@@ -126,7 +133,7 @@ def main() -> None:
     except ServerNotFound as exc:
         st.error(str(exc))
         st.stop()
-    pages, problems = _cached_pages(st)
+    pages, problems = _cached_pages()
     taken = {path for _, _, path, _ in MASTER_PAGES}
     contributed = [(page, url_path(page, taken)) for page in pages]
     start = os.environ.get(START_PAGE_ENV) or "overview"
@@ -149,11 +156,13 @@ def main() -> None:
     st.navigation(sections).run()
 
 
-def _cached_pages(st: Any) -> tuple[list[DashboardPage], list[str]]:
+def _cached_pages() -> tuple[list[DashboardPage], list[str]]:
+    import streamlit as st
+
     @st.cache_resource(show_spinner=False)
     def load(selection: tuple[str | None, ...]) -> tuple[list[DashboardPage], list[str]]:
         return installed_pages()
 
     # Loaded once per process and plugin selection: entry points do not change while it runs.
     keys = (PLUGINS_ENV, "RB_LOAD_PLUGINS", "RB_DISABLE_PLUGINS")
-    return load(tuple(os.environ.get(k) for k in keys))  # type: ignore[no-any-return]
+    return load(tuple(os.environ.get(k) for k in keys))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refactorbot import hookimpl
+
+if TYPE_CHECKING:
+    import click
 
 REFACTORBOT_API = 1
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add the ``dashboard`` command."""
     import click
 
