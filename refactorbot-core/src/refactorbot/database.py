@@ -227,6 +227,12 @@ class SliceDatabase:
         async with self.conn.execute(sql, params) as cur:
             return cur.lastrowid or 0
 
+    async def execute_alone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
+        """Run one statement as its own transaction, never inside another caller's ``transaction``."""
+        async with self._tx_lock:
+            self._check_file()
+            await self.conn.execute(sql, params)
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> None:
         """Run one statement for many rows, atomically."""
         async with self.transaction():
@@ -361,8 +367,11 @@ class BatchWriter:
         while self._rows:
             batch, self._rows = self._rows[: self.max_batch], self._rows[self.max_batch :]
             try:
-                async with self.db.transaction() as conn:
-                    await conn.executemany(self.sql, batch)
+                if len(batch) == 1:  # one autocommit statement: one trip to the database thread, not three
+                    await self.db.execute_alone(self.sql, batch[0])
+                else:
+                    async with self.db.transaction() as conn:
+                        await conn.executemany(self.sql, batch)
             except asyncio.CancelledError:
                 self._rows[:0] = batch  # rolled back: keep the rows for the next flush
                 raise
