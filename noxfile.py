@@ -78,13 +78,30 @@ def integration(session: nox.Session) -> None:
     session.run("pytest", "tests", "--ignore=tests/bench", *session.posargs)
 
 
+#: Type stubs of the libraries the sources import that ship no types of their own.
+STUBS = ["types-psutil", "types-jsonschema", "pandas-stubs"]
+
+
+def typed_packages() -> list[str]:
+    """Return the package folder of the core and of every distribution's ``src/`` (the template included).
+
+    Each is a distinct top-level module (``refactorbot``, ``refactorbot_slice_agent``, ...), so one
+    mypy run checks them all, each against the others' installed types.
+    """
+    found = [f"{CORE}/src/refactorbot"]
+    for dist in distributions():
+        found += sorted(str(init.parent.relative_to(ROOT)) for init in (ROOT / dist / "src").glob("*/__init__.py"))
+    return found
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint + format) everywhere, mypy --strict on the core."""
-    session.install("ruff", "mypy", "-e", f"{CORE}[testing]", "types-psutil")
+    """ruff (lint + format) everywhere, mypy --strict on the core and every plugin and example."""
+    _install_everything(session)
+    session.install("ruff", "mypy", *STUBS)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", f"{CORE}/src/refactorbot")
+    session.run("mypy", *typed_packages())
 
 
 @nox.session
