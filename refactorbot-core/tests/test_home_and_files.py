@@ -70,10 +70,11 @@ async def wait_for(condition, what, timeout=20.0):
 
 
 @pytest.mark.asyncio
-async def test_a_slice_whose_database_is_deleted_by_another_turns_unhealthy_and_restarts(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="refactorbot")
-    async with host_running(tmp_path, [Plugin()], config=SUPERVISED) as host:
+async def test_a_slice_whose_database_is_deleted_by_another_refuses_writes_and_reports_unhealthy(tmp_path):
+    async with host_running(tmp_path, [Plugin()], config={"core": {"health_interval": 3600}}) as host:
         assert (await host.call("notes.add", text="kept")).data == 1
+        instance = host.instance("notes")
+        assert (await instance.health_check()).healthy
         assert (await host.call("vandal.delete_db", slice_id="notes")).success
 
         # The write no longer "succeeds" into the unlinked file.
@@ -81,23 +82,30 @@ async def test_a_slice_whose_database_is_deleted_by_another_turns_unhealthy_and_
         assert not refused.success
         assert f"database file {tmp_path / 'slices' / 'notes.db'} was deleted while open" in refused.error_message
 
-        # Diagnostics name the finding (unless the supervisor already took the slice down).
-        instance = host.instance("notes")
-        if instance is not None:
-            report = await instance.run_self_diagnostics()
-            check = next(c for c in report.checks if c.name == "database_file")
-            assert not check.passed and "was deleted while open" in check.detail
+        health = await instance.health_check()
+        assert not health.healthy and health.message.endswith("notes.db was deleted while open")
+        report = await instance.run_self_diagnostics()
+        check = next(c for c in report.checks if c.name == "database_file")
+        assert not check.passed and "was deleted while open" in check.detail
+        assert not report.passed
 
-        # The supervisor sees it unhealthy, restarts it, and the restart opens a fresh database.
+
+@pytest.mark.asyncio
+async def test_the_supervisor_restarts_it_on_a_fresh_database_and_reports_the_loss(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="refactorbot")
+    async with host_running(tmp_path, [Plugin()], config=SUPERVISED) as host:
+        assert (await host.call("notes.add", text="kept")).data == 1
+        assert (await host.call("vandal.delete_db", slice_id="notes")).success
         slot = host.slots["notes"]
         await wait_for(lambda: slot.restarts == 1 and slot.status == "running", "the restart")
-        assert (await host.call("notes.add", text="after")).data == 1
+        assert (await host.call("notes.add", text="after")).data == 1  # a fresh, empty database
 
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("opening a fresh, empty database" in m and "was deleted while open" in m for m in errors), errors
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("slice notes unhealthy: database file") for m in warnings), warnings
     (saved,) = (tmp_path / "slices").glob("notes.db.lost-*")
+    assert any(str(saved) in m for m in errors)
     con = sqlite3.connect(saved)
     assert con.execute("SELECT text FROM notes").fetchall() == [("kept",)]
     con.close()

@@ -1,4 +1,8 @@
-"""``kill -9`` of ``refactorbot serve`` while clients run operations: every answered operation is in the audit trail."""
+"""The audit trail behind the API's answers.
+
+``kill -9`` while clients run operations loses no answered operation, and an answer never claims
+success for rows that could not be written.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import refactorbot_api.plugin
+from api_sample import CONFIG
+from pydantic import BaseModel
+from refactorbot import AtomicSlice, hookimpl, operation
+from refactorbot.testing import host_running
 
 AUDIT = '''
 from pydantic import BaseModel
@@ -122,3 +133,47 @@ def test_kill_9_loses_no_operation_the_api_answered(tmp_path: Path) -> None:
     lost = [n for n, _ in acked if n not in ticks]
     assert not unlogged, f"{len(unlogged)} of {len(acked)} answered operations have no operation_log row"
     assert not lost, f"{len(lost)} of {len(acked)} answered ticks are not in the slice's database"
+
+
+class Strict(BaseModel):
+    n: int | None = None
+
+
+class StrictSlice(AtomicSlice):
+    """Batches rows into a NOT NULL column: a null makes its batch fail."""
+
+    slice_id = "strict"
+
+    async def initialize(self) -> None:
+        await super().initialize()
+        assert self.db is not None
+        await self.db.execute("CREATE TABLE IF NOT EXISTS rows (n INTEGER NOT NULL)")
+        self.writer = self.db.batch_writer("INSERT INTO rows (n) VALUES (?)")
+
+    @operation
+    async def put(self, params: Strict) -> None:
+        """Queue one row."""
+        self.writer.add((params.n,))
+
+
+class StrictPlugin:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register: Any) -> None:
+        register(StrictSlice)
+
+
+@pytest.mark.asyncio
+async def test_an_answer_whose_rows_could_not_be_written_is_500_not_a_success(tmp_path: Path) -> None:
+    async with host_running(tmp_path, [StrictPlugin(), refactorbot_api.plugin], config=CONFIG):
+        info = json.loads((tmp_path / "server.json").read_text())
+        headers = {"Authorization": f"Bearer {(tmp_path / 'api-token').read_text().strip()}"}
+        async with httpx.AsyncClient(base_url=info["url"], headers=headers, timeout=10) as client:
+            failed = await client.post("/slices/strict/operations/put", json={"n": None})
+            assert failed.status_code == 500
+            assert failed.json()["detail"].startswith(
+                "internal error: the request ran, but its audit-log rows were not written: strict.db: 1 rows not written"
+            )
+            fine = await client.post("/slices/strict/operations/put", json={"n": 1})  # not blamed for the earlier one
+            assert fine.status_code == 200 and fine.json()["success"]
