@@ -172,7 +172,12 @@ def test_settings_page_validates_and_saves(dashboard_env: RunningServer) -> None
     at.button[[b.label for b in at.button].index("Save section")].click().run()
     assert any("not valid TOML" in e.value for e in at.error)
     at.text_input(key="settings.new.section").input("gateways.openrouter")
+    # A literal secret is refused (secret-named keys hold environment-variable names) and never shown.
     at.text_area(key="settings.new.text").input('api_key = "sk-very-secret"\nbase_url = "http://127.0.0.1:1"')
+    at.button[[b.label for b in at.button].index("Save section")].click().run()
+    assert any("api_key: must be the NAME of an environment variable" in e.value for e in at.error), _texts(at)
+    assert "sk-very-secret" not in _texts(at)
+    at.text_area(key="settings.new.text").input('api_key = "OPENROUTER_KEY"\nbase_url = "http://127.0.0.1:1"')
     at.button[[b.label for b in at.button].index("Save section")].click().run()
     assert any("Saved [gateways.openrouter]" in s.value for s in at.success), _texts(at)
     at = _app()
