@@ -165,8 +165,25 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# -- channel messages (the channel contract: refactorbot.channels) ---------------------------------
+
+
+class MediaRef(Model):
+    """A piece of media attached to a message, by reference (a platform file id or a URL), never its bytes."""
+
+    kind: Literal["image", "audio", "voice", "video", "file", "sticker", "location", "other"] = "file"
+    ref: str = Field(min_length=1, max_length=2048, description="platform file id or URL")
+    mime_type: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=1024)
+    size: int | None = Field(None, ge=0)
+
+
 class IncomingMessage(Model):
-    """A message from a channel, normalized for every platform."""
+    """A message from a channel, normalized for every platform.
+
+    ``raw`` keeps the platform's payload for the adapter's own use; it is left out of ``repr``,
+    of ``model_dump``/JSON and so of logs and the message log.
+    """
 
     channel: str
     chat_id: str
@@ -176,13 +193,27 @@ class IncomingMessage(Model):
     sender_name: str | None = None
     received_at: datetime = Field(default_factory=_utcnow)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    is_group: bool = Field(False, description="sent in a group chat (not a direct chat with the bot)")
+    mentions_bot: bool = Field(False, description="the bot was @mentioned")
+    reply_to: str | None = Field(None, description="platform id of the message this one replies to")
+    media: list[MediaRef] = Field(default_factory=list)
+    raw: Any = Field(None, exclude=True, repr=False, description="the platform payload (never serialized)")
 
 
 class OutgoingMessage(Model):
-    """A reply to send through a channel."""
+    """A reply to send through a channel.
+
+    ``text_format``: ``markdown`` as the agent wrote it, ``platform`` once rendered to the
+    channel's dialect, ``plain`` to be sent without formatting.
+    """
 
     channel: str
     chat_id: str
     text: str
     reply_to: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    text_format: Literal["markdown", "platform", "plain"] = "markdown"
+    media: list[MediaRef] = Field(default_factory=list)
+
+
+# -- end of channel messages ---------------------------------------------------------------------

@@ -11,6 +11,8 @@ test suite once ``refactorbot-core[testing]`` is installed. Subclass the contrac
 
 and build what a test needs beside the plugin under test with ``plugin_of(slices=..., tools=...,
 gateways=..., hooks=...)``; ``LoopbackGateway`` reaches the loopback ``ModelServer`` over HTTP.
+Channel adapters subclass ``ChannelContract`` and talk to a loopback platform server
+(``PlatformServer`` subclasses such as ``WebhookReceiver``).
 
 Names load on first use, so ``refactorbot.testing.model_server`` works without pytest (the
 offline demo model uses it).
@@ -24,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from refactorbot.testing.builders import BuiltPlugin as BuiltPlugin
     from refactorbot.testing.builders import plugin_of as plugin_of
+    from refactorbot.testing.channel_contract import ChannelContract as ChannelContract
+    from refactorbot.testing.channel_contract import Inbox as Inbox
     from refactorbot.testing.contracts import SliceContract as SliceContract
     from refactorbot.testing.contracts import check_import_cost as check_import_cost
     from refactorbot.testing.gateway_contract import GatewayContract as GatewayContract
@@ -33,11 +37,18 @@ if TYPE_CHECKING:
     from refactorbot.testing.loopback import loopback_config as loopback_config
     from refactorbot.testing.model_server import ModelServer as ModelServer
     from refactorbot.testing.model_server import Reply as Reply
+    from refactorbot.testing.platforms import PlatformRequest as PlatformRequest
+    from refactorbot.testing.platforms import PlatformResponse as PlatformResponse
+    from refactorbot.testing.platforms import PlatformServer as PlatformServer
+    from refactorbot.testing.platforms import WebhookReceiver as WebhookReceiver
+    from refactorbot.testing.platforms import sign_webhook as sign_webhook
     from refactorbot.testing.tool_contract import ToolContract as ToolContract
 
 _LAZY = {
     "BuiltPlugin": "builders",
     "plugin_of": "builders",
+    "ChannelContract": "channel_contract",
+    "Inbox": "channel_contract",
     "SliceContract": "contracts",
     "check_import_cost": "contracts",
     "GatewayContract": "gateway_contract",
@@ -47,6 +58,11 @@ _LAZY = {
     "loopback_config": "loopback",
     "ModelServer": "model_server",
     "Reply": "model_server",
+    "PlatformRequest": "platforms",
+    "PlatformResponse": "platforms",
+    "PlatformServer": "platforms",
+    "WebhookReceiver": "platforms",
+    "sign_webhook": "platforms",
     "ToolContract": "tool_contract",
 }
 __all__ = sorted(_LAZY)

@@ -1,0 +1,1 @@
+"""refactorbot webhook channel: generic signed JSON in at /hooks/webhook, replies POSTed to a callback URL."""

@@ -1,0 +1,1 @@
+"""refactorbot communication slice: runs the chat channels and carries messages between them and the agent."""
