@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 from pydantic import BaseModel, Field
 from refactorbot import AtomicSlice, HealthState, HealthStatus, hookimpl, operation, subscribe
 from refactorbot.events import Event
+
+#: What the hanging plugins of in-process tests wait on; the ``release`` fixture sets it at the
+#: end of the test, so no abandoned thread outlives it.
+release = threading.Event()
 
 
 class EchoParams(BaseModel):
@@ -143,3 +149,46 @@ class DuplicateEcho:
     @hookimpl
     def register_slices(self, register):
         register(EchoSlice)
+
+
+class StallParams(BaseModel):
+    seconds: float = Field(0.0, ge=0, le=5)
+
+
+class StallSlice(AtomicSlice):
+    """Hold the event loop, as a plugin that forgets to await does."""
+
+    slice_id = "stall"
+    uses_database = False
+
+    @operation
+    async def stall(self, params: StallParams) -> None:
+        """Sleep without awaiting."""
+        time.sleep(params.seconds)
+
+    @operation
+    async def checked(self) -> str:
+        """Answer at once (the stalling policy holds the loop before it runs)."""
+        return "checked"
+
+
+class StallPlugin:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_slices(self, register):
+        register(StallSlice)
+
+
+stall_plugin = StallPlugin()
+
+
+class StallingPolicy:
+    """A ``before_operation`` hook that holds the loop before ``stall.checked``."""
+
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def before_operation(self, request):
+        if request.target == "stall.checked":
+            time.sleep(0.8)

@@ -306,3 +306,57 @@ async def test_an_operation_that_raises_leaves_its_traceback_in_the_unified_log(
     )
     assert message.startswith("echo.boom raised\nTraceback (most recent call last):")
     assert "RuntimeError: kaboom" in message
+
+
+async def _eventually(predicate, timeout=30.0):
+    """Poll ``predicate`` (sync or async) until it is true or ``timeout`` passes; return its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_watchdog_reports_and_marks_the_slice_or_hook_that_blocks_the_loop(tmp_path, caplog):
+    config = {"core": {**FAST["core"], "loop_block_threshold": 0.2}}
+    policy = sp.StallingPolicy()
+    async with host_running(tmp_path, [sp.stall_plugin, sp.echo_plugin, policy], config=config) as host:
+        assert (await host.call("stall.stall", seconds=0.8)).success
+
+        def stall_error():
+            return host.slice_status()[1]["error"] or ""
+
+        assert await _eventually(lambda: stall_error().startswith("blocked the event loop for ")), stall_error()
+        assert stall_error().endswith("in stall") and "sample_plugins.py:" in stall_error()
+        report = next(r.getMessage() for r in caplog.records if "has been blocked" in r.getMessage())
+        assert "by slice stall at sample_plugins.py:" in report
+        assert "time.sleep(params.seconds)" in report  # the culprit's stack
+        assert any("was blocked for" in r.getMessage() and r.slice_id == "stall" for r in caplog.records)
+
+        async def saved():
+            return {r["slice_id"]: r["error"] for r in await host.state.slices()}.get("stall") or ""
+
+        assert (await _eventually(lambda: saved())).startswith("blocked the event loop for ")
+
+        assert (await host.call("stall.checked")).success
+        record = host.plugins.records["StallingPolicy"]
+        assert await _eventually(
+            lambda: (record.error or "").startswith("before_operation hook blocked the event loop")
+        )
+        assert record.error.endswith("in before_operation") and record.status == "ok"
+        assert any("by before_operation hook of StallingPolicy" in r.getMessage() for r in caplog.records)
+        assert host.slice_status()[0]["error"] is None  # echo did nothing wrong
+
+
+@pytest.mark.asyncio
+async def test_no_report_while_the_loop_keeps_running(tmp_path, caplog):
+    config = {"core": {**FAST["core"], "loop_block_threshold": 0.2}}
+    async with host_running(tmp_path, [sp.echo_plugin], config=config) as host:
+        slow = await host.call("echo.slow", text="x", times=6)  # 0.6 s, awaiting
+        assert slow.success
+        assert host.slice_status()[0]["error"] is None
+    assert not [r for r in caplog.records if "event loop" in r.getMessage()]

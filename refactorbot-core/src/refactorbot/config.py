@@ -76,8 +76,13 @@ class CoreSettings(Model):
     restart_backoff: float = Field(1.0, gt=0, description="first restart delay, doubled each time")
     restart_backoff_max: float = Field(60.0, gt=0)
     start_timeout: float = Field(30.0, gt=0, description="seconds a slice may take to initialize, then to start")
-    stop_timeout: float = Field(10.0, gt=0, description="seconds a slice may take to stop")
+    stop_timeout: float = Field(
+        10.0, gt=0, description="seconds a slice may take to stop; after SIGINT/SIGTERM, the whole process"
+    )
     drain_timeout: float = Field(10.0, gt=0, description="seconds in-flight requests get at shutdown")
+    loop_block_threshold: float = Field(
+        5.0, gt=0, description="seconds the event loop may be held before the watchdog reports who holds it"
+    )
     event_queue_size: int = Field(10_000, ge=1)
     log_level: str = "INFO"
     operation_log: bool = Field(True, description="log every operation to master.db")

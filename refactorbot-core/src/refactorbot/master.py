@@ -7,8 +7,9 @@ import contextlib
 import graphlib
 import logging
 import signal
+import sqlite3
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from refactorbot.plugins import PluginHost
 from refactorbot.resources import ResourceAllocator
 from refactorbot.slice import AtomicSlice, SliceContext
 from refactorbot.state import GlobalState, StateLogHandler
+from refactorbot.watchdog import Block, CodeOwners, LoopWatchdog, Owner
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,9 @@ class MasterCore:
         self._saved_log_level = logging.NOTSET
         self._before_op = plugins.has_impls("before_operation")
         self._after_op = plugins.has_impls("after_operation")
+        self._watchdog: LoopWatchdog | None = None
+        #: ``time.monotonic()`` by which a stop begun by a signal must be over (``serve_forever``).
+        self._deadline: float | None = None
 
     @classmethod
     def from_environment(
@@ -101,7 +106,12 @@ class MasterCore:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open ``master.db``, then initialize and start every enabled slice in dependency order."""
+        """Open ``master.db``, then initialize and start every enabled slice in dependency order.
+
+        From here to the end of ``stop`` a watchdog thread reports code that blocks the event loop
+        for more than ``[core] loop_block_threshold`` seconds (see ``refactorbot.watchdog``).
+        """
+        self._ensure_watchdog()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         await self.state.open()
         level = logging.getLevelName(self.settings.core.log_level.upper())
@@ -122,8 +132,8 @@ class MasterCore:
         for result in self.plugins.call_isolated("startup", host=self):
             if asyncio.iscoroutine(result):
                 try:
-                    await result
-                except Exception:  # a plugin's startup hook failed; the host stays up
+                    await asyncio.wait_for(result, self.settings.core.start_timeout)
+                except Exception:  # a plugin's startup hook failed or hung; the host stays up
                     log.exception("startup hook failed")
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="supervisor")
         log.info("started %d of %d slices", len(self.running_slices()), len(self.slots))
@@ -190,7 +200,7 @@ class MasterCore:
         instance, slot.instance = slot.instance, None
         if instance is None:
             return
-        timeout = self.settings.core.stop_timeout
+        timeout = self._budget(self.settings.core.stop_timeout, 0.8)
         try:
             await asyncio.wait_for(instance.stop(), timeout)
         except Exception as exc:  # includes a stop that hangs past its timeout
@@ -198,7 +208,7 @@ class MasterCore:
             slot.error, status = reason, "failed"
             log.error("slice %s: %s", slot.slice_id, reason, extra={"slice_id": slot.slice_id})
         try:
-            await asyncio.wait_for(instance.shutdown(), timeout)
+            await asyncio.wait_for(instance.shutdown(), self._budget(timeout, 0.8))
         except Exception as exc:  # keep shutting the others down
             slot.error, status = f"shutdown failed: {exc!r}", "failed"
             log.error("slice %s: shutdown failed: %r", slot.slice_id, exc, extra={"slice_id": slot.slice_id})
@@ -215,12 +225,12 @@ class MasterCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._supervisor
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), self.settings.core.drain_timeout)
+            await asyncio.wait_for(self._idle.wait(), self._budget(self.settings.core.drain_timeout, 0.5))
         for result in self.plugins.call_isolated("shutdown", host=self):
             if asyncio.iscoroutine(result):
                 try:
-                    await result
-                except Exception:  # a plugin's shutdown hook failed; keep going
+                    await asyncio.wait_for(result, self._budget(self.settings.core.stop_timeout, 0.8))
+                except Exception:  # a plugin's shutdown hook failed or hung; keep going
                     log.exception("shutdown hook failed")
         for slice_id in reversed(self.order):
             await self._take_down(self.slots[slice_id])
@@ -235,6 +245,15 @@ class MasterCore:
             logging.getLogger("refactorbot").setLevel(self._saved_log_level)
         await self.state.close()
         self._running = False
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
+
+    def _budget(self, limit: float, share: float) -> float:
+        """Return ``limit``, cut to ``share`` of the time left when a signal set a stop deadline."""
+        if self._deadline is None:
+            return limit
+        return max(0.0, min(limit, (self._deadline - time.monotonic()) * share))
 
     async def __aenter__(self) -> MasterCore:
         await self.start()
@@ -243,18 +262,116 @@ class MasterCore:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def serve_forever(self) -> None:
-        """Run until SIGINT or SIGTERM, then stop gracefully."""
+    async def serve_forever(self, ready: Callable[[], None] | None = None) -> None:
+        """Start (unless started), call ``ready()``, run until SIGINT or SIGTERM, then stop gracefully.
+
+        The signals are handled before anything starts, by the watchdog thread, so they work
+        while plugin code blocks the event loop. The first one begins a graceful stop, which has
+        ``[core] stop_timeout`` seconds: past them, or on a second signal, the watchdog logs what
+        holds the loop and ends the process with status 128 + the signal's number. Call from
+        the main thread; after a signal the process ends.
+        """
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        watchdog = self._ensure_watchdog()
+
+        def on_signal(signum: int) -> None:
+            self._deadline = watchdog.deadline
+            stop.set()
+
+        watchdog.handle_signals((signal.SIGINT, signal.SIGTERM), on_signal, self.settings.core.stop_timeout)
         try:
+            if not self._running:
+                await self.start()
+            if ready is not None:
+                ready()
             await stop.wait()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
             await self.stop()
+
+    # -- the event-loop watchdog -----------------------------------------------------------
+
+    def _ensure_watchdog(self) -> LoopWatchdog:
+        if self._watchdog is None:
+            self._watchdog = LoopWatchdog(
+                asyncio.get_running_loop(),
+                threshold=self.settings.core.loop_block_threshold,
+                owners=self._code_owners(),
+                on_block=self._on_block,
+                on_exit=self._last_words,
+            )
+            self._watchdog.start()
+        return self._watchdog
+
+    def _code_owners(self) -> CodeOwners:
+        """Map the code of every registered slice, object and hook to the slice or plugin it belongs to."""
+        owners = CodeOwners()
+        registry = self.plugins.registry
+        for slice_id, reg in registry.slices.items():
+            owners.add_class(reg.obj, Owner("slice", slice_id, f"slice {slice_id}"))
+        for kind in ("tools", "gateways", "channels"):
+            for name, reg in registry.of(kind).items():
+                if isinstance(reg.obj, type):
+                    owners.add_class(reg.obj, Owner("plugin", reg.plugin, f"{kind[:-1]} {name}"))
+        for hook_name, caller in vars(self.plugins.pm.hook).items():
+            for impl in caller.get_hookimpls():
+                owners.add_function(impl.function, Owner("hook", impl.plugin_name, f"{hook_name} hook"))
+        return owners
+
+    def _on_block(self, block: Block) -> None:
+        """Log a blocked event loop and mark the slice or plugin whose code held it (watchdog thread)."""
+        owner = block.owner
+        slot = self.slots.get(owner.name) if owner is not None and owner.kind == "slice" else None
+        extra = {"slice_id": slot.slice_id} if slot is not None else {}
+        if block.over:
+            log.warning("the event loop was blocked for %.1fs by %s", block.seconds, block.culprit(), extra=extra)
+            mark = f"blocked the event loop for {block.seconds:.1f}s at {block.where}"
+        else:
+            log.error(
+                "the event loop has been blocked for %.1fs by %s; its stack (most recent call last):\n%s",
+                block.seconds,
+                block.culprit(),
+                block.stack.rstrip(),
+                extra=extra,
+            )
+            mark = f"blocking the event loop (for {block.seconds:.1f}s so far) at {block.where}"
+        if slot is not None:
+            slot.error = mark
+            if block.over:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to record
+                    asyncio.run_coroutine_threadsafe(self._record_block(slot), self._watchdog_loop())
+        elif owner is not None and (record := self.plugins.records.get(owner.name)) is not None:
+            record.error = f"{owner.part} {mark}"
+
+    def _watchdog_loop(self) -> asyncio.AbstractEventLoop:
+        assert self._watchdog is not None
+        return self._watchdog.loop
+
+    async def _record_block(self, slot: SliceSlot) -> None:
+        if self._running and not self._stopping:
+            await self.state.set_slice(slot.slice_id, slot.status, error=slot.error)
+
+    def _last_words(self, block: Block, reason: str) -> None:
+        """Record a forced exit in ``master.db`` from the watchdog thread, the loop being stuck."""
+        path = self.settings.master_db
+        if not path.exists():
+            return
+        owner = block.owner
+        slice_id = owner.name if owner is not None and owner.kind == "slice" else None
+        message = f"{reason}; the event loop was held by {block.culprit()}\n{block.stack}"
+        db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=1.0)
+        try:
+            db.execute(
+                "INSERT INTO logs (ts, level, level_name, slice_id, logger, message) VALUES (?, ?, ?, ?, ?, ?)",
+                (time.time(), logging.CRITICAL, "CRITICAL", slice_id, log.name, message[:8000]),
+            )
+            if slice_id is not None:
+                db.execute(
+                    "UPDATE slice_state SET error = ?, updated_at = ? WHERE slice_id = ?",
+                    (f"held the event loop when the host was stopped: {block.where}", time.time(), slice_id),
+                )
+            db.commit()
+        finally:
+            db.close()
 
     # -- control ---------------------------------------------------------------------------
 

@@ -2,7 +2,13 @@
 
 One entry-point scan per process. Every plugin is loaded, validated and registered inside its
 own ``try``; a failure is recorded with the distribution, version, error and traceback, and the
-host goes on (``RB_STRICT_PLUGINS=1`` raises instead).
+host goes on (``RB_STRICT_PLUGINS=1`` raises instead). ``sys.exit()`` or ``KeyboardInterrupt``
+in a plugin's import or registration hook is a failure like any other.
+
+Imports and registration hooks run in a worker thread with a time limit
+(``RB_PLUGIN_LOAD_TIMEOUT``, 10 s by default): a plugin past it is reported ``hung`` with the
+stack it was stuck in, and skipped. The worker is a daemon thread, so a hung one never keeps the
+process alive; the next plugin gets a fresh worker.
 """
 
 from __future__ import annotations
@@ -12,23 +18,31 @@ import functools
 import inspect
 import logging
 import os
+import queue
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, Literal
+from types import CodeType
+from typing import Any, Literal, TypeVar
 
 import pluggy
 
 from refactorbot import hookspecs
 from refactorbot._version import API_VERSION
-from refactorbot.errors import PluginError
+from refactorbot.errors import ConfigError, PluginError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "refactorbot"
-PluginStatus = Literal["ok", "failed", "blocked", "incompatible"]
+PluginStatus = Literal["ok", "failed", "blocked", "incompatible", "hung"]
+#: Seconds a plugin's import, and then its registration hooks, may take (``RB_PLUGIN_LOAD_TIMEOUT``).
+DEFAULT_LOAD_TIMEOUT = 10.0
+#: Hooks run in the bounded worker: called once at start, they must return promptly.
+BOUNDED_HOOKS = frozenset({*hookspecs.REGISTRATION_HOOKS, "register_routes", "register_commands"})
 
 
 def normalize_name(name: str) -> str:
@@ -41,6 +55,114 @@ def _env_list(env: Mapping[str, str], key: str) -> set[str] | None:
     if value is None:
         return None
     return {normalize_name(p) for p in value.split(",") if p.strip()}
+
+
+def load_timeout(env: Mapping[str, str]) -> float:
+    """Return ``RB_PLUGIN_LOAD_TIMEOUT`` in seconds, or raise ``ConfigError`` saying what is wrong."""
+    raw = env.get("RB_PLUGIN_LOAD_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_LOAD_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"RB_PLUGIN_LOAD_TIMEOUT must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Return ``Type: message``, or ``called sys.exit(code)`` for a ``SystemExit``."""
+    if isinstance(exc, Escaped):
+        exc = exc.exc
+    if isinstance(exc, SystemExit):
+        return "called sys.exit()" if exc.code is None else f"called sys.exit({exc.code!r})"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class Escaped(Exception):
+    """A ``SystemExit``, ``KeyboardInterrupt`` or other ``BaseException`` that plugin code raised.
+
+    Caught where plugin code runs and raised as an ordinary exception, so it cannot end the host.
+    """
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(describe_exception(exc))
+        self.exc = exc
+
+
+class Hung(Exception):
+    """Raised by ``BoundedRunner.run`` when the work did not finish in time."""
+
+    def __init__(self, seconds: float, stack: str) -> None:
+        super().__init__(f"did not finish within {seconds:g}s")
+        self.seconds = seconds
+        self.stack = stack
+
+
+class BoundedRunner:
+    """Run plugin code in a daemon worker thread and wait for it at most ``timeout`` seconds.
+
+    An exception the code raises is raised in the caller; a ``SystemExit``, ``KeyboardInterrupt``
+    or other ``BaseException`` comes back as ``Escaped`` (a real Ctrl-C reaches the waiting main
+    thread, never the worker, and is not caught). Work past the limit raises ``Hung`` with the
+    worker's stack; that worker is abandoned (it may finish later, unobserved, and then ends) and
+    the next call starts a new one. An idle worker ends after ``idle`` seconds.
+    """
+
+    def __init__(self, timeout: float, idle: float = 1.0) -> None:
+        self.timeout = timeout
+        self.idle = idle
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]] | None = None
+        self._thread: threading.Thread | None = None
+
+    def _worker(self, jobs: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event]]) -> None:
+        while True:
+            try:
+                func, box, done = jobs.get(timeout=self.idle)
+            except queue.Empty:
+                with self._lock:  # ``run`` puts jobs under the same lock: none can be missed
+                    if not jobs.empty():
+                        continue
+                    if self._jobs is jobs:
+                        self._jobs, self._thread = None, None
+                    return
+            try:
+                box.append((True, func()))
+            except BaseException as exc:  # everything plugin code raises goes back to the caller
+                box.append((False, exc))
+            finally:
+                done.set()
+            if self._jobs is not jobs:  # abandoned while this job hung: nobody waits any more
+                return
+
+    def run(self, func: Callable[[], T], what: str = "plugin") -> T:
+        """Return ``func()`` run in the worker, or raise what it raised, or ``Hung``."""
+        box: list[Any] = []
+        done = threading.Event()
+        with self._lock:
+            if self._jobs is None or self._thread is None:
+                self._jobs = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._worker, args=(self._jobs,), daemon=True)
+                self._thread.start()
+            thread = self._thread
+            thread.name = f"refactorbot-load:{what}"  # names the plugin a hung worker is stuck in
+            self._jobs.put((func, box, done))
+        if not done.wait(self.timeout):
+            frame = sys._current_frames().get(thread.ident or -1)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+            with self._lock:
+                if self._thread is thread:  # abandoned: the next job gets a fresh worker
+                    self._jobs, self._thread = None, None
+            raise Hung(self.timeout, stack)
+        ok, value = box[0]
+        if ok:
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, Exception):
+            raise value
+        raise Escaped(value) from value
 
 
 @functools.cache
@@ -117,6 +239,8 @@ class PluginHost:
         self.records: dict[str, PluginRecord] = {}
         self.registry = Registry()
         self.strict = self.env.get("RB_STRICT_PLUGINS", "") not in ("", "0", "false")
+        self.load_timeout = load_timeout(self.env)
+        self._runner = BoundedRunner(self.load_timeout)
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -139,7 +263,13 @@ class PluginHost:
                 record.error = "disabled by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS"
                 continue
             try:
-                plugin = ep.load()
+                plugin = self._runner.run(ep.load, name)
+            except Hung as hung:
+                self._hang(record, f"import did not finish within {hung.seconds:g}s", hung.stack)
+                continue
+            except Escaped as exc:  # sys.exit() or KeyboardInterrupt at import
+                self._fail(record, f"{exc} at import")
+                continue
             except Exception as exc:  # any import-time error of a third-party module
                 self._fail(record, f"import failed: {type(exc).__name__}: {exc}")
                 continue
@@ -165,21 +295,29 @@ class PluginHost:
         except Exception as exc:  # pluggy validation, duplicate registration
             self._fail(record, f"hook validation failed: {exc}")
             return record
+        running: list[str] = []
         try:
             unknown = [hc.name for hc in (self.pm.get_hookcallers(plugin) or []) if not hc.has_spec()]
             if unknown:
                 raise PluginError(f"implements unknown hook(s): {', '.join(sorted(unknown))}")
             record.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(plugin) or [])
-            staged = self._run_registration(plugin)
+            staged = self._runner.run(lambda: self._run_registration(plugin, running), record.name)
+        except Hung as hung:  # a registration hook that does not return
+            self.pm.unregister(plugin)
+            record.hooks = []
+            hook = running[-1] if running else "registration"
+            self._hang(record, f"{hook} did not return within {hung.seconds:g}s", hung.stack)
+            return record
         except Exception as exc:  # a third-party registration hook raised
             self.pm.unregister(plugin)
             record.hooks = []
-            self._fail(record, f"{type(exc).__name__}: {exc}")
+            hook = running[-1] if running else "registration"
+            self._fail(record, f"{hook} {exc}" if isinstance(exc, Escaped) else describe_exception(exc))
             return record
         self._merge(staged, record)
         return record
 
-    def _run_registration(self, plugin: Any) -> list[tuple[str, str, Any]]:
+    def _run_registration(self, plugin: Any, running: list[str]) -> list[tuple[str, str, Any]]:
         staged: list[tuple[str, str, Any]] = []
         for hook_name, kind in Registry.KINDS.items():
             for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
@@ -189,6 +327,7 @@ class PluginHost:
                 def register(obj: Any, _kind: str = kind) -> None:
                     staged.append((_kind, registered_name(_kind, obj), obj))
 
+                running.append(hook_name)
                 _call_impl(impl, register=register)
         return staged
 
@@ -213,17 +352,39 @@ class PluginHost:
         if self.strict:
             raise PluginError(f"plugin {record.name}: {record.error}")
 
+    def _hang(self, record: PluginRecord, message: str, stack: str) -> None:
+        record.status = "hung"
+        record.error = f"{message} (RB_PLUGIN_LOAD_TIMEOUT); skipped"
+        record.traceback = f"Stack of the hung plugin code (most recent call last):\n{stack}" if stack else None
+        log.error("plugin %s hung: %s", record.name, record.error)
+        if self.strict:
+            raise PluginError(f"plugin {record.name}: {record.error}")
+
     # -- calling hooks ---------------------------------------------------------------------
 
     def call_isolated(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call every implementation of ``hook_name`` on its own; failures are recorded."""
+        """Call every implementation of ``hook_name`` on its own; failures are recorded.
+
+        Registration-time hooks (``register_commands``, ``register_routes``, ...) run in the
+        bounded worker: one that does not return within the load timeout is reported ``hung``.
+        """
+        bounded = hook_name in BOUNDED_HOOKS
         results = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            record = self.records.get(impl.plugin_name)
             try:
-                results.append(_call_impl(impl, **kwargs))
+                if bounded:
+                    results.append(self._runner.run(functools.partial(_call_impl, impl, **kwargs), impl.plugin_name))
+                else:
+                    results.append(_call_catching_exit(impl, **kwargs))
+            except Hung as hung:
+                message = f"{hook_name} did not return within {hung.seconds:g}s"
+                if record is not None:
+                    self._hang(record, message, hung.stack)
+                else:
+                    log.error("plugin %s hung: %s", impl.plugin_name, message)
             except Exception as exc:  # a third-party hook raised: record it, go on
-                record = self.records.get(impl.plugin_name)
-                message = f"{hook_name}: {type(exc).__name__}: {exc}"
+                message = f"{hook_name}: {describe_exception(exc)}"
                 if record is not None:
                     self._fail(record, message)
                 else:
@@ -235,19 +396,42 @@ class PluginHost:
         return bool(getattr(self.pm.hook, hook_name).get_hookimpls())
 
     async def acall(self, hook_name: str, **kwargs: Any) -> list[Any]:
-        """Call a runtime hook and await every awaitable result."""
-        results = getattr(self.pm.hook, hook_name)(**kwargs)
-        return [await r if inspect.isawaitable(r) else r for r in results]
+        """Call a runtime hook and await every awaitable result.
+
+        A ``SystemExit`` from an implementation becomes a ``PluginError`` naming the plugin.
+        """
+        try:
+            results = getattr(self.pm.hook, hook_name)(**kwargs)
+            return [await r if inspect.isawaitable(r) else r for r in results]
+        except SystemExit as exc:
+            raise self._escaped(hook_name, exc) from exc
 
     async def afirstresult(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a ``firstresult`` hook, awaiting implementations until one returns non-None."""
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
-            result = _call_impl(impl, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = _call_impl(impl, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            except SystemExit as exc:
+                raise self._escaped(hook_name, exc) from exc
             if result is not None:
                 return result
         return None
+
+    def _escaped(self, hook_name: str, exc: SystemExit) -> PluginError:
+        """Return the error that replaces a ``SystemExit`` raised by a runtime hook."""
+        owners = {
+            _code_of(impl.function): impl.plugin_name for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+        }
+        tb = exc.__traceback__
+        plugin = None
+        while tb is not None:
+            plugin = owners.get(tb.tb_frame.f_code, plugin)
+            tb = tb.tb_next
+        message = f"{hook_name} hook of {plugin or 'a plugin'} {describe_exception(exc)}"
+        log.error(message)
+        return PluginError(message)
 
     def sorted_records(self) -> list[PluginRecord]:
         """Return plugin records sorted by name."""
@@ -256,7 +440,7 @@ class PluginHost:
     @property
     def failed(self) -> list[PluginRecord]:
         """Return the records of plugins that did not load cleanly."""
-        return [r for r in self.sorted_records() if r.status in ("failed", "incompatible")]
+        return [r for r in self.sorted_records() if r.status in ("failed", "incompatible", "hung")]
 
 
 def _dist_of(ep: EntryPoint) -> tuple[str, str | None]:
@@ -270,6 +454,20 @@ def _dist_of(ep: EntryPoint) -> tuple[str, str | None]:
 def _call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     func: Callable[..., Any] = impl.function
     return func(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+
+
+def _call_catching_exit(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    try:
+        return _call_impl(impl, **kwargs)
+    except SystemExit as exc:  # a plugin must not end the host
+        raise Escaped(exc) from exc
+
+
+def _code_of(func: Any) -> CodeType | None:
+    """Return the code object of a function or bound method (decorators unwrapped)."""
+    func = inspect.unwrap(getattr(func, "__func__", func))
+    code = getattr(func, "__code__", None)
+    return code if isinstance(code, CodeType) else None
 
 
 def _api_problem(plugin: Any) -> str | None:

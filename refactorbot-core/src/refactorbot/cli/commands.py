@@ -54,7 +54,9 @@ def plugins_doctor(env: Env) -> None:
     for line in _tool_warnings(env, host):
         click.secho(f"warning: {line}", fg="yellow", err=True)
     problems = [
-        r for r in host.sorted_records() if r.status in ("failed", "incompatible") or (r.error and r.status == "ok")
+        r
+        for r in host.sorted_records()
+        if r.status in ("failed", "incompatible", "hung") or (r.error and r.status == "ok")
     ]
     if not problems:
         click.echo(f"All {len(host.records)} plugins loaded cleanly.")
@@ -183,15 +185,17 @@ def serve(env: Env) -> None:
 
     async def serving() -> None:
         host = env.master(serving=True)
-        await host.start()
-        running = host.running_slices()
-        click.echo(f"refactorbot serving {len(running)} slice(s) from {host.home}: {', '.join(running) or 'none'}")
-        for row in host.slice_status():
-            if row["status"] == "failed":
-                click.secho(f"  {row['slice_id']} failed: {row['error']}", fg="red", err=True)
-        for record in host.plugins.failed:
-            click.secho(f"  plugin {record.name} {record.status}: {record.error}", fg="red", err=True)
-        await host.serve_forever()
+
+        def ready() -> None:  # signals are handled from here on: a test may wait for this line
+            running = host.running_slices()
+            click.echo(f"refactorbot serving {len(running)} slice(s) from {host.home}: {', '.join(running) or 'none'}")
+            for row in host.slice_status():
+                if row["status"] == "failed":
+                    click.secho(f"  {row['slice_id']} failed: {row['error']}", fg="red", err=True)
+            for record in host.plugins.failed:
+                click.secho(f"  plugin {record.name} {record.status}: {record.error}", fg="red", err=True)
+
+        await host.serve_forever(ready)
 
     run(env, serving)
     click.echo("refactorbot stopped.")
