@@ -16,6 +16,7 @@ import refactorbot_api.plugin
 from api_sample import CONFIG, Served
 from pydantic import BaseModel, ConfigDict, Field
 from refactorbot import hookimpl
+from refactorbot.channels import ChannelAdapter, ChannelConfig
 from refactorbot.config import EnvVarName, HttpUrl, validate_section
 from refactorbot.llm import LLMGateway
 from refactorbot.testing import host_running
@@ -68,8 +69,23 @@ class EchoGateway(LLMGateway):
         raise NotImplementedError
 
 
+class ChatConfig(ChannelConfig):
+    room: str = Field("lobby", min_length=1)
+
+
+class ChatChannel(ChannelAdapter):
+    """A channel whose ``[channels.chat]`` is its ``Config`` (only registered, never started here)."""
+
+    name = "chat"
+    Config = ChatConfig
+
+
 class Plugins:
     REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_channels(self, register: Any) -> None:
+        register(ChatChannel)
 
     @hookimpl
     def register_tools(self, register: Any) -> None:
@@ -199,6 +215,8 @@ INVALID_SECTIONS = [
     ("tools.counting", {"max_line": 5}, "[tools.counting]: max_line: Extra inputs are not permitted"),
     ("gateways.echo", {"base_url": "ftp://example.com"}, "[gateways.echo]: base_url: Value error, must start with"),
     ("gateways.echo", {"timeout": 5}, "[gateways.echo]: timeout: Extra inputs are not permitted"),
+    ("channels.chat", {"room": ""}, "[channels.chat]: room: String should have at least 1 character"),
+    ("channels.chat", {"dm_policy": "anyone"}, "[channels.chat]: dm_policy: Input should be"),
 ]
 
 
@@ -216,6 +234,7 @@ async def test_a_section_its_plugin_would_refuse_is_422_and_the_file_is_untouche
 
 async def test_valid_plugin_sections_are_written(served: Served) -> None:
     assert (await served.client.put("/settings/tools.counting", json={"max_lines": 5})).status_code == 200
+    assert (await served.client.put("/settings/channels.chat", json={"room": "ops"})).status_code == 200
     assert (
         await served.client.put("/settings/gateways.echo", json={"base_url": "http://localhost:1"})
     ).status_code == 200
@@ -223,3 +242,4 @@ async def test_valid_plugin_sections_are_written(served: Served) -> None:
     assert (await served.client.put("/settings/tools.not_installed", json={"anything": 1})).status_code == 200
     saved = tomllib.loads((served.home / "refactorbot.toml").read_text())
     assert saved["tools"] == {"counting": {"max_lines": 5}, "not_installed": {"anything": 1}}
+    assert saved["channels"] == {"chat": {"room": "ops"}}

@@ -135,8 +135,10 @@ def check_plugin_section(registry: Any, kind: str, name: str, settings: Settings
         return checked
     model = _config_model(registered.obj)
     raw = dict(getattr(settings, kind).get(name, {}))
-    if model is not None:
-        validate_section(model, raw, f"[{kind}.{name}]")
+    if model is not None and kind == "channels":
+        settings.section("channels", name, model, env)  # as the communication slice loads it
+    elif model is not None:
+        validate_section(model, raw, f"[{kind}.{name}]")  # the host gives a gateway the section as written
     else:
         try:
             registered.obj(raw)  # gateways and channels validate their section when constructed
