@@ -55,13 +55,17 @@ def channel_rows(channels: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def traffic_table(buckets: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-    """Return ``{minute label: {"<channel> in": n, "<channel> out": n}}`` for a line chart."""
-    table: dict[str, dict[str, int]] = {}
+def traffic_table(buckets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return one row per minute, ``{"minute": "HH:MM", "<channel> in": n, "<channel> out": n, ...}``."""
+    series = sorted({f"{b['channel']} {b['direction']}" for b in buckets})
+    rows: dict[float, dict[str, Any]] = {}
     for b in buckets:
-        label = datetime.fromtimestamp(b["minute"], UTC).strftime("%H:%M")
-        table.setdefault(label, {})[f"{b['channel']} {b['direction']}"] = b["count"]
-    return table
+        row = rows.setdefault(
+            b["minute"],
+            {"minute": datetime.fromtimestamp(b["minute"], UTC).strftime("%H:%M"), **dict.fromkeys(series, 0)},
+        )
+        row[f"{b['channel']} {b['direction']}"] = b["count"]
+    return [rows[minute] for minute in sorted(rows)]
 
 
 def render_channels(api: Any) -> None:
@@ -88,7 +92,7 @@ def render_channels(api: Any) -> None:
         st.error(error)
     elif traffic["buckets"]:
         st.caption("Messages per minute (UTC)")
-        st.line_chart(traffic_table(traffic["buckets"]), use_container_width=True)
+        st.line_chart(traffic_table(traffic["buckets"]), x="minute", use_container_width=True)
     else:
         st.info("No messages in that time.")
 
@@ -219,7 +223,12 @@ def render_templates(api: Any) -> None:
             if error:
                 st.error(error)
             else:
-                st.success(f"Saved {saved['name']} (variables: {', '.join(saved['variables']) or 'none'}).")
+                variables = ", ".join(saved["variables"]) or "none"
+                st.session_state["comm.template.result"] = f"Saved {saved['name']} (variables: {variables})."
+                st.rerun()
+    result = st.session_state.pop("comm.template.result", None)
+    if result:
+        st.success(result)
     if templates:
         doomed = st.selectbox("Delete a template", [t["name"] for t in templates], key="comm.template.delete")
         if st.button("Delete", key="comm.template.delete.button"):
