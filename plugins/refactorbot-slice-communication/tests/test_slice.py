@@ -646,3 +646,20 @@ async def test_a_message_after_stop_began_is_unavailable(
         adapter = await running_adapter(host)
     assert await adapter.inject("late", message_id="m1") is Delivery.UNAVAILABLE
     assert model.requests == []
+
+
+@pytest.mark.asyncio
+async def test_the_reason_a_channel_is_down_shows_in_the_slice_status(
+    tmp_path: Path, model: ModelServer, platform: LoopPlatform
+) -> None:
+    platform.start_failures.extend(ChannelError("loop: bad token") for _ in range(100))
+    config = host_config(model, platform, channel_backoff=30)
+    config["core"]["health_interval"] = 0.05
+    async with running(tmp_path, config) as host:
+
+        def row() -> dict[str, Any]:
+            return next(r for r in host.slice_status() if r["slice_id"] == "communication")
+
+        await until(lambda: row()["status"] == "degraded")
+        assert row()["error"].startswith("channel loop: loop: bad token (retry in")
+        assert row()["health"] == "degraded"

@@ -689,5 +689,11 @@ class MasterCore:
             await self._take_down(slot, "failed")
             slot.next_restart_at = time.monotonic() + self._backoff(slot)
             return
+        if status is HealthState.DEGRADED:  # say why, in `refactorbot slices` and the API's rows
+            slot.error = message or "degraded"
+        elif slot.status == "degraded":  # the degradation is over
+            slot.error = None
         slot.status = "degraded" if status is HealthState.DEGRADED else "running"
-        await self.state.set_slice(slot.slice_id, slot.status, health=slot.health, heartbeat_at=slot.heartbeat_at)
+        await self.state.set_slice(
+            slot.slice_id, slot.status, health=slot.health, heartbeat_at=slot.heartbeat_at, error=slot.error
+        )
