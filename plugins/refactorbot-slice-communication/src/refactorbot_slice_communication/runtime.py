@@ -99,7 +99,7 @@ class ChannelRunner:
                     await asyncio.wait_for(adapter.stop(), timeout)
                 raise
             except Exception as exc:  # the platform refused, a token is missing, ...: retry later
-                reason = one_line(exc)
+                reason = one_line(exc).removeprefix(f"channel {self.name}: ")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(adapter.stop(), timeout)
             else:
@@ -109,7 +109,7 @@ class ChannelRunner:
                 log.info("channel %s running", self.name)
                 await changed(self)
                 try:
-                    reason = await adapter.failure()
+                    reason = (await adapter.failure()).removeprefix(f"channel {self.name}: ")
                 finally:
                     self.adapter = None
                     with contextlib.suppress(Exception):

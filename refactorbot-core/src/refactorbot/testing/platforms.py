@@ -34,13 +34,17 @@ __all__ = ["PlatformRequest", "PlatformResponse", "PlatformServer", "WebhookRece
 
 @dataclasses.dataclass(frozen=True)
 class PlatformRequest:
-    """One request the platform server received: ``headers`` with lower-case names, the raw ``body``."""
+    """One request the platform server received: ``headers`` with lower-case names, the raw ``body``.
+
+    ``at`` is ``time.monotonic()`` when it arrived (to check that a client waited as told).
+    """
 
     method: str
     path: str
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]
     body: bytes
+    at: float = dataclasses.field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         """Return the body decoded as JSON."""
