@@ -1,7 +1,13 @@
 """refactorbot: a plugin host for LLM agents.
 
-The public surface is listed in ``__all__``. Names are imported on first use, so
-``import refactorbot`` stays cheap for the CLI and for plugin discovery.
+This module is the public API a plugin imports from: every name in ``__all__`` (listed, with
+where each is documented, in docs/authoring.md, "The public API"). Two more modules are public:
+``refactorbot.cli`` for plugins that add commands, and ``refactorbot.testing`` for tests. Every
+other module of the core is internal and may change between minor versions; a test checks that
+the first-party plugins import nothing else.
+
+Names are imported on first use, so ``import refactorbot`` stays cheap for the CLI and for
+plugin discovery.
 """
 
 from __future__ import annotations
@@ -13,14 +19,39 @@ from refactorbot._version import API_VERSION, __version__
 from refactorbot.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names load lazily
+    from refactorbot.channels import CHANNEL_NAME as CHANNEL_NAME
     from refactorbot.channels import ChannelAdapter as ChannelAdapter
+    from refactorbot.channels import ChannelConfig as ChannelConfig
+    from refactorbot.channels import ChannelError as ChannelError
+    from refactorbot.channels import Delivery as Delivery
+    from refactorbot.channels import DmPolicy as DmPolicy
+    from refactorbot.channels import FormattingRejected as FormattingRejected
+    from refactorbot.channels import Inbound as Inbound
+    from refactorbot.channels import ReplayCacheFull as ReplayCacheFull
+    from refactorbot.channels import ReplayGuard as ReplayGuard
+    from refactorbot.channels import SendFailed as SendFailed
+    from refactorbot.channels import WebhookRequest as WebhookRequest
+    from refactorbot.channels import WebhookResponse as WebhookResponse
+    from refactorbot.channels import hmac_sha256_hex as hmac_sha256_hex
+    from refactorbot.channels import parse_retry_after as parse_retry_after
+    from refactorbot.channels import signatures_match as signatures_match
     from refactorbot.chat import MasterChat as MasterChat
+    from refactorbot.client import SERVER_FILE as SERVER_FILE
+    from refactorbot.client import TOKEN_FILE as TOKEN_FILE
+    from refactorbot.client import ServerClient as ServerClient
+    from refactorbot.config import CONFIG_FILE as CONFIG_FILE
+    from refactorbot.config import EnvVarName as EnvVarName
+    from refactorbot.config import HttpUrl as HttpUrl
     from refactorbot.config import ResourceLimits as ResourceLimits
     from refactorbot.config import Settings as Settings
     from refactorbot.config import load_settings as load_settings
+    from refactorbot.config import validate_section as validate_section
     from refactorbot.dashboard import DashboardPage as DashboardPage
+    from refactorbot.database import BatchWriteFailed as BatchWriteFailed
     from refactorbot.database import BatchWriter as BatchWriter
+    from refactorbot.database import DatabaseFileLost as DatabaseFileLost
     from refactorbot.database import SliceDatabase as SliceDatabase
+    from refactorbot.database import committed as committed
     from refactorbot.errors import ConfigError as ConfigError
     from refactorbot.errors import GatewayError as GatewayError
     from refactorbot.errors import InvalidPayload as InvalidPayload
@@ -35,17 +66,25 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.errors import ResourceLimitExceeded as ResourceLimitExceeded
     from refactorbot.errors import SliceUnavailable as SliceUnavailable
     from refactorbot.errors import ToolError as ToolError
+    from refactorbot.errors import describe_validation_error as describe_validation_error
+    from refactorbot.errors import one_line as one_line
     from refactorbot.events import Event as Event
     from refactorbot.events import EventBus as EventBus
     from refactorbot.events import InMemoryEventBus as InMemoryEventBus
     from refactorbot.events import subscribe as subscribe
+    from refactorbot.home import default_home as default_home
     from refactorbot.llm import LLMCall as LLMCall
     from refactorbot.llm import LLMChunk as LLMChunk
     from refactorbot.llm import LLMGateway as LLMGateway
     from refactorbot.llm import LLMResponse as LLMResponse
+    from refactorbot.llm import ToolCallAssembler as ToolCallAssembler
     from refactorbot.llm import ToolCallRequest as ToolCallRequest
     from refactorbot.llm import Usage as Usage
+    from refactorbot.llm import missing_key_message as missing_key_message
+    from refactorbot.llm import parse_tool_arguments as parse_tool_arguments
+    from refactorbot.llm import provider_key_envs as provider_key_envs
     from refactorbot.master import MasterCore as MasterCore
+    from refactorbot.metrics import Metrics as Metrics
     from refactorbot.models import DiagnosticCheck as DiagnosticCheck
     from refactorbot.models import DiagnosticReport as DiagnosticReport
     from refactorbot.models import ErrorType as ErrorType
@@ -54,17 +93,25 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.models import ImprovementFeedback as ImprovementFeedback
     from refactorbot.models import ImprovementPlan as ImprovementPlan
     from refactorbot.models import IncomingMessage as IncomingMessage
+    from refactorbot.models import MediaRef as MediaRef
     from refactorbot.models import Model as Model
     from refactorbot.models import OutgoingMessage as OutgoingMessage
     from refactorbot.models import Proposal as Proposal
     from refactorbot.models import SliceCapabilities as SliceCapabilities
     from refactorbot.models import SliceRequest as SliceRequest
     from refactorbot.models import SliceResponse as SliceResponse
+    from refactorbot.operations import Emit as Emit
+    from refactorbot.operations import OperationStream as OperationStream
     from refactorbot.operations import operation as operation
     from refactorbot.plugins import PluginHost as PluginHost
     from refactorbot.plugins import PluginRecord as PluginRecord
+    from refactorbot.plugins import Registered as Registered
+    from refactorbot.plugins import Registry as Registry
     from refactorbot.resources import ResourceAllocator as ResourceAllocator
+    from refactorbot.resources import TokenBucket as TokenBucket
+    from refactorbot.resources import process_stats as process_stats
     from refactorbot.slice import AtomicSlice as AtomicSlice
+    from refactorbot.slice import Host as Host
     from refactorbot.slice import SliceConfig as SliceConfig
     from refactorbot.slice import SliceContext as SliceContext
     from refactorbot.state import GlobalState as GlobalState
@@ -74,16 +121,43 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.tools import ToolResult as ToolResult
     from refactorbot.workspace import Workspace as Workspace
     from refactorbot.workspace import atomic_write as atomic_write
+    from refactorbot.workspace import workspace_for as workspace_for
 
+#: Each public name and the module it is defined in (imported on first use).
 _LAZY = {
+    "CHANNEL_NAME": "channels",
     "ChannelAdapter": "channels",
+    "ChannelConfig": "channels",
+    "ChannelError": "channels",
+    "Delivery": "channels",
+    "DmPolicy": "channels",
+    "FormattingRejected": "channels",
+    "Inbound": "channels",
+    "ReplayCacheFull": "channels",
+    "ReplayGuard": "channels",
+    "SendFailed": "channels",
+    "WebhookRequest": "channels",
+    "WebhookResponse": "channels",
+    "hmac_sha256_hex": "channels",
+    "parse_retry_after": "channels",
+    "signatures_match": "channels",
     "MasterChat": "chat",
+    "SERVER_FILE": "client",
+    "TOKEN_FILE": "client",
+    "ServerClient": "client",
+    "CONFIG_FILE": "config",
+    "EnvVarName": "config",
+    "HttpUrl": "config",
     "ResourceLimits": "config",
     "Settings": "config",
     "load_settings": "config",
+    "validate_section": "config",
     "DashboardPage": "dashboard",
+    "BatchWriteFailed": "database",
     "BatchWriter": "database",
+    "DatabaseFileLost": "database",
     "SliceDatabase": "database",
+    "committed": "database",
     "ConfigError": "errors",
     "GatewayError": "errors",
     "InvalidPayload": "errors",
@@ -98,17 +172,25 @@ _LAZY = {
     "ResourceLimitExceeded": "errors",
     "SliceUnavailable": "errors",
     "ToolError": "errors",
+    "describe_validation_error": "errors",
+    "one_line": "errors",
     "Event": "events",
     "EventBus": "events",
     "InMemoryEventBus": "events",
     "subscribe": "events",
+    "default_home": "home",
     "LLMCall": "llm",
     "LLMChunk": "llm",
     "LLMGateway": "llm",
     "LLMResponse": "llm",
+    "ToolCallAssembler": "llm",
     "ToolCallRequest": "llm",
     "Usage": "llm",
+    "missing_key_message": "llm",
+    "parse_tool_arguments": "llm",
+    "provider_key_envs": "llm",
     "MasterCore": "master",
+    "Metrics": "metrics",
     "DiagnosticCheck": "models",
     "DiagnosticReport": "models",
     "ErrorType": "models",
@@ -116,18 +198,26 @@ _LAZY = {
     "HealthStatus": "models",
     "ImprovementFeedback": "models",
     "ImprovementPlan": "models",
-    "Model": "models",
     "IncomingMessage": "models",
+    "MediaRef": "models",
+    "Model": "models",
     "OutgoingMessage": "models",
     "Proposal": "models",
     "SliceCapabilities": "models",
     "SliceRequest": "models",
     "SliceResponse": "models",
+    "Emit": "operations",
+    "OperationStream": "operations",
     "operation": "operations",
     "PluginHost": "plugins",
     "PluginRecord": "plugins",
+    "Registered": "plugins",
+    "Registry": "plugins",
     "ResourceAllocator": "resources",
+    "TokenBucket": "resources",
+    "process_stats": "resources",
     "AtomicSlice": "slice",
+    "Host": "slice",
     "SliceConfig": "slice",
     "SliceContext": "slice",
     "GlobalState": "state",
@@ -137,6 +227,7 @@ _LAZY = {
     "ToolResult": "tools",
     "Workspace": "workspace",
     "atomic_write": "workspace",
+    "workspace_for": "workspace",
 }
 
 __all__ = ["API_VERSION", "__version__", "hookimpl", *sorted(_LAZY)]

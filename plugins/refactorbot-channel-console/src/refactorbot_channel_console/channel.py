@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from pydantic import ConfigDict, Field
-from refactorbot.channels import ChannelAdapter, ChannelConfig, Delivery, DmPolicy, SendFailed
-from refactorbot.models import IncomingMessage, OutgoingMessage
+from refactorbot import ChannelAdapter, ChannelConfig, Delivery, DmPolicy, IncomingMessage, OutgoingMessage, SendFailed
 
 log = logging.getLogger("refactorbot.channel.console")
 

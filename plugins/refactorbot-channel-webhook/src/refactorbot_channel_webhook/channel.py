@@ -21,23 +21,27 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ConfigDict, Field, ValidationError
-from refactorbot.channels import (
+from refactorbot import (
     ChannelAdapter,
     ChannelConfig,
     ChannelError,
     Delivery,
+    EnvVarName,
+    HttpUrl,
+    IncomingMessage,
+    MediaRef,
+    Model,
+    OutgoingMessage,
     ReplayCacheFull,
     ReplayGuard,
     SendFailed,
     WebhookRequest,
     WebhookResponse,
+    describe_validation_error,
     hmac_sha256_hex,
     parse_retry_after,
     signatures_match,
 )
-from refactorbot.config import EnvVarName, HttpUrl
-from refactorbot.errors import describe_validation_error
-from refactorbot.models import IncomingMessage, MediaRef, Model, OutgoingMessage
 
 SIGNATURE_HEADER = "X-Refactorbot-Signature"
 TIMESTAMP_HEADER = "X-Refactorbot-Timestamp"

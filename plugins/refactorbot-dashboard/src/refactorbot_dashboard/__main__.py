@@ -10,7 +10,7 @@ from refactorbot_dashboard.launcher import launch
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and run the dashboard; return the exit code."""
-    from refactorbot.home import default_home
+    from refactorbot import default_home
 
     parser = argparse.ArgumentParser(prog="python -m refactorbot_dashboard", description=__doc__)
     parser.add_argument("--home", type=Path, default=None, help="data directory (default: RB_HOME or the user's)")

@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from refactorbot.client import SERVER_FILE, TOKEN_FILE
+from refactorbot import SERVER_FILE, TOKEN_FILE
 
 URL_ENV = "RB_DASHBOARD_API_URL"
 TOKEN_ENV = "RB_DASHBOARD_API_TOKEN"
@@ -32,7 +32,7 @@ def server_from_environment(env: Mapping[str, str] | None = None) -> tuple[str, 
     url, token = env.get(URL_ENV), env.get(TOKEN_ENV)
     if url and token:
         return url, token
-    from refactorbot.home import default_home
+    from refactorbot import default_home
 
     home = default_home(env)
     try:

@@ -149,7 +149,7 @@ def _healthy(url: str) -> Callable[[], bool]:
 def launch(home: Path, port: int = 8501, start_page: str | None = None) -> int:
     """Run the dashboard until interrupted; return the exit code (1 when no server is running)."""
     import click
-    from refactorbot.client import ServerClient
+    from refactorbot import ServerClient
 
     client = ServerClient.discover(home)
     if client is None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from refactorbot.dashboard import DashboardPage
+from refactorbot import DashboardPage
 
 from refactorbot_dashboard.client import TOKEN_ENV, URL_ENV, ApiClient, ApiError, ServerNotFound
 from refactorbot_dashboard.gate import require_login, signed_in
@@ -69,7 +69,7 @@ def installed_pages(env: Mapping[str, str] | None = None) -> tuple[list[Dashboar
     """
     import pkgutil
 
-    from refactorbot.plugins import PluginHost
+    from refactorbot import PluginHost
 
     env = os.environ if env is None else env
     host = PluginHost(env)

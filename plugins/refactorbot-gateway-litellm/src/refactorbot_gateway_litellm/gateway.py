@@ -12,9 +12,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from refactorbot.config import validate_section
-from refactorbot.errors import GatewayError, one_line
-from refactorbot.llm import (
+from refactorbot import (
+    GatewayError,
     LLMChunk,
     LLMGateway,
     LLMResponse,
@@ -22,8 +21,10 @@ from refactorbot.llm import (
     ToolCallRequest,
     Usage,
     missing_key_message,
+    one_line,
     parse_tool_arguments,
     provider_key_envs,
+    validate_section,
 )
 
 from refactorbot_gateway_litellm.config import LiteLLMConfig, ModelOverride

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ConfigDict, Field
-from refactorbot import Model
-from refactorbot.config import EnvVarName, HttpUrl
+from refactorbot import EnvVarName, HttpUrl, Model
 
 PREFIX = "openrouter/"
 

@@ -10,9 +10,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from refactorbot.config import validate_section
-from refactorbot.errors import GatewayError, one_line
-from refactorbot.llm import (
+from refactorbot import (
+    GatewayError,
     LLMChunk,
     LLMGateway,
     LLMResponse,
@@ -20,7 +19,9 @@ from refactorbot.llm import (
     ToolCallRequest,
     Usage,
     missing_key_message,
+    one_line,
     parse_tool_arguments,
+    validate_section,
 )
 
 from refactorbot_gateway_openrouter.config import OpenRouterConfig, wire_name

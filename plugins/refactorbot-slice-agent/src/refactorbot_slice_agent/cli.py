@@ -7,7 +7,7 @@ import getpass
 from typing import Any
 
 import click
-from refactorbot.cli.main import Env, fail, run
+from refactorbot.cli import Env, fail, run
 
 MODES = click.Choice(["auto", "single", "two_phase"])
 
@@ -45,7 +45,7 @@ def chat(message: str | None, chat_id: str, user_id: str | None, model: str | No
     env = _env()
     user = user_id or _default_user()
     if not local and model is None and mode == "auto":
-        from refactorbot.client import ServerClient
+        from refactorbot import ServerClient
 
         client = ServerClient.discover(env.home)
         if client is not None:
@@ -83,8 +83,7 @@ def _chat_remote(env: Env, client: Any, message: str | None, chat_id: str, user:
 
 async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, model: str | None, mode: str) -> None:
     """Run the host in this process and stream each answer as it arrives."""
-    from refactorbot.chat import MasterChat
-    from refactorbot.models import IncomingMessage
+    from refactorbot import IncomingMessage, MasterChat
 
     host = env.master()  # one-shot: no control API in this process; `refactorbot serve` is the place for one
     async with host:

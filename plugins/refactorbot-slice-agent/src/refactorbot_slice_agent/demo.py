@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 from refactorbot import hookimpl
-from refactorbot.cli.main import Env, fail
+from refactorbot.cli import Env, fail
 
 DEMO_MODEL = "openai/refactorbot-demo"
 DEMO_KEY_ENV = "REFACTORBOT_DEMO_KEY"
@@ -59,7 +59,7 @@ def _tool_called(messages: list[dict[str, Any]], call_id: str) -> str:
 
 def demo_responder(body: dict[str, Any]) -> Any:
     """Answer like a model following the demo script; recall comes only from what the prompt holds."""
-    from refactorbot.testing.model_server import Reply
+    from refactorbot.testing import Reply
 
     messages = body.get("messages") or []
     last = messages[-1] if messages else {}
@@ -139,7 +139,7 @@ def _demo_home(env: Env, keep: bool) -> tuple[Path, bool]:
 async def run_demo(env: Env, keep: bool) -> None:
     """Play the demo conversation through the installed plugins and print the transcript."""
     try:
-        from refactorbot.testing.model_server import ModelServer
+        from refactorbot.testing import ModelServer
     except ImportError as exc:
         fail(env, f"refactorbot demo needs the testing kit: pip install 'refactorbot-core[testing]' ({exc})")
     plugins = env.plugins()
@@ -182,10 +182,7 @@ async def run_demo(env: Env, keep: bool) -> None:
 
 
 async def _play(home: Path, base_url: str, plugins: Any, progress: DemoProgress) -> None:
-    from refactorbot.chat import MasterChat
-    from refactorbot.config import load_settings
-    from refactorbot.master import MasterCore
-    from refactorbot.models import IncomingMessage
+    from refactorbot import IncomingMessage, MasterChat, MasterCore, load_settings
 
     settings = load_settings(home, env={})
     settings.llm.model, settings.llm.gateway = DEMO_MODEL, "litellm"

@@ -6,8 +6,7 @@ import dataclasses
 import secrets
 from typing import Literal
 
-from refactorbot.channels import ChannelConfig
-from refactorbot.models import IncomingMessage
+from refactorbot import ChannelConfig, IncomingMessage
 
 from refactorbot_slice_communication.models import CODE_ALPHABET, CODE_LENGTH
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import click
-from refactorbot.cli.main import Env, echo_json, fail, run
+from refactorbot.cli import Env, echo_json, fail, run
 
 
 def _call(operation: str, payload: dict[str, Any]) -> Any:
@@ -19,7 +19,7 @@ def _call(operation: str, payload: dict[str, Any]) -> Any:
     env = click.get_current_context().obj
     if not isinstance(env, Env):
         raise click.UsageError("run this through the refactorbot command")
-    from refactorbot.client import ServerClient
+    from refactorbot import ServerClient
 
     client = ServerClient.discover(env.home)
     if client is not None:

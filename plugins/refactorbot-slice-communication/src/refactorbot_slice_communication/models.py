@@ -6,8 +6,7 @@ import string
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from refactorbot.models import Model
-from refactorbot.slice import SliceConfig
+from refactorbot import Model, SliceConfig
 
 CHANNEL = r"^[a-z][a-z0-9_]{0,39}$"
 TEMPLATE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from refactorbot.channels import ChannelAdapter, ChannelConfig, ChannelError, Inbound
+from refactorbot import ChannelAdapter, ChannelConfig, ChannelError, Inbound
 
 log = logging.getLogger("refactorbot.slice.communication")
 

@@ -16,19 +16,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
-from refactorbot.channels import (
+from refactorbot import (
     CHANNEL_NAME,
+    AtomicSlice,
     ChannelAdapter,
     ChannelConfig,
     ChannelError,
+    ConfigError,
     Delivery,
     FormattingRejected,
+    HealthState,
+    HealthStatus,
+    IncomingMessage,
+    MediaRef,
+    OutgoingMessage,
+    RefactorbotError,
     SendFailed,
+    operation,
 )
-from refactorbot.errors import ConfigError, RefactorbotError
-from refactorbot.models import HealthState, HealthStatus, IncomingMessage, MediaRef, OutgoingMessage
-from refactorbot.operations import operation
-from refactorbot.slice import AtomicSlice
 
 from refactorbot_slice_communication import access
 from refactorbot_slice_communication.lanes import Lanes
@@ -493,7 +498,7 @@ class CommunicationSlice(AtomicSlice):
 
     async def _turn(self, row: int, message: IncomingMessage) -> None:
         """Run one turn of a chat through ``MasterChat`` and send the reply on the same chat."""
-        from refactorbot.chat import MasterChat
+        from refactorbot import MasterChat
 
         await self._write("UPDATE messages SET status = 'running', updated_at = ? WHERE id = ?", (time.time(), row))
         runner = self.runners.get(message.channel)

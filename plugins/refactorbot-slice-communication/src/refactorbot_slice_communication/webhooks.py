@@ -8,7 +8,7 @@ constant time, before parsing anything. FastAPI is imported here, and only the A
 # ``Request`` is imported inside ``add_webhook_route`` (FastAPI loads only with the API).
 from typing import Any
 
-from refactorbot.channels import CHANNEL_NAME, WebhookRequest
+from refactorbot import CHANNEL_NAME, WebhookRequest
 
 
 class BodyTooLarge(Exception):

@@ -7,8 +7,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from refactorbot import Model, SliceConfig
-from refactorbot.config import EnvVarName, HttpUrl
+from refactorbot import EnvVarName, HttpUrl, Model, SliceConfig
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]

@@ -8,8 +8,16 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
 
-from refactorbot import AtomicSlice, LLMCall, LLMGateway, LLMResponse, RefactorbotError, SliceDatabase, operation
-from refactorbot.llm import provider_key_envs
+from refactorbot import (
+    AtomicSlice,
+    LLMCall,
+    LLMGateway,
+    LLMResponse,
+    RefactorbotError,
+    SliceDatabase,
+    operation,
+    provider_key_envs,
+)
 
 from refactorbot_slice_providers.models import (
     BudgetStatus,

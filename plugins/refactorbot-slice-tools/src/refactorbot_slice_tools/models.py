@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from refactorbot import Model
-from refactorbot.slice import SliceConfig
+from refactorbot import Model, SliceConfig
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 

@@ -11,13 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from refactorbot.database import BatchWriteFailed, BatchWriter
-from refactorbot.errors import RefactorbotError, ToolError, describe_validation_error
-from refactorbot.models import HealthState, HealthStatus
-from refactorbot.operations import operation
-from refactorbot.resources import TokenBucket
-from refactorbot.slice import AtomicSlice
-from refactorbot.tools import Tool, ToolCall, ToolContext, ToolResult
+from refactorbot import (
+    AtomicSlice,
+    BatchWriteFailed,
+    BatchWriter,
+    HealthState,
+    HealthStatus,
+    RefactorbotError,
+    TokenBucket,
+    Tool,
+    ToolCall,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    describe_validation_error,
+    operation,
+)
 
 from refactorbot_slice_tools.models import (
     TOOL_NAME,

@@ -24,8 +24,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from refactorbot.errors import PathOutsideWorkspace, ToolError
-from refactorbot.workspace import Workspace
+from refactorbot import PathOutsideWorkspace, ToolError, Workspace
 
 #: Settings given to every git command; the command line wins over any configuration file.
 FIXED: tuple[tuple[str, str], ...] = (

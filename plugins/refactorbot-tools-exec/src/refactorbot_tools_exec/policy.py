@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from refactorbot import Model
-from refactorbot.errors import PathOutsideWorkspace, ToolError
-from refactorbot.workspace import Workspace
+from refactorbot import Model, PathOutsideWorkspace, ToolError, Workspace
 
 from refactorbot_tools_exec import options as opts
 

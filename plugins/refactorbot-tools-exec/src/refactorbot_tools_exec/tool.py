@@ -11,10 +11,7 @@ import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from refactorbot import Model
-from refactorbot.errors import ToolError
-from refactorbot.tools import Tool, ToolContext, ToolResult
-from refactorbot.workspace import Workspace, workspace_for
+from refactorbot import Model, Tool, ToolContext, ToolError, ToolResult, Workspace, workspace_for
 
 from refactorbot_tools_exec import gitenv
 from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCommand

@@ -14,10 +14,7 @@ import stat
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from refactorbot import Model
-from refactorbot.errors import ToolError
-from refactorbot.tools import Tool, ToolContext, ToolResult
-from refactorbot.workspace import Workspace, workspace_for
+from refactorbot import Model, Tool, ToolContext, ToolError, ToolResult, Workspace, workspace_for
 
 PATH_FIELD = Field(min_length=1, max_length=1024, description="file path relative to the workspace, e.g. 'src/app.py'")
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
-from refactorbot import Model
-from refactorbot.config import EnvVarName
+from refactorbot import EnvVarName, Model
 
 
 class WebConfig(Model):

@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from refactorbot import Model
-from refactorbot.errors import ToolError
-from refactorbot.tools import Tool, ToolContext, ToolResult
+from refactorbot import Model, Tool, ToolContext, ToolError, ToolResult
 
 from refactorbot_tools_web.addresses import address_refusal
 from refactorbot_tools_web.config import WebConfig

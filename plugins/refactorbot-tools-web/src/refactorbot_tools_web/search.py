@@ -8,9 +8,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from pydantic import ConfigDict, Field
-from refactorbot import Model
-from refactorbot.errors import ToolError
-from refactorbot.tools import ToolContext, ToolResult
+from refactorbot import Model, ToolContext, ToolError, ToolResult
 
 from refactorbot_tools_web.fetch import WebWithConfig
 from refactorbot_tools_web.html_text import html_to_text
