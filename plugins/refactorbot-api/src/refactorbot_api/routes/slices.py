@@ -1,0 +1,53 @@
+"""Plugins and slices: list them, show one, start, stop and restart it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from refactorbot_api.routes.responses import R404, R422
+from refactorbot_api.routes.slots import SliceId, slot, status_row
+from refactorbot_api.schemas import PluginInfo, SliceDetail, SliceStatus
+
+
+def router(host: Any) -> APIRouter:
+    """Return the routes of ``/plugins`` and ``/slices/{slice_id}[/start|/stop|/restart]``."""
+    api = APIRouter()
+
+    @api.get("/plugins", response_model=list[PluginInfo], tags=["host"], summary="Every plugin, failed ones too")
+    async def plugins() -> list[dict[str, Any]]:
+        return [record.to_dict() for record in host.plugins.sorted_records()]
+
+    @api.get("/slices", response_model=list[SliceStatus], tags=["slices"], summary="Status of every slice")
+    async def slices() -> list[dict[str, Any]]:
+        return host.slice_status()  # type: ignore[no-any-return]
+
+    @api.get("/slices/{slice_id}", response_model=SliceDetail, tags=["slices"], responses=R404 | R422)
+    async def slice_detail(slice_id: str = SliceId) -> dict[str, Any]:
+        """Return a slice's status and capabilities (operations with input and output JSON schemas)."""
+        found = slot(host, slice_id)
+        return {**status_row(host, slice_id), "capabilities": found.cls.get_capabilities()}
+
+    @api.post("/slices/{slice_id}/start", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
+    async def start_slice(slice_id: str = SliceId) -> dict[str, Any]:
+        """Start a stopped or failed slice; the answer says whether it now runs."""
+        slot(host, slice_id)
+        await host.start_slice(slice_id)
+        return status_row(host, slice_id)
+
+    @api.post("/slices/{slice_id}/stop", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
+    async def stop_slice(slice_id: str = SliceId) -> dict[str, Any]:
+        """Stop a running slice; it stays stopped until started."""
+        slot(host, slice_id)
+        await host.stop_slice(slice_id)
+        return status_row(host, slice_id)
+
+    @api.post("/slices/{slice_id}/restart", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
+    async def restart_slice(slice_id: str = SliceId) -> dict[str, Any]:
+        """Stop then start a slice."""
+        slot(host, slice_id)
+        await host.restart_slice(slice_id)
+        return status_row(host, slice_id)
+
+    return api
