@@ -310,3 +310,36 @@ def test_a_secret_value_is_refused_as_secret_env() -> None:
     with pytest.raises(ConfigError) as bad:
         WebhookChannel({"secret_env": "s3cret-value-with-dashes!"})
     assert "s3cret" not in str(bad.value)
+
+
+@pytest.mark.asyncio
+async def test_the_replay_memory_is_bounded_and_refuses_rather_than_forget() -> None:
+    with WebhookReceiver(SECRET) as receiver:
+        adapter = WebhookChannel({"callback_url": receiver.url, "replay_cache": 100}, env=ENV)
+        inbox = Inbox()
+        adapter.bind(inbox)
+        await adapter.start()
+        try:
+            statuses = []
+            for i in range(101):
+                body = message_body(id=f"m-{i}")
+                statuses.append((await adapter.handle_webhook(request(body, sign_webhook(SECRET, body)))).status)
+        finally:
+            await adapter.stop()
+    assert statuses[:100] == [200] * 100
+    assert statuses[100] == 503
+    assert len(inbox.messages) == 100
+
+
+def test_replay_guard_forgets_keys_when_they_expire() -> None:
+    from refactorbot.channels import ReplayCacheFull, ReplayGuard
+
+    now = [1000.0]
+    guard = ReplayGuard(max_entries=2, clock=lambda: now[0])
+    assert guard.check(b"a", 1010) and guard.check(b"b", 1020)
+    assert not guard.check(b"a", 1010)
+    with pytest.raises(ReplayCacheFull):
+        guard.check(b"c", 1030)
+    now[0] = 1015.0  # "a" expired: its place is free, and it may be seen again
+    assert guard.check(b"c", 1030) and len(guard) == 2
+    assert not guard.check(b"b", 1020)

@@ -224,14 +224,15 @@ class ReplayGuard:
     """Remember keys (signatures, nonces) until they expire, in memory and bounded.
 
     ``check(key, expires_at)`` returns True the first time a key is seen and False for a replay.
-    At ``max_entries`` live keys it raises ``ReplayCacheFull`` rather than forget one early.
+    At ``max_entries`` live keys it raises ``ReplayCacheFull`` rather than forget one early. Keys
+    are strings or bytes (a raw digest takes half the memory of its hex form).
     """
 
     def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self.max_entries = max_entries
         self.clock = clock
-        self._expiry: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        self._expiry: dict[str | bytes, float] = {}
+        self._heap: list[tuple[float, str | bytes]] = []
 
     def __len__(self) -> int:
         self._prune()
@@ -244,7 +245,7 @@ class ReplayGuard:
             if self._expiry.get(key) == expires:
                 del self._expiry[key]
 
-    def check(self, key: str, expires_at: float) -> bool:
+    def check(self, key: str | bytes, expires_at: float) -> bool:
         """Record ``key`` until ``expires_at`` (wall-clock seconds); return False when it was already there."""
         self._prune()
         if key in self._expiry:

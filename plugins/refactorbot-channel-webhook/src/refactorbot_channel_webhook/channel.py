@@ -170,7 +170,7 @@ class WebhookChannel(ChannelAdapter):
                 403, f"timestamp more than {self.settings.tolerance:g}s away from this server's clock"
             )
         try:
-            fresh = self._replays.check(given.lower(), int(stamp) + self.settings.tolerance)
+            fresh = self._replays.check(bytes.fromhex(given[7:]), int(stamp) + self.settings.tolerance)
         except ReplayCacheFull as exc:
             return WebhookResponse.error(503, str(exc), {"Retry-After": "5"})
         if not fresh:

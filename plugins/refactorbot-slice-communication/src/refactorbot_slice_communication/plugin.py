@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from refactorbot import DashboardPage, hookimpl
-
-from refactorbot_slice_communication import pages
-from refactorbot_slice_communication.slice import CommunicationSlice
+from refactorbot import hookimpl
 
 #: The plugin API versions this plugin supports.
 REFACTORBOT_API = 1
@@ -16,6 +13,8 @@ REFACTORBOT_API = 1
 @hookimpl
 def register_slices(register: Any) -> None:
     """Register the communication slice."""
+    from refactorbot_slice_communication.slice import CommunicationSlice
+
     register(CommunicationSlice)
 
 
@@ -40,6 +39,10 @@ def register_commands(cli: Any) -> None:
 @hookimpl
 def register_dashboard_pages(register: Any) -> None:
     """Register the channels, message log, pairing and templates pages."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_communication import pages
+
     for title, path, kind, render in (
         ("Channels", "communication-channels", "dashboard", pages.render_channels),
         ("Messages", "communication-messages", "analytics", pages.render_messages),

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -77,6 +77,17 @@ _INSERT_OUT = (
 _COUNTERS = ("inbound", "outbound", "failed", "refused", "duplicates")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Outgoing:
+    kind: str
+    channel: str
+    chat_id: str
+    reply_to: str | None
+    text: str
+    in_reply_to: int | None
+    created_at: float
+
+
 class SendOutcome:
     """What became of one outgoing message."""
 
@@ -108,7 +119,7 @@ class CommunicationSlice(AtomicSlice):
 
     async def start(self) -> None:
         """Record the registered channels; in ``refactorbot serve``, run the enabled ones."""
-        self.serving = bool(getattr(self.ctx.host, "serving", False))
+        self.serving = self.ctx.host is not None and self.ctx.host.serving
         self._load_channels()
         await self._load_counts()
         for runner in self.runners.values():
@@ -169,15 +180,9 @@ class CommunicationSlice(AtomicSlice):
 
     # -- channels ----------------------------------------------------------------------------------
 
-    def _env(self) -> Mapping[str, str]:
-        import os
-
-        env = getattr(self.ctx.host, "env", None)
-        return os.environ if env is None else env
-
     def _load_channels(self) -> None:
-        registry = getattr(getattr(getattr(self.ctx.host, "plugins", None), "registry", None), "channels", None) or {}
-        env = self._env()
+        registry = self.ctx.host.plugins.registry.channels if self.ctx.host is not None else {}
+        env = self.ctx.env
         for name, registered in sorted(registry.items()):
             cls, plugin = registered.obj, registered.plugin
             if not (isinstance(cls, type) and issubclass(cls, ChannelAdapter)):
@@ -500,7 +505,10 @@ class CommunicationSlice(AtomicSlice):
         """Run one turn of a chat through ``MasterChat`` and send the reply on the same chat."""
         from refactorbot import MasterChat
 
-        await self._write("UPDATE messages SET status = 'running', updated_at = ? WHERE id = ?", (time.time(), row))
+        assert self.db is not None
+        await self.db.execute_alone(
+            "UPDATE messages SET status = 'running', updated_at = ? WHERE id = ?", (time.time(), row)
+        )
         runner = self.runners.get(message.channel)
         adapter = runner.adapter if runner is not None else None
         if self.settings.typing and adapter is not None:
@@ -525,14 +533,24 @@ class CommunicationSlice(AtomicSlice):
         if error:
             self.log.warning("channel %s: the turn of chat %s failed: %s", message.channel, message.chat_id, error)
             text = self.settings.failure_reply
-        await self._write(
-            "UPDATE messages SET status = ?, detail = ?, updated_at = ? WHERE id = ?",
-            ("failed" if error else "answered", error, time.time(), row),
+        # The turn's outcome is recorded with its reply, in one transaction once the reply is sent
+        # (or finally failed); until then the row says running, and a crash leaves it interrupted.
+        outcome = await self.deliver(
+            message.channel,
+            message.chat_id,
+            text,
+            kind="reply",
+            reply_to=message.message_id,
+            in_reply_to=row,
+            answered=("failed" if error else "answered", error),
         )
-        await self._send_quietly(message.channel, message.chat_id, text, "reply", row, reply_to=message.message_id)
+        if outcome.error:
+            self.log.warning(
+                "channel %s: the reply to chat %s failed: %s", message.channel, message.chat_id, outcome.error
+            )
 
     def _host_stopping(self) -> bool:
-        return bool(getattr(self.ctx.host, "_stopping", False)) or not self._accepting
+        return (self.ctx.host is not None and self.ctx.host.stopping) or not self._accepting
 
     # -- outbound ----------------------------------------------------------------------------------
 
@@ -552,15 +570,24 @@ class CommunicationSlice(AtomicSlice):
         kind: str = "send",
         reply_to: str | None = None,
         in_reply_to: int | None = None,
+        answered: tuple[str, str | None] | None = None,
     ) -> SendOutcome:
-        """Send Markdown to a chat: render, split, send each part with retries; record the outcome."""
+        """Send Markdown to a chat: render, split, send each part with retries; record the outcome.
+
+        A message sent on its own is recorded ``pending`` first. The reply of a turn
+        (``answered`` = the turn's status and error) is recorded once, with the turn's outcome,
+        when it was sent or finally failed.
+        """
         now = time.time()
-        row = await self._write(_INSERT_OUT, (kind, channel, chat_id, reply_to, markdown, in_reply_to, now, now))
+        row: int | None = None
+        if answered is None:
+            row = await self._write(_INSERT_OUT, (kind, channel, chat_id, reply_to, markdown, in_reply_to, now, now))
         runner = self.runners.get(channel)
         ids: list[str] = []
         tries = [0]
         parts: list[str] = []
         current = 0
+        status, error = "sent", None
         try:
             adapter = self._adapter(channel)
             parts = [p for p in adapter.split(adapter.render(markdown)) if p.strip()]
@@ -577,14 +604,14 @@ class CommunicationSlice(AtomicSlice):
                 ids += await self._send_part(channel, message, tries)
         except SendFailed as exc:
             where = f"part {current + 1} of {len(parts)}: " if len(parts) > 1 else ""
-            error = where + exc.reason
-            await self._finish_out(row, "failed", ids, len(parts), tries[0], error)
+            status, error = "failed", where + exc.reason
+        outgoing = _Outgoing(kind, channel, chat_id, reply_to, markdown, in_reply_to, now)
+        row = await asyncio.shield(self._record_out(row, outgoing, status, ids, len(parts), tries[0], error, answered))
+        if status == "failed":
             self._count(channel, "failed")
-            return SendOutcome(row, "failed", ids, len(parts), error)
-        await self._finish_out(row, "sent", ids, len(parts), tries[0], None, channel=channel, chat_id=chat_id)
-        if runner is not None:
+        elif runner is not None:
             self._count(channel, "outbound")
-        return SendOutcome(row, "sent", ids, len(parts))
+        return SendOutcome(row, status, ids, len(parts), error)
 
     def _adapter(self, channel: str) -> ChannelAdapter:
         runner = self.runners.get(channel)
@@ -648,43 +675,60 @@ class CommunicationSlice(AtomicSlice):
             self.log.info("channel %s: send failed (%s); retry %d in %.2fs", channel, failure.reason, attempt, delay)
             await asyncio.sleep(delay)
 
-    async def _finish_out(
-        self,
-        row: int,
-        status: str,
-        ids: list[str],
-        parts: int,
-        attempts: int,
-        error: str | None,
-        *,
-        channel: str | None = None,
-        chat_id: str | None = None,
-    ) -> None:
-        await asyncio.shield(self._record_out(row, status, ids, parts, attempts, error, channel, chat_id))
-
     async def _record_out(
         self,
-        row: int,
+        row: int | None,
+        out: _Outgoing,
         status: str,
         ids: list[str],
         parts: int,
         attempts: int,
         error: str | None,
-        channel: str | None,
-        chat_id: str | None,
-    ) -> None:
+        answered: tuple[str, str | None] | None,
+    ) -> int:
+        """Record an outgoing message's outcome (and the turn's, for a reply) in one transaction; return its row."""
         assert self.db is not None
+        now = time.time()
         async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE messages SET status = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?, updated_at = ?"
-                " WHERE id = ?",
-                (status, json.dumps(ids), parts, attempts, error, time.time(), row),
-            )
-            if status == "sent" and channel is not None and chat_id is not None:
+            if answered is not None and out.in_reply_to is not None:
+                await conn.execute(
+                    "UPDATE messages SET status = ?, detail = ?, updated_at = ? WHERE id = ?",
+                    (answered[0], answered[1], now, out.in_reply_to),
+                )
+            if row is None:
+                cursor = await conn.execute(
+                    "INSERT INTO messages (direction, kind, channel, chat_id, reply_to, text, status, in_reply_to,"
+                    " platform_ids, parts, attempts, detail, created_at, updated_at)"
+                    " VALUES ('out', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        out.kind,
+                        out.channel,
+                        out.chat_id,
+                        out.reply_to,
+                        out.text,
+                        status,
+                        out.in_reply_to,
+                        json.dumps(ids),
+                        parts,
+                        attempts,
+                        error,
+                        out.created_at,
+                        now,
+                    ),
+                )
+                row = cursor.lastrowid or 0
+            else:
+                await conn.execute(
+                    "UPDATE messages SET status = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?,"
+                    " updated_at = ? WHERE id = ?",
+                    (status, json.dumps(ids), parts, attempts, error, now, row),
+                )
+            if ids:
                 await conn.executemany(
                     "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
-                    [(channel, chat_id, platform_id, row) for platform_id in ids],
+                    [(out.channel, out.chat_id, platform_id, row) for platform_id in ids],
                 )
+        return row
 
     # -- operations: sending and channels ------------------------------------------------------------
 

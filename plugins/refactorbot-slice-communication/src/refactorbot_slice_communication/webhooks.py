@@ -49,7 +49,7 @@ def add_webhook_route(router: Any) -> None:
     )
     async def channel_webhook(channel: str, request: Request) -> Response:
         host = request.app.state.host
-        communication = host.instance("communication") if hasattr(host, "instance") else None
+        communication = host.instance("communication")
         if communication is None:
             return JSONResponse({"detail": "the communication slice is not running"}, status_code=503)
         adapter = communication.webhook_adapter(channel) if CHANNEL_NAME.match(channel) else None
