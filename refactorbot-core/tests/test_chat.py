@@ -292,8 +292,7 @@ class Policy:
     def before_operation(self, request):
         self.before.append(request.target)
         self.changed.set()
-        if request.target == self.refuse:
-            raise PermissionError("no streaming today")
+        return "no streaming today" if request.target == self.refuse else None
 
     @hookimpl
     def after_operation(self, request, response):

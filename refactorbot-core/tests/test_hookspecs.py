@@ -43,4 +43,18 @@ def test_every_hook_has_a_one_line_docstring(name):
 
 def test_firstresult_hooks():
     first = {n for n, f in specs().items() if f.refactorbot_spec.get("firstresult")}
-    assert first == {"before_llm_call", "before_tool_call", "provide_event_bus"}
+    assert first == {"before_operation", "before_llm_call", "before_tool_call", "provide_event_bus"}
+
+
+def test_the_veto_hooks_share_one_return_type():
+    assert set(hookspecs.VETO_HOOKS) == {"before_operation", "before_llm_call", "before_tool_call"}
+    vetoes = {n for n, f in specs().items() if inspect.signature(f).return_annotation == "Veto"}
+    assert vetoes == set(hookspecs.VETO_HOOKS)
+
+
+@pytest.mark.parametrize("name", sorted(specs()))
+def test_every_hook_parameter_is_typed(name):
+    signature = inspect.signature(specs()[name])
+    untyped = [p.name for p in signature.parameters.values() if p.annotation in (inspect.Parameter.empty, "Any")]
+    assert not untyped, f"{name}: parameters typed Any or not at all: {untyped}"
+    assert signature.return_annotation not in (inspect.Signature.empty, "Any"), name

@@ -185,8 +185,7 @@ async def test_operation_hooks_can_refuse_and_observe(tmp_path):
 
         @hookimpl
         def before_operation(self, request):
-            if request.operation == "boom":
-                raise PermissionError("boom is not allowed here")
+            return "boom is not allowed here" if request.operation == "boom" else None
 
         @hookimpl
         async def after_operation(self, request, response):
@@ -338,7 +337,8 @@ async def test_watchdog_reports_and_marks_the_slice_or_hook_that_blocks_the_loop
         assert any("was blocked for" in r.getMessage() and r.slice_id == "stall" for r in caplog.records)
 
         async def saved():
-            return {r["slice_id"]: r["error"] for r in await host.state.slices()}.get("stall") or ""
+            rows = await host.state.db.fetchall("SELECT slice_id, error FROM slice_state")
+            return {r["slice_id"]: r["error"] for r in rows}.get("stall") or ""
 
         assert (await _eventually(lambda: saved())).startswith("blocked the event loop for ")
 

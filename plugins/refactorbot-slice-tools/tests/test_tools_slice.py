@@ -93,7 +93,9 @@ async def test_policy_hooks_veto_and_observe(tmp_path: Path) -> None:
         vetoed = await execute(host, "echo", {"text": "forbidden"})
         assert vetoed["error"] == "echo refused by policy: forbidden words are not allowed"
         broken = await execute(host, "echo", {"text": "explode"})
-        assert broken["error"] == "echo refused: policy check failed: RuntimeError: policy engine down"
+        assert broken["error"] == (
+            "echo refused by policy: before_tool_call hook of policy raised RuntimeError: policy engine down"
+        )
         fine = await execute(host, "echo", {"text": "fine"}, session_id="s1", user_id="u1", call_id="call_1")
         assert fine["ok"] and fine["output"] == "fine"
         assert policy.seen == [("echo", False), ("echo", False), ("echo", True)]

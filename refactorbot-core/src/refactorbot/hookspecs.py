@@ -4,13 +4,41 @@ A plugin is a module named by an entry point in the ``refactorbot`` group. It de
 API versions it supports (``REFACTORBOT_API = 1``) and implements any of these hooks with
 ``@refactorbot.hookimpl``. Registration hooks are called once at start with a ``register``
 callback; runtime hooks may be ``async def`` — the host awaits what they return.
+
+The veto hooks (``VETO_HOOKS``) share one convention: return ``None`` to allow, a non-empty
+string (the reason) to refuse. docs/hooks.md says who calls each hook, when and how often.
+
+The types below are for readers and type checkers only (``TYPE_CHECKING``): importing this
+module imports nothing but pluggy.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pluggy
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import TypeAlias
+
+    import click
+    from fastapi import APIRouter
+
+    from refactorbot.channels import ChannelAdapter
+    from refactorbot.config import Settings
+    from refactorbot.dashboard import DashboardPage
+    from refactorbot.events import EventBus
+    from refactorbot.llm import LLMCall, LLMGateway, LLMResponse
+    from refactorbot.master import MasterCore
+    from refactorbot.models import IncomingMessage, OutgoingMessage, SliceRequest, SliceResponse
+    from refactorbot.slice import AtomicSlice
+    from refactorbot.tools import Tool, ToolCall, ToolResult
+
+    #: What a veto hook returns, or an awaitable of it: ``None`` allows, a non-empty reason refuses.
+    Veto: TypeAlias = str | Awaitable[str | None] | None
+    #: What an observing runtime hook returns: nothing, or an awaitable of nothing.
+    Observed: TypeAlias = Awaitable[None] | None
 
 PROJECT_NAME = "refactorbot"
 
@@ -26,42 +54,45 @@ REGISTRATION_HOOKS = (
     "register_dashboard_pages",
 )
 
+#: Hooks that may refuse what they inspect: ``None`` allows, a non-empty string refuses with that reason.
+VETO_HOOKS = ("before_operation", "before_llm_call", "before_tool_call")
+
 
 # -- registration --------------------------------------------------------------------------
 
 
 @hookspec
-def register_slices(register: Any) -> None:
+def register_slices(register: Callable[[type[AtomicSlice]], None]) -> None:
     """Register slices: call ``register(SliceClass)`` for each ``AtomicSlice`` subclass."""
 
 
 @hookspec
-def register_channels(register: Any) -> None:
+def register_channels(register: Callable[[type[ChannelAdapter]], None]) -> None:
     """Register channel adapters: call ``register(AdapterClass)`` for each ``ChannelAdapter``."""
 
 
 @hookspec
-def register_tools(register: Any) -> None:
+def register_tools(register: Callable[[type[Tool]], None]) -> None:
     """Register agent tools: call ``register(ToolClass)`` for each ``Tool`` subclass."""
 
 
 @hookspec
-def register_gateways(register: Any) -> None:
+def register_gateways(register: Callable[[type[LLMGateway]], None]) -> None:
     """Register LLM gateways: call ``register(GatewayClass)`` for each ``LLMGateway``."""
 
 
 @hookspec
-def register_dashboard_pages(register: Any) -> None:
+def register_dashboard_pages(register: Callable[[DashboardPage], None]) -> None:
     """Register dashboard pages: call ``register(DashboardPage(...))`` for each page."""
 
 
 @hookspec
-def register_routes(router: Any) -> None:
+def register_routes(router: APIRouter) -> None:
     """Add HTTP routes to the control API: ``router`` is a FastAPI ``APIRouter``."""
 
 
 @hookspec
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     """Add commands to the ``refactorbot`` CLI: ``cli`` is the root ``click.Group``."""
 
 
@@ -69,55 +100,55 @@ def register_commands(cli: Any) -> None:
 
 
 @hookspec
-def startup(host: Any) -> Any:
+def startup(host: MasterCore) -> Observed:
     """Run once the orchestrator has started every slice; ``host`` is the ``MasterCore``."""
 
 
 @hookspec
-def shutdown(host: Any) -> Any:
+def shutdown(host: MasterCore) -> Observed:
     """Run while the orchestrator shuts down, before slices stop."""
 
 
-@hookspec
-def before_operation(request: Any) -> Any:
-    """Inspect a ``SliceRequest`` before it runs; raising refuses the request with that error."""
+@hookspec(firstresult=True)
+def before_operation(request: SliceRequest) -> Veto:
+    """Inspect a ``SliceRequest`` before it runs; return a reason string to refuse it, ``None`` to allow."""
 
 
 @hookspec
-def after_operation(request: Any, response: Any) -> Any:
+def after_operation(request: SliceRequest, response: SliceResponse) -> Observed:
     """Observe a ``SliceRequest`` and its ``SliceResponse`` once it has run."""
 
 
 @hookspec(firstresult=True)
-def before_llm_call(call: Any) -> Any:
-    """Inspect (or re-route) an ``LLMCall`` before any request is sent; return a reason to veto it."""
+def before_llm_call(call: LLMCall) -> Veto:
+    """Inspect (or re-route) an ``LLMCall`` before any request is sent; return a reason string to refuse it."""
 
 
 @hookspec
-def after_llm_call(call: Any, result: Any) -> Any:
+def after_llm_call(call: LLMCall, result: LLMResponse) -> Observed:
     """Observe an ``LLMCall`` and its ``LLMResponse`` (usage, cost, latency)."""
 
 
 @hookspec(firstresult=True)
-def before_tool_call(call: Any) -> Any:
-    """Inspect a ``ToolCall`` before it runs; return a reason string to veto it."""
+def before_tool_call(call: ToolCall) -> Veto:
+    """Inspect a ``ToolCall`` before it runs; return a reason string to refuse it, ``None`` to allow."""
 
 
 @hookspec
-def after_tool_call(call: Any, result: Any) -> Any:
+def after_tool_call(call: ToolCall, result: ToolResult) -> Observed:
     """Observe a ``ToolCall`` and its ``ToolResult``."""
 
 
 @hookspec
-def message_received(message: Any) -> Any:
-    """Observe an ``IncomingMessage`` as a channel delivers it."""
+def message_received(message: IncomingMessage) -> Observed:
+    """Observe an ``IncomingMessage`` as a chat turn begins."""
 
 
 @hookspec
-def message_sent(message: Any) -> Any:
-    """Observe an ``OutgoingMessage`` after a channel sent it."""
+def message_sent(message: OutgoingMessage) -> Observed:
+    """Observe the ``OutgoingMessage`` a chat turn answers with."""
 
 
 @hookspec(firstresult=True)
-def provide_event_bus(config: Any) -> Any:
+def provide_event_bus(config: Settings) -> EventBus | Awaitable[EventBus | None] | None:
     """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``)."""

@@ -379,6 +379,11 @@ class MasterCore:
         """Return the ids of slices that serve requests, in start order."""
         return [sid for sid in self.order if self.slots[sid].instance is not None]
 
+    @property
+    def stopping(self) -> bool:
+        """Return whether ``stop()`` has begun: new requests are refused as ``slice_unavailable``."""
+        return self._stopping
+
     def has_slice(self, slice_id: str) -> bool:
         """Return whether ``slice_id`` is running."""
         slot = self.slots.get(slice_id)
@@ -462,11 +467,10 @@ class MasterCore:
     async def _run(
         self, request: SliceRequest, instance: AtomicSlice, started: float, emit: Emit | None = None
     ) -> SliceResponse:
-        if self._before_op:
-            try:
-                await self.plugins.acall("before_operation", request=request)
-            except Exception as exc:  # a policy hook refused (or broke): the request is refused
-                return SliceResponse.failure(request, ErrorType.REFUSED, f"refused: {exc}")
+        if self._before_op:  # a reason (or a hook that broke) refuses: see PluginHost.aveto
+            reason = await self.plugins.aveto("before_operation", request=request)
+            if reason is not None:
+                return SliceResponse.failure(request, ErrorType.REFUSED, f"refused: {reason}")
         try:
             work = instance.execute(request) if emit is None else instance.execute(request, emit)
             return await self.allocator.run(request.slice_id, request.target, work)  # type: ignore[no-any-return]
@@ -640,9 +644,9 @@ class MasterCore:
         """
         call.model = call.model or self.settings.llm.model
         call.gateway = call.gateway or self.gateway_for(call).name
-        veto = await self.plugins.afirstresult("before_llm_call", call=call)
-        if veto:
-            raise LLMCallRefused(f"LLM call refused: {veto}")
+        reason = await self.plugins.aveto("before_llm_call", call=call)
+        if reason is not None:
+            raise LLMCallRefused(f"LLM call refused: {reason}")
         return self.gateway_for(call)
 
     async def _after_llm(self, call: LLMCall, result: LLMResponse) -> None:

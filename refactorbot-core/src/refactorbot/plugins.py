@@ -419,6 +419,41 @@ class PluginHost:
                 return result
         return None
 
+    async def aveto(self, hook_name: str, **kwargs: Any) -> str | None:
+        """Call a veto hook (``hookspecs.VETO_HOOKS``) and return why it refuses, or ``None``.
+
+        The one convention of ``before_operation``, ``before_llm_call`` and ``before_tool_call``:
+        an implementation returns ``None`` to allow and a non-empty string, the reason, to refuse.
+        Implementations run in pluggy's order; the first refusal wins and the rest do not run. An
+        implementation that raises (``sys.exit()`` included) or returns anything else refuses too,
+        with a reason naming the hook and its plugin, and is logged: a broken policy never lets
+        a call through.
+        """
+        if hook_name not in hookspecs.VETO_HOOKS:
+            raise ValueError(f"{hook_name} is not a veto hook ({', '.join(hookspecs.VETO_HOOKS)})")
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            try:
+                result = _call_impl(impl, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+            except (Exception, SystemExit) as exc:  # a broken policy refuses; it never allows
+                verb = "" if isinstance(exc, SystemExit) else "raised "
+                reason = f"{hook_name} hook of {impl.plugin_name} {verb}{describe_exception(exc)}"
+                log.error("%s", reason, exc_info=not isinstance(exc, SystemExit))
+                return reason
+            if result is None:
+                continue
+            if isinstance(result, str) and result.strip():
+                return result
+            shown = repr(result) if len(repr(result)) <= 60 else repr(result)[:57] + "..."
+            reason = (
+                f"{hook_name} hook of {impl.plugin_name} returned {type(result).__name__} {shown}; a veto hook"
+                " returns None to allow or a non-empty reason string to refuse"
+            )
+            log.error("%s", reason)
+            return reason
+        return None
+
     def _escaped(self, hook_name: str, exc: SystemExit) -> PluginError:
         """Return the error that replaces a ``SystemExit`` raised by a runtime hook."""
         owners = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -41,7 +41,9 @@ from refactorbot.operations import Emit, OperationSpec, build_spec
 if TYPE_CHECKING:  # imported where used, so that plugin discovery stays fast
     from refactorbot.database import SliceDatabase
     from refactorbot.events import Event
-    from refactorbot.llm import LLMCall, LLMChunk, LLMResponse
+    from refactorbot.llm import LLMCall, LLMChunk, LLMGateway, LLMResponse
+    from refactorbot.metrics import Metrics
+    from refactorbot.plugins import PluginHost
 
 
 class SliceConfig(Model):
@@ -51,13 +53,65 @@ class SliceConfig(Model):
 
 
 class Host(Protocol):
-    """What a slice may ask of the host through its context."""
+    """What a slice may ask of the host through ``ctx.host`` (in a running host, the ``MasterCore``).
 
-    async def route(self, request: SliceRequest) -> SliceResponse: ...
-    async def publish(self, event: Event) -> None: ...
-    async def complete(self, call: LLMCall) -> LLMResponse: ...
-    def stream(self, call: LLMCall) -> AsyncIterator[LLMChunk]: ...
-    def has_slice(self, slice_id: str) -> bool: ...
+    ``SliceContext`` wraps the everyday calls (``ctx.call``, ``ctx.publish``, ``ctx.complete``,
+    ``ctx.stream``, ``ctx.has_slice``, ``ctx.env``); the rest is here. ``ctx.host`` is ``None``
+    for a slice built without a host (a unit test), so check it before use.
+    """
+
+    @property
+    def serving(self) -> bool:
+        """Whether the host serves (``refactorbot serve``); ``False`` when it runs one command."""
+        ...
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the host is shutting down: new requests are refused as ``slice_unavailable``."""
+        ...
+
+    @property
+    def env(self) -> Mapping[str, str] | None:
+        """The environment the host reads ``RB_*`` variables from (``None``: ``os.environ``)."""
+        ...
+
+    @property
+    def plugins(self) -> PluginHost:
+        """The plugins: ``registry`` (what they registered, by kind), ``records`` (how each loaded), hook calls."""
+        ...
+
+    @property
+    def metrics(self) -> Metrics:
+        """Counts and latencies of every routed operation: ``metrics.snapshot(slice_id)``."""
+        ...
+
+    async def route(self, request: SliceRequest) -> SliceResponse:
+        """Run one request through hooks, limits and its slice; never raises."""
+        ...
+
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` on the event bus."""
+        ...
+
+    async def complete(self, call: LLMCall) -> LLMResponse:
+        """Send ``call`` to its gateway after the ``before_llm_call`` veto."""
+        ...
+
+    def stream(self, call: LLMCall) -> AsyncIterator[LLMChunk]:
+        """Like ``complete``, chunk by chunk."""
+        ...
+
+    def has_slice(self, slice_id: str) -> bool:
+        """Return whether ``slice_id`` is running."""
+        ...
+
+    def instance(self, slice_id: str) -> AtomicSlice | None:
+        """Return the running instance of ``slice_id``, or ``None``."""
+        ...
+
+    def gateway_for(self, call: LLMCall) -> LLMGateway:
+        """Return the gateway ``call`` would be sent to; raise ``GatewayError`` when there is none."""
+        ...
 
 
 class SliceContext:
@@ -69,6 +123,14 @@ class SliceContext:
         self.host = host
         self.settings = settings
         self.log = logging.getLogger(f"refactorbot.slice.{slice_id}")
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """Return the environment the host reads ``RB_*`` variables from (``os.environ`` by default)."""
+        import os
+
+        env = self.host.env if self.host is not None else None
+        return os.environ if env is None else env
 
     @property
     def data_dir(self) -> Path:
@@ -327,9 +389,8 @@ class AtomicSlice:
             checks.append(DiagnosticCheck(name="schemas", passed=True, detail=f"{len(self.operations())} operations"))
         except Exception as exc:  # an operation whose schema cannot be generated
             checks.append(DiagnosticCheck(name="schemas", passed=False, detail=f"{type(exc).__name__}: {exc}"))
-        metrics = getattr(self.ctx.host, "metrics", None)
-        if metrics is not None:
-            for target, stats in metrics.snapshot(self.slice_id).items():
+        if self.ctx.host is not None:
+            for target, stats in self.ctx.host.metrics.snapshot(self.slice_id).items():
                 if stats["count"] >= 10:
                     checks.append(
                         DiagnosticCheck(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from refactorbot import hookimpl
+
+if TYPE_CHECKING:
+    from refactorbot import MasterCore
 
 REFACTORBOT_API = 1
 
@@ -13,12 +16,12 @@ _servers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @hookimpl
-async def startup(host: Any) -> None:
+async def startup(host: MasterCore) -> None:
     """Start the API server inside the orchestrator's event loop (unless ``[plugins.api] enabled = false``).
 
     One-shot commands (``refactorbot call``, ``slices``) run a host that is not serving: no server then.
     """
-    if not getattr(host, "serving", True):
+    if not host.serving:
         return
     from refactorbot_api.config import ApiConfig
     from refactorbot_api.server import ApiServer
@@ -32,7 +35,7 @@ async def startup(host: Any) -> None:
 
 
 @hookimpl
-async def shutdown(host: Any) -> None:
+async def shutdown(host: MasterCore) -> None:
     """Stop the API server and remove ``server.json``."""
     server = _servers.pop(host, None)
     if server is not None:

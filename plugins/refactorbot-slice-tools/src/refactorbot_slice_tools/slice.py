@@ -83,7 +83,7 @@ class ToolsSlice(AtomicSlice):
         self._writer = self.db.batch_writer(_INSERT_EXECUTION)
         for name, per_minute in self.settings.rate_limits.items():
             self.buckets[name] = TokenBucket(per_minute / 60.0, max(1.0, per_minute))
-        registry = _registry(self.ctx.host)
+        registry = dict(self.ctx.host.plugins.registry.tools) if self.ctx.host is not None else {}
         for name, registered in sorted(registry.items()):
             tool = self._instantiate(name, registered.obj)
             if tool is not None:
@@ -184,20 +184,18 @@ class ToolsSlice(AtomicSlice):
         settings = self.ctx.settings
         model = getattr(cls, "Config", None)
         if settings is not None and isinstance(model, type) and issubclass(model, BaseModel):
-            env = getattr(self.ctx.host, "env", None)
-            validated: BaseModel = settings.section("tools", section, model, env)
+            validated: BaseModel = settings.section("tools", section, model, self.ctx.env)
             return validated.model_dump(exclude_unset=True)
         return dict(getattr(settings, "tools", {}).get(section, {}))
 
     def _info(self, tool: Tool, plugin: str) -> ToolInfo:
-        host = self.ctx.host
-        record = getattr(getattr(host, "plugins", None), "records", {}).get(plugin)
+        record = self.ctx.host.plugins.records.get(plugin) if self.ctx.host is not None else None
         return ToolInfo(
             name=tool.name,
             description=tool.description,
             category=getattr(tool, "category", None) or getattr(tool, "config_section", None) or "general",
             plugin=plugin,
-            version=getattr(record, "version", None) or getattr(tool, "version", None),
+            version=(record.version if record is not None else None) or getattr(tool, "version", None),
             enabled=tool.name not in self.settings.disabled,
             definition=tool.schema(),
         )
@@ -282,14 +280,10 @@ class ToolsSlice(AtomicSlice):
             raise ToolError(f"invalid arguments for {name}: {detail}") from None
 
     async def _police(self, call: ToolCall) -> None:
-        plugins = getattr(self.ctx.host, "plugins", None)
-        if plugins is not None:
-            try:
-                veto = await plugins.afirstresult("before_tool_call", call=call)
-            except Exception as exc:  # a policy hook that breaks refuses the call rather than allowing it
-                raise ToolError(f"{call.tool} refused: policy check failed: {type(exc).__name__}: {exc}") from None
-            if veto:
-                raise ToolError(f"{call.tool} refused by policy: {veto}")
+        if self.ctx.host is not None:  # None allows; a reason, or a hook that broke, refuses (PluginHost.aveto)
+            reason = await self.ctx.host.plugins.aveto("before_tool_call", call=call)
+            if reason is not None:
+                raise ToolError(f"{call.tool} refused by policy: {reason}")
         bucket = self.buckets.get(call.tool)
         if bucket is not None and not bucket.try_take():
             limit = self.settings.rate_limits[call.tool]
@@ -340,11 +334,10 @@ class ToolsSlice(AtomicSlice):
             self.log.error("tool %s ran but its execution-log row was not written: %s", call.tool, exc)
 
     async def _after(self, call: ToolCall, result: ToolResult) -> None:
-        plugins = getattr(self.ctx.host, "plugins", None)
-        if plugins is None:
+        if self.ctx.host is None:
             return
         try:
-            await plugins.acall("after_tool_call", call=call, result=result)
+            await self.ctx.host.plugins.acall("after_tool_call", call=call, result=result)
         except Exception:  # observers must not change the result
             self.log.exception("after_tool_call hook failed for %s", call.tool)
 
@@ -410,13 +403,6 @@ class ToolsSlice(AtomicSlice):
             [*args, params.limit],
         )
         return History(executions=[_record(row) for row in rows])
-
-
-def _registry(host: Any) -> dict[str, Any]:
-    plugins = getattr(host, "plugins", None)
-    registry = getattr(plugins, "registry", None)
-    tools = getattr(registry, "tools", None)
-    return dict(tools) if tools else {}
 
 
 def _record(row: Any) -> ExecutionRecord:
