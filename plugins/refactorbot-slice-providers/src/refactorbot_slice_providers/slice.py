@@ -287,14 +287,12 @@ class ProvidersSlice(AtomicSlice):
 
     def _gateway(self, model: str) -> LLMGateway | None:
         """Return the gateway the host would send ``model`` to, or ``None`` (no host or no gateway)."""
-        gateway_for = getattr(self.ctx.host, "gateway_for", None)
-        if gateway_for is None:
+        if self.ctx.host is None:
             return None
         try:
-            gateway = gateway_for(LLMCall(model=model, messages=[]))
+            return self.ctx.host.gateway_for(LLMCall(model=model, messages=[]))
         except RefactorbotError:  # no gateway installed, or its configuration is invalid
             return None
-        return gateway if isinstance(gateway, LLMGateway) else None
 
     def _gateway_key_envs(self, model: str) -> tuple[str, ...]:
         """Return the key variables the gateway names; without a gateway, the provider's usual one."""
@@ -321,10 +319,7 @@ class ProvidersSlice(AtomicSlice):
         )
 
     def _installed_gateways(self) -> set[str] | None:
-        plugins = getattr(self.ctx.host, "plugins", None)
-        registry = getattr(plugins, "registry", None)
-        gateways = getattr(registry, "gateways", None)
-        return None if gateways is None else set(gateways)
+        return None if self.ctx.host is None else set(self.ctx.host.plugins.registry.gateways)
 
     @operation
     async def list_models(self, params: ListModels) -> list[ModelInfo]:
