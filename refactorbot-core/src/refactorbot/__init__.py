@@ -33,8 +33,10 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import WebhookRequest as WebhookRequest
     from refactorbot.channels import WebhookResponse as WebhookResponse
     from refactorbot.channels import hmac_sha256_hex as hmac_sha256_hex
+    from refactorbot.channels import markdown_to_plain as markdown_to_plain
     from refactorbot.channels import parse_retry_after as parse_retry_after
     from refactorbot.channels import signatures_match as signatures_match
+    from refactorbot.channels import split_text as split_text
     from refactorbot.chat import MasterChat as MasterChat
     from refactorbot.client import SERVER_FILE as SERVER_FILE
     from refactorbot.client import TOKEN_FILE as TOKEN_FILE
@@ -139,8 +141,10 @@ _LAZY = {
     "WebhookRequest": "channels",
     "WebhookResponse": "channels",
     "hmac_sha256_hex": "channels",
+    "markdown_to_plain": "channels",
     "parse_retry_after": "channels",
     "signatures_match": "channels",
+    "split_text": "channels",
     "MasterChat": "chat",
     "SERVER_FILE": "client",
     "TOKEN_FILE": "client",

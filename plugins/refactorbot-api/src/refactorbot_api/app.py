@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from refactorbot._version import __version__
+from refactorbot import __version__
 
 from refactorbot_api.auth import UNAUTHORIZED, BearerGuard, ensure_token, token_matches
 from refactorbot_api.config import ApiConfig

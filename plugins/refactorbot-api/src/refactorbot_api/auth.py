@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from refactorbot.client import TOKEN_FILE
+from refactorbot import TOKEN_FILE
 
 #: Paths served without a token. ``/hooks/...`` routes must verify their own signatures.
 PUBLIC_PATHS = frozenset({"/health"})

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from typing import Any
 
-from refactorbot.errors import ConfigError
+from refactorbot import ConfigError
 
 MASK = "***"
 

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from refactorbot.database import BatchWriteFailed, committed
+from refactorbot import BatchWriteFailed, committed
 
 log = logging.getLogger("refactorbot.api")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from refactorbot.database import SliceDatabase
+from refactorbot import SliceDatabase
 
 LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 # Plain pydantic models: FastAPI builds their schemas itself (deferred builds confuse its body aliases).
 from pydantic import BaseModel, ConfigDict, Field
-from refactorbot.models import DiagnosticCheck, SliceCapabilities
+from refactorbot import DiagnosticCheck, SliceCapabilities
 
 
 class ErrorBody(BaseModel):

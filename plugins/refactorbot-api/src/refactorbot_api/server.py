@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from refactorbot.client import SERVER_FILE
-from refactorbot.errors import ConfigError
+from refactorbot import SERVER_FILE, ConfigError
 
 from refactorbot_api.app import create_app
 from refactorbot_api.auth import ensure_token

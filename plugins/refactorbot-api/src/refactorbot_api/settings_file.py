@@ -11,8 +11,7 @@ from typing import Any
 
 import tomli_w
 from pydantic import BaseModel
-from refactorbot.config import CONFIG_FILE, ResourceLimits, Settings, validate_section
-from refactorbot.errors import ConfigError
+from refactorbot import CONFIG_FILE, ConfigError, ResourceLimits, Settings, validate_section
 
 from refactorbot_api.credentials import MASK, mask, merge_update
 

@@ -12,7 +12,7 @@ from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from refactorbot.client import SERVER_FILE, TOKEN_FILE
+from refactorbot import SERVER_FILE, TOKEN_FILE
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def running_server(
     env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """Start a ``MasterCore`` with ``plugins`` plus the API (on a random port) in a thread; stop it after."""
-    from refactorbot.testing.host import build_host
+    from refactorbot.testing import build_host
 
     import refactorbot_api.plugin
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,7 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
-from refactorbot.models import IncomingMessage, OutgoingMessage
+from refactorbot import IncomingMessage, OutgoingMessage
 
 from refactorbot_api.routes.responses import R400, R422, R500, R503
 from refactorbot_api.schemas import ChatRequest
@@ -42,15 +41,14 @@ def router(host: Any) -> APIRouter:
 
     def master_chat() -> Any:
         try:
-            chat_module = importlib.import_module("refactorbot.chat")
-            master_chat_class = chat_module.MasterChat
-        except (ImportError, AttributeError):
+            from refactorbot import MasterChat
+        except ImportError:
             raise HTTPException(503, "chat is unavailable: this refactorbot-core has no MasterChat") from None
         if not host.has_slice("agent"):
             raise HTTPException(
                 503, "chat is unavailable: the agent slice is not running (install refactorbot-slice-agent)"
             )
-        return master_chat_class(host)
+        return MasterChat(host)
 
     @api.post("/chat", response_model=OutgoingMessage, tags=["chat"], responses=R400 | R422 | R500 | R503)
     async def chat(message: ChatRequest) -> OutgoingMessage:

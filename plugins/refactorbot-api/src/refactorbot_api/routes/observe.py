@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from refactorbot.resources import process_stats
+from refactorbot import process_stats
 
 from refactorbot_api import history
 from refactorbot_api.routes.responses import R422

@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from refactorbot.errors import describe_validation_error
-from refactorbot.models import ImprovementFeedback, ImprovementPlan, SliceRequest, SliceResponse
+from refactorbot import ImprovementFeedback, ImprovementPlan, SliceRequest, SliceResponse, describe_validation_error
 
 from refactorbot_api.routes.responses import R400, R404, R409, R422, R500
 from refactorbot_api.routes.slots import SliceId, running_instance, slot

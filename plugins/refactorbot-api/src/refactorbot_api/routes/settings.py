@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Path
 from fastapi.responses import JSONResponse
-from refactorbot.errors import ConfigError
+from refactorbot import ConfigError
 
 from refactorbot_api import settings_file
 from refactorbot_api.routes.responses import R400, R409, R422
