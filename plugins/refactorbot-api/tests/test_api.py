@@ -149,8 +149,16 @@ class BrokenRoutes:
         raise RuntimeError("no routes today")
 
 
+class Undeclared:
+    """Declares no REFACTORBOT_API: loaded, with a warning."""
+
+    @refactorbot_api.plugin.hookimpl
+    def register_dashboard_pages(self, register: object) -> None:
+        pass
+
+
 async def test_plugins_lists_failed_ones(tmp_path: Path) -> None:
-    plugins = [api_sample, refactorbot_api.plugin, BrokenPlugin(), BrokenRoutes()]
+    plugins = [api_sample, refactorbot_api.plugin, BrokenPlugin(), BrokenRoutes(), Undeclared()]
     async with host_running(tmp_path, plugins, config=CONFIG):
         token = (tmp_path / "api-token").read_text().strip()
         url = json.loads((tmp_path / "server.json").read_text())["url"]
@@ -164,6 +172,11 @@ async def test_plugins_lists_failed_ones(tmp_path: Path) -> None:
     # A plugin whose routes fail is reported; the API and the other plugins' routes still serve.
     assert records["BrokenRoutes"]["status"] == "failed"
     assert records["BrokenRoutes"]["error"] == "register_routes: RuntimeError: no routes today"
+    assert (records["Undeclared"]["status"], records["Undeclared"]["warning"]) == (
+        "ok",
+        "declares no REFACTORBOT_API; assumed compatible with API 1",
+    )
+    assert records["api_sample"]["warning"] is None
 
 
 async def test_slices_and_detail(served: Served) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import os
 import re
@@ -32,6 +33,17 @@ log = logging.getLogger(__name__)
 _WRITERS: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
 #: Database files found deleted or replaced under an open connection, and why (reported at the next open).
 _LOST: dict[Path, str] = {}
+#: The batch writer whose flush runs in the current task (see ``current_flush``).
+_FLUSHING: contextvars.ContextVar[BatchWriter | None] = contextvars.ContextVar("refactorbot_flushing", default=None)
+
+
+def current_flush() -> BatchWriter | None:
+    """Return the batch writer whose flush is running in this task, or None.
+
+    A log handler that writes through a batch writer checks it to drop what that writer's own
+    flush logs (a failed write), which would otherwise be queued behind it and fail again.
+    """
+    return _FLUSHING.get()
 
 
 class DatabaseFileLost(RefactorbotError):
@@ -358,34 +370,45 @@ class BatchWriter:
                 raise BatchWriteFailed(f"{self.db.path.name}: {reason}")
 
     async def flush(self) -> int:
-        """Write every buffered row now; return how many were written."""
+        """Write the rows buffered when called; return how many were written."""
         async with self._flush_lock:
             return await self._flush_locked()
 
     async def _flush_locked(self) -> int:
+        """Write the rows buffered now (a snapshot); rows added meanwhile wait for the next flush.
+
+        The snapshot bounds the time the flush lock is held, however fast rows keep coming
+        (``close`` waits for that lock), and what the flush itself logs (a failed batch) is
+        never written by the same flush.
+        """
         total = 0
-        while self._rows:
-            batch, self._rows = self._rows[: self.max_batch], self._rows[self.max_batch :]
-            try:
-                if len(batch) == 1:  # one autocommit statement: one trip to the database thread, not three
-                    await self.db.execute_alone(self.sql, batch[0])
-                else:
-                    async with self.db.transaction() as conn:
-                        await conn.executemany(self.sql, batch)
-            except asyncio.CancelledError:
-                self._rows[:0] = batch  # rolled back: keep the rows for the next flush
-                raise
-            except Exception as exc:
-                self.errors += len(batch)
-                self._failures.append(
-                    (self._settled + 1, self._settled + len(batch), f"{len(batch)} rows not written: {exc}")
-                )
+        snapshot, self._rows = self._rows, []
+        token = _FLUSHING.set(self)
+        try:
+            for start in range(0, len(snapshot), self.max_batch):
+                batch = snapshot[start : start + self.max_batch]
+                try:
+                    if len(batch) == 1:  # one autocommit statement: one trip to the database thread, not three
+                        await self.db.execute_alone(self.sql, batch[0])
+                    else:
+                        async with self.db.transaction() as conn:
+                            await conn.executemany(self.sql, batch)
+                except asyncio.CancelledError:
+                    self._rows[:0] = snapshot[start:]  # rolled back: keep the rows for the next flush
+                    raise
+                except Exception as exc:
+                    self.errors += len(batch)
+                    self._failures.append(
+                        (self._settled + 1, self._settled + len(batch), f"{len(batch)} rows not written: {exc}")
+                    )
+                    self._settled += len(batch)
+                    log.exception("batch write to %s failed (%d rows)", self.db.path.name, len(batch))
+                    continue
                 self._settled += len(batch)
-                log.exception("batch write to %s failed (%d rows)", self.db.path.name, len(batch))
-                continue
-            self._settled += len(batch)
-            self.batches += 1
-            total += len(batch)
+                self.batches += 1
+                total += len(batch)
+        finally:
+            _FLUSHING.reset(token)
         self.written += total
         return total
 
@@ -405,7 +428,9 @@ class BatchWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.db.is_open:
+        for _ in range(3):  # rows added while the last flush ran (bounded: a flush may log)
+            if not self.db.is_open or not self._rows:
+                break
             await self.flush()
         if self in self.db._writers:
             self.db._writers.remove(self)

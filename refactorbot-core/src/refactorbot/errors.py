@@ -39,14 +39,6 @@ class SliceUnavailable(RefactorbotError):
     """Raise when a slice is not installed, not enabled, or not running."""
 
 
-class OperationNotFound(RefactorbotError):
-    """Raise when a slice has no operation of the requested name."""
-
-
-class InvalidPayload(RefactorbotError):
-    """Raise when an operation's payload does not match its input model."""
-
-
 class ResourceLimitExceeded(RefactorbotError):
     """Raise when a slice's concurrency, rate or time limit refuses a request."""
 
@@ -76,13 +68,34 @@ class PathOutsideWorkspace(ToolError):
 
 
 class OperationFailed(RefactorbotError):
-    """Raise from ``SliceContext.call`` when the called operation returned ``success=False``."""
+    """Raise from ``SliceContext.call`` when the called operation returned ``success=False``.
+
+    ``error_type`` is the response's (``"timeout"``, ``"refused"``, ...); two of them have their
+    own subclass, for a caller that handles them apart: ``OperationNotFound`` and ``InvalidPayload``.
+    """
 
     def __init__(self, target: str, error_type: str | None, message: str | None) -> None:
         super().__init__(f"{target} failed: {message}")
         self.target = target
         self.error_type = error_type
         self.error_message = message
+
+    @staticmethod
+    def of(target: str, error_type: str | None, message: str | None) -> OperationFailed:
+        """Return the error for a failed response: the subclass its ``error_type`` has, if any."""
+        cls = {"unknown_operation": OperationNotFound, "invalid_payload": InvalidPayload}.get(error_type or "")
+        return (cls or OperationFailed)(target, error_type, message)
+
+
+class OperationNotFound(OperationFailed):
+    """Raise from ``SliceContext.call`` when the slice has no operation of that name (``unknown_operation``).
+
+    A slice calling an operation that an older version of another slice lacks catches it to fall back.
+    """
+
+
+class InvalidPayload(OperationFailed):
+    """Raise from ``SliceContext.call`` when the payload does not match the operation's input model."""
 
 
 class MigrationError(RefactorbotError):

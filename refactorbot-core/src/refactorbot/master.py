@@ -24,6 +24,7 @@ from refactorbot.errors import (
     SliceUnavailable,
 )
 from refactorbot.events import Event, EventBus, InMemoryEventBus
+from refactorbot.home import secure_home
 from refactorbot.llm import LLMCall, LLMChunk, LLMGateway, LLMResponse, ToolCallRequest, Usage
 from refactorbot.metrics import Metrics
 from refactorbot.models import ErrorType, HealthState, SliceRequest, SliceResponse
@@ -84,6 +85,8 @@ class MasterCore:
         self._saved_log_level = logging.NOTSET
         self._before_op = plugins.has_impls("before_operation")
         self._after_op = plugins.has_impls("after_operation")
+        #: ``after_operation`` calls still running; ``stop`` waits for them (see ``_drain_observers``).
+        self._observers: set[asyncio.Task[None]] = set()
         self._watchdog: LoopWatchdog | None = None
         #: ``time.monotonic()`` by which a stop begun by a signal must be over (``serve_forever``).
         self._deadline: float | None = None
@@ -112,7 +115,7 @@ class MasterCore:
         for more than ``[core] loop_block_threshold`` seconds (see ``refactorbot.watchdog``).
         """
         self._ensure_watchdog()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        secure_home(self.settings.home)  # created 0700: private from the first instant, not once master.db opens
         await self.state.open()
         level = logging.getLevelName(self.settings.core.log_level.upper())
         self._log_handler = StateLogHandler(self.state, level)
@@ -161,9 +164,17 @@ class MasterCore:
             slot.instance = instance  # initialized: it may serve calls, even from its own start()
             await asyncio.wait_for(instance.start(), self.settings.core.start_timeout)
         except Exception as exc:  # a slice failing to come up is reported; the others carry on
-            if slot.instance is not None:
-                with contextlib.suppress(Exception):
+            if slot.instance is not None:  # initialized, then start failed: release what initialize opened
+                try:
                     await asyncio.wait_for(slot.instance.shutdown(), self.settings.core.stop_timeout)
+                except Exception as teardown:  # reported; the start failure below is what the slot keeps
+                    log.error(
+                        "slice %s: shutdown after a failed start failed too: %s: %s",
+                        slot.slice_id,
+                        type(teardown).__name__,
+                        teardown,
+                        extra={"slice_id": slot.slice_id},
+                    )
             message = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
             slot.status, slot.error, slot.instance = "failed", message, None
             log.error("slice %s failed to start: %s", slot.slice_id, message, extra={"slice_id": slot.slice_id})
@@ -226,6 +237,7 @@ class MasterCore:
                 await self._supervisor
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._idle.wait(), self._budget(self.settings.core.drain_timeout, 0.5))
+        await self._drain_observers()
         for result in self.plugins.call_isolated("shutdown", host=self):
             if asyncio.iscoroutine(result):
                 try:
@@ -248,6 +260,18 @@ class MasterCore:
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
+
+    async def _drain_observers(self) -> None:
+        """Wait for running ``after_operation`` calls, at most the stop timeout; cancel the rest."""
+        if not self._observers:
+            return
+        timeout = self._budget(self.settings.core.stop_timeout, 0.5)
+        _, late = await asyncio.wait(set(self._observers), timeout=timeout)
+        if late:
+            log.error("%d after_operation call(s) did not finish within %gs of the stop; cancelled", len(late), timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
 
     def _budget(self, limit: float, share: float) -> float:
         """Return ``limit``, cut to ``share`` of the time left when a signal set a stop deadline."""
@@ -505,7 +529,9 @@ class MasterCore:
                 duration,
             )
         if self._after_op:
-            asyncio.get_running_loop().create_task(self._after(request, response))
+            task = asyncio.get_running_loop().create_task(self._after(request, response), name="after_operation")
+            self._observers.add(task)
+            task.add_done_callback(self._observers.discard)
         return response
 
     async def _after(self, request: SliceRequest, response: SliceResponse) -> None:

@@ -182,6 +182,8 @@ class PluginRecord:
     hooks: list[str] = dataclasses.field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
+    #: Loaded, but something to know: ``declares no REFACTORBOT_API; assumed compatible with API 1``.
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict with stable keys."""
@@ -284,6 +286,8 @@ class PluginHost:
         """Check, register and run the registration hooks of one loaded plugin."""
         self.records[record.name] = record
         problem = _api_problem(plugin)
+        if getattr(plugin, "REFACTORBOT_API", None) is None:  # a declaration, not a gate
+            record.warning = f"declares no REFACTORBOT_API; assumed compatible with API {API_VERSION}"
         if problem:
             record.status = "incompatible"
             record.error = problem
@@ -294,6 +298,11 @@ class PluginHost:
             self.pm.register(plugin, name=record.name)
         except Exception as exc:  # pluggy validation, duplicate registration
             self._fail(record, f"hook validation failed: {exc}")
+            return record
+        wrapper = _wrapper_problem(self.pm, plugin)
+        if wrapper is not None:  # refused whole: none of its hooks may run without the wrapper
+            self.pm.unregister(plugin)
+            self._fail(record, wrapper)
             return record
         running: list[str] = []
         try:
@@ -486,7 +495,26 @@ def _dist_of(ep: EntryPoint) -> tuple[str, str | None]:
     return meta["Name"], meta["Version"]
 
 
+def _wrapper_problem(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """Return why ``plugin`` is refused when it implements a hook as a pluggy wrapper, or None.
+
+    The host calls every implementation itself (each isolated, awaiting ``async def`` ones), so a
+    wrapper's generator would be taken for its result (a veto of every LLM call, for one) or its
+    body would never run. Wrappers are refused at load, with this reason, rather than misread.
+    """
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and (impl.wrapper or impl.hookwrapper):
+                marker = "wrapper=True" if impl.wrapper else "hookwrapper=True"
+                return (
+                    f"{caller.name} is a hook wrapper (@hookimpl({marker})), which refactorbot does not support:"
+                    " implement it as a plain or async function (see docs/hooks.md)"
+                )
+    return None
+
+
 def _call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one implementation with the arguments it names (wrappers never get here: see ``_wrapper_problem``)."""
     func: Callable[..., Any] = impl.function
     return func(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
 
@@ -506,10 +534,22 @@ def _code_of(func: Any) -> CodeType | None:
 
 
 def _api_problem(plugin: Any) -> str | None:
+    """Return why ``plugin`` is ``incompatible``: it declares API versions that exclude the host's.
+
+    ``REFACTORBOT_API`` is a declaration, not a gate: a plugin that declares nothing is loaded
+    (with a warning in its record). One that declares something unreadable is refused, saying so.
+    """
     declared = getattr(plugin, "REFACTORBOT_API", None)
     if declared is None:
-        return f"declares no REFACTORBOT_API (this host offers API {API_VERSION})"
-    versions = {declared} if isinstance(declared, int) else set(declared)
+        return None
+    if isinstance(declared, int) and not isinstance(declared, bool):
+        versions = {declared}
+    elif isinstance(declared, (tuple, list, set, frozenset)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in declared
+    ):
+        versions = set(declared)
+    else:
+        return f"REFACTORBOT_API must be an int or a tuple of ints, got {declared!r}"
     if API_VERSION not in versions:
         return f"supports API {sorted(versions)}, this host offers API {API_VERSION}"
     return None

@@ -154,7 +154,8 @@ class SliceContext:
     async def call(self, target: str, /, **payload: Any) -> Any:
         """Call ``"slice.operation"`` through the host and return its data.
 
-        Raise ``SliceUnavailable`` when the slice is absent, ``OperationFailed`` when it fails.
+        Raise ``SliceUnavailable`` when the slice is absent, ``OperationFailed`` when it fails:
+        ``OperationNotFound`` when it has no such operation, ``InvalidPayload`` when it refuses the payload.
         """
         slice_id, _, op = target.partition(".")
         if not op:
@@ -165,7 +166,7 @@ class SliceContext:
             return response.data
         if response.error_type is ErrorType.SLICE_UNAVAILABLE:
             raise SliceUnavailable(response.error_message or f"slice '{slice_id}' is unavailable")
-        raise OperationFailed(target, response.error_type and response.error_type.value, response.error_message)
+        raise OperationFailed.of(target, response.error_type and response.error_type.value, response.error_message)
 
     async def publish(self, topic: str, payload: dict[str, Any] | None = None) -> None:
         """Publish an event (``topic`` is dotted, conventionally ``<slice_id>.<what>``)."""

@@ -1,23 +1,22 @@
-"""The orchestrator's own records in ``master.db``: key/value state, slice states, logs."""
+"""The orchestrator's own records in ``master.db``: slice states, the operation log, unified logs."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from refactorbot.database import BatchWriter, SliceDatabase
+from refactorbot.database import BatchWriter, SliceDatabase, current_flush
 from refactorbot.home import secure_home
 
 SLICE_STATUSES = ("pending", "initializing", "running", "degraded", "failed", "stopped")
 
 
 class GlobalState:
-    """Key/value state, slice states and heartbeats, the operation log and unified logs.
+    """Slice states and heartbeats, the operation log and unified logs, in ``master.db``.
 
     ``path`` is ``<home>/master.db``: opening it also makes the home private (``0700``, its
     files and databases ``0600``; see ``refactorbot.home.secure_home``).
@@ -63,21 +62,6 @@ class GlobalState:
             if writer is not None and writer.unsettled:
                 await writer.committed()
 
-    # -- key/value -------------------------------------------------------------------------
-
-    async def get(self, key: str, default: Any = None) -> Any:
-        """Return the JSON value stored under ``key``."""
-        raw = await self.db.scalar("SELECT value FROM kv WHERE key = ?", (key,))
-        return default if raw is None else json.loads(raw)
-
-    async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` (JSON-serializable) under ``key``."""
-        await self.db.execute(
-            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (key, json.dumps(value), time.time()),
-        )
-
     # -- slices ----------------------------------------------------------------------------
 
     async def set_slice(self, slice_id: str, status: str, **fields: Any) -> None:
@@ -96,19 +80,6 @@ class GlobalState:
             f" ON CONFLICT(slice_id) DO UPDATE SET {updates}",
             (slice_id, *columns.values()),
         )
-
-    async def heartbeat(self, slice_id: str, health: str) -> None:
-        """Record that ``slice_id`` answered a health check."""
-        now = time.time()
-        await self.db.execute(
-            "UPDATE slice_state SET heartbeat_at = ?, health = ?, updated_at = ? WHERE slice_id = ?",
-            (now, health, now, slice_id),
-        )
-
-    async def slices(self) -> list[dict[str, Any]]:
-        """Return every recorded slice state, sorted by id."""
-        rows = await self.db.fetchall("SELECT * FROM slice_state ORDER BY slice_id")
-        return [dict(r) for r in rows]
 
     # -- logs ------------------------------------------------------------------------------
 
@@ -139,6 +110,10 @@ class GlobalState:
                 )
             )
 
+    def writing_logs(self) -> bool:
+        """Return whether the log rows' writer is flushing in this task (what it logs is not queued)."""
+        return self._logs is not None and current_flush() is self._logs
+
     def log_record(self, record: logging.LogRecord, slice_id: str | None, message: str) -> None:
         """Queue one log row (``message`` includes the traceback, if any; capped at 8,000 characters)."""
         if self._logs is not None:
@@ -150,6 +125,10 @@ class StateLogHandler(logging.Handler):
 
     Records logged from other threads (work sent to ``asyncio.to_thread``) are handed to the
     event loop, which owns the batched writer.
+
+    What the unified log's own writer logs while it flushes (a failed write: a full disk, a lock
+    held past ``busy_timeout``, a dropped table) is left to the other handlers (the console):
+    queued here, it would go to the writer that just failed, fail again and be logged again.
     """
 
     def __init__(self, state: GlobalState, level: int = logging.INFO) -> None:
@@ -160,6 +139,8 @@ class StateLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record; the slice is read from ``record.slice_id`` or the logger name."""
+        if self.state.writing_logs():
+            return
         slice_id = getattr(record, "slice_id", None)
         if slice_id is None and record.name.startswith("refactorbot.slice."):
             slice_id = record.name.split(".")[2]

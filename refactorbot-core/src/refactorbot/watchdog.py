@@ -343,8 +343,12 @@ class LoopWatchdog:
                 block.stack.rstrip(),
             )
         if self.on_exit is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self.on_exit(block, reason)
+            except Exception as exc:  # the exit goes on; say why master.db has no record of it
+                with contextlib.suppress(Exception):
+                    log.error("recording the forced exit failed: %s: %s", type(exc).__name__, exc)
+        # flushing is best effort: a stream that cannot be flushed has nowhere to report it either
         for flushable in [*logging.getLogger().handlers, *logging.getLogger("refactorbot").handlers]:
             with contextlib.suppress(Exception):
                 flushable.flush()

@@ -45,10 +45,13 @@ class PluginInfo(BaseModel):
     name: str
     version: str | None = None
     entry_point: str | None = None
-    status: str = Field(description="ok, failed, blocked or incompatible")
+    status: str = Field(description="ok, failed, hung, blocked or incompatible")
     hooks: list[str] = Field(default_factory=list)
     error: str | None = None
     traceback: str | None = None
+    warning: str | None = Field(
+        None, description="set on a plugin that loaded with something to know (declares no REFACTORBOT_API)"
+    )
 
 
 class SliceStatus(BaseModel):

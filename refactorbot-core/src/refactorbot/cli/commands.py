@@ -27,7 +27,7 @@ def plugins() -> None:
 )
 @pass_env
 def plugins_list(env: Env, as_json: bool, show_all: bool) -> None:
-    """List plugins with version, hooks and status (ok / failed / blocked / incompatible)."""
+    """List plugins with version, hooks and status (ok / failed / hung / blocked / incompatible) and warnings."""
     records = [r for r in env.plugins().sorted_records() if show_all or r.status != "blocked"]
     if as_json:
         echo_json([{k: v for k, v in r.to_dict().items() if k != "traceback"} for r in records])
@@ -43,6 +43,8 @@ def plugins_list(env: Env, as_json: bool, show_all: bool) -> None:
             line += f"  {r.error}"
         elif r.hooks:
             line += f"  {', '.join(r.hooks)}"
+        if r.warning:
+            line += click.style(f"  (warning: {r.warning})", fg="yellow")
         click.echo(line)
 
 

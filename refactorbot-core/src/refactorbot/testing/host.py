@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from refactorbot.config import load_settings
+from refactorbot.home import create_private_file, private_dir
 from refactorbot.master import MasterCore
 from refactorbot.plugins import PluginHost
 from refactorbot.testing.builders import BuiltPlugin
@@ -34,9 +35,12 @@ def build_host(
     ``env`` replaces ``os.environ`` for ``RB_*`` lookups so tests never see the developer's;
     ``serving=False`` builds a host like a one-shot CLI command's (no long-running services).
     """
-    home.mkdir(parents=True, exist_ok=True)
-    if config:
-        (home / "refactorbot.toml").write_text(_to_toml(config), encoding="utf-8")
+    if not home.is_dir():  # created 0700; an existing home is left for the host to check
+        private_dir(home)
+    if config:  # private like everything refactorbot writes in a home (no "home was open" warning)
+        path = home / "refactorbot.toml"
+        create_private_file(path)
+        path.write_text(_to_toml(config), encoding="utf-8")
     env = dict(env or {})
     host = PluginHost(env)
     if load_installed:
