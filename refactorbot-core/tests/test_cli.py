@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from distfactory import make_dist
+from distfactory import GOOD, make_dist
 from refactorbot.cli.commands import parse_payload
 
 TESTS = Path(__file__).parent
@@ -38,7 +38,8 @@ class Cli:
     def __init__(self, site: Path, home: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
         self.env.update({"PYTHONPATH": os.pathsep.join([str(site), str(TESTS)]), "RB_HOME": str(home)})
-        self.env["RB_LOAD_PLUGINS"] = "rb-echo,rb-cmds"
+        self.env["RB_LOAD_PLUGINS"] = "rb-echo,rb-cmds,rb-other"
+        self.env["RB_CACHE_DIR"] = str(home.parent / "cache")  # the command cache stays in the test's folder
 
     def invoke(self, _main: object, args: list[str]) -> Result:
         command = [sys.executable, "-m", "refactorbot", *args]
@@ -125,6 +126,52 @@ def test_plugin_commands_are_added(runner):
     result = runner.invoke(main, ["hello"])
     assert result.output == "hello from a plugin\n"
     assert "hello" in runner.invoke(main, ["--help"]).output
+
+
+def test_slices_show_lists_operations_with_fields_types_defaults(runner):
+    result = runner.invoke(main, ["slices", "show", "echo"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "echo 0.1.0 - Echo text and count events."
+    assert lines[1] == "requires: -"
+    echo = lines.index("  echo.echo - Return the text repeated.")
+    assert lines[echo + 1].split() == ["text", "string", "required", "what", "to", "echo"]
+    assert lines[echo + 2].split() == ["times", "integer", "(>=", "1,", "<=", "10)", "default", "1"]
+    assert lines[echo + 3].split() == ["returns", "EchoResult"]
+    noop = lines.index("  echo.noop - Do nothing.")
+    assert lines[noop + 1 : noop + 3] == ["    (no fields)", "    returns null"]
+    as_json = json.loads(runner.invoke(main, ["slices", "show", "echo", "--json"]).output)
+    assert as_json["slice_id"] == "echo" and {op["name"] for op in as_json["operations"]} >= {"echo", "noop", "ask"}
+    assert "Error: unknown slice 'ghost' (installed: echo)" in runner.invoke(main, ["slices", "show", "ghost"]).output
+    assert runner.invoke(main, ["slices", "--json"]).exit_code == 0  # the status table is still `slices`
+
+
+def test_call_op_help_prints_the_operation_fields(runner):
+    result = runner.invoke(main, ["call", "echo.echo", "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:3] == [
+        "Usage: refactorbot call echo.echo [KEY=VALUE]... [--json '{...}']",
+        "",
+        "echo.echo - Return the text repeated.",
+    ]
+    assert "times  integer (>= 1, <= 10)  default 1" in result.output
+    general = runner.invoke(main, ["call", "-h"])
+    assert general.exit_code == 0 and "refactorbot call [OPTIONS] [TARGET] [PAIRS]..." in general.output
+    missing = runner.invoke(main, ["call", "echo.nope", "--help"])
+    assert missing.exit_code == 1
+    assert missing.output.strip() == (
+        "Error: slice 'echo' has no operation 'nope' (available: announce, ask, boom, echo, noop, slow)"
+    )
+    assert runner.invoke(main, ["call"]).exit_code == 2
+
+
+def test_a_one_shot_call_starts_only_the_target_and_what_it_requires(runner, tmp_path):
+    make_dist(tmp_path / "site", "rb-other", "rb_other", GOOD.format(cls="Other", sid="other"))
+    assert json.loads(runner.invoke(main, ["call", "other.ping"]).output) == "pong"
+    # echo does not require `other`: calling it from echo finds it not started in this process
+    result = runner.invoke(main, ["call", "echo.ask", "text=other.ping"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: slice 'other' is not started: this one-shot host starts only echo")
 
 
 def test_parse_payload_types():

@@ -9,7 +9,7 @@ import logging
 import signal
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,21 @@ class MasterCore:
     """The orchestrator: one asyncio loop, one SQLite file per slice, ``master.db`` for itself."""
 
     def __init__(
-        self, settings: Settings, plugins: PluginHost, env: Mapping[str, str] | None = None, *, serving: bool = True
+        self,
+        settings: Settings,
+        plugins: PluginHost,
+        env: Mapping[str, str] | None = None,
+        *,
+        serving: bool = True,
+        only: Iterable[str] | None = None,
     ) -> None:
+        """Build a host; ``start`` brings it up.
+
+        ``only`` names the slices a one-shot command needs: ``start`` then starts just those, the
+        slices they require (transitively) and the slices of plugins that implement a runtime hook
+        (see ``_subset``). Every other enabled slice stays ``pending``, and a call to it answers
+        ``slice_unavailable``. ``None`` (the default) starts every enabled slice.
+        """
         self.settings = settings
         self.plugins = plugins
         self.env = env
@@ -74,6 +87,8 @@ class MasterCore:
         self.bus: EventBus = InMemoryEventBus(settings.core.event_queue_size)
         self.slots: dict[str, SliceSlot] = {}
         self.order: list[str] = []
+        self._only = None if only is None else frozenset(only)
+        self._subset_ids: set[str] | None = None  # what ``start`` brought up when ``only`` was given
         self._gateways: dict[str, LLMGateway] = {}
         self._running = False
         self._stopping = False
@@ -129,8 +144,10 @@ class MasterCore:
             self.bus = provided
         await self.bus.start()
         self._build_slots()
+        self._subset_ids = self._subset()
         for slice_id in self.order:
-            await self._bring_up(self.slots[slice_id])
+            if self._subset_ids is None or slice_id in self._subset_ids:
+                await self._bring_up(self.slots[slice_id])
         self._running = True
         for result in self.plugins.call_isolated("startup", host=self):
             if asyncio.iscoroutine(result):
@@ -152,6 +169,31 @@ class MasterCore:
         except graphlib.CycleError as exc:
             log.error("slices require each other in a cycle %s; starting them alphabetically", exc.args[1])
             self.order = sorted(self.slots)
+
+    def _subset(self) -> set[str] | None:
+        """Return the slices to start for ``only`` (None: every enabled slice).
+
+        The named slices, what they require, transitively (``requires`` is the declaration: a
+        slice that calls another one it does not require gets ``SliceUnavailable`` in a subset),
+        and the slices of plugins implementing a hook other than ``register_*``: such hooks act
+        through their slice on calls any slice makes (the providers slice's LLM budgets, say).
+        """
+        if self._only is None:
+            return None
+        hooked = {
+            impl.plugin_name
+            for hook_name, caller in vars(self.plugins.pm.hook).items()
+            if not hook_name.startswith("register_")
+            for impl in caller.get_hookimpls()
+        }
+        todo = [*self._only, *(sid for sid, slot in self.slots.items() if slot.plugin in hooked)]
+        wanted: set[str] = set()
+        while todo:
+            slice_id = todo.pop()
+            if slice_id in self.slots and slice_id not in wanted:
+                wanted.add(slice_id)
+                todo.extend(self.slots[slice_id].cls.requires)
+        return wanted
 
     async def _bring_up(self, slot: SliceSlot) -> bool:
         await self.state.set_slice(slot.slice_id, "initializing", plugin=slot.plugin, version=slot.cls.version)
@@ -509,6 +551,12 @@ class MasterCore:
         elif slot is None:
             known = ", ".join(sorted(self.slots)) or "none"
             why = f"unknown slice '{request.slice_id}' (installed and enabled: {known})"
+        elif self._subset_ids is not None and request.slice_id not in self._subset_ids and slot.status == "pending":
+            named = ", ".join(sorted(self._only or ())) or "no slice"
+            why = (
+                f"slice '{request.slice_id}' is not started: this one-shot host starts only {named} and the"
+                " slices required (a slice declares the slices it calls in `requires`)"
+            )
         else:
             why = f"slice '{request.slice_id}' is {slot.status}" + (f": {slot.error}" if slot.error else "")
         return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, why)

@@ -24,15 +24,17 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points
 from types import CodeType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pluggy
 
 from refactorbot import hookspecs
 from refactorbot._version import API_VERSION
 from refactorbot.errors import ConfigError, PluginError
+
+if TYPE_CHECKING:  # importlib.metadata is imported where entry points are scanned, not by the CLI's fast path
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -41,6 +43,8 @@ ENTRY_POINT_GROUP = "refactorbot"
 PluginStatus = Literal["ok", "failed", "blocked", "incompatible", "hung"]
 #: Seconds a plugin's import, and then its registration hooks, may take (``RB_PLUGIN_LOAD_TIMEOUT``).
 DEFAULT_LOAD_TIMEOUT = 10.0
+#: Attribute set on the log record of a plugin that failed to load, so a console can fold them.
+PLUGIN_FAILURE = "refactorbot_plugin_failure"
 #: Hooks run in the bounded worker: called once at start, they must return promptly.
 BOUNDED_HOOKS = frozenset({*hookspecs.REGISTRATION_HOOKS, "register_routes", "register_commands"})
 
@@ -168,6 +172,8 @@ class BoundedRunner:
 @functools.cache
 def scan_entry_points() -> tuple[EntryPoint, ...]:
     """Return the ``refactorbot`` entry points installed, scanned once per process."""
+    from importlib.metadata import entry_points
+
     return tuple(sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name))
 
 
@@ -239,6 +245,8 @@ class PluginHost:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
+        #: Where each entry-point plugin came from: record name -> (entry-point name, value, distribution).
+        self.sources: dict[str, tuple[str, str, str]] = {}
         self.registry = Registry()
         self.strict = self.env.get("RB_STRICT_PLUGINS", "") not in ("", "0", "false")
         self.load_timeout = load_timeout(self.env)
@@ -248,8 +256,6 @@ class PluginHost:
 
     def load_entrypoints(self, entry_points: Iterable[EntryPoint] | None = None) -> None:
         """Load every installed plugin allowed by ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS``."""
-        allow = _env_list(self.env, "RB_LOAD_PLUGINS")
-        deny = _env_list(self.env, "RB_DISABLE_PLUGINS") or set()
         eps = sorted(scan_entry_points() if entry_points is None else entry_points, key=lambda ep: ep.name)
         dists = [_dist_of(ep) for ep in eps]
         per_dist: dict[str, int] = {}
@@ -258,32 +264,57 @@ class PluginHost:
         for ep, (dist_name, version) in zip(eps, dists, strict=True):
             name = dist_name if per_dist[dist_name] == 1 else f"{dist_name}:{ep.name}"
             record = PluginRecord(name=name, version=version, entry_point=f"{ep.name} = {ep.value}")
-            self.records[name] = record
-            norm = normalize_name(dist_name)
-            if (allow is not None and norm not in allow) or norm in deny:
-                record.status = "blocked"
-                record.error = "disabled by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS"
-                continue
-            try:
-                plugin = self._runner.run(ep.load, name)
-            except Hung as hung:
-                self._hang(record, f"import did not finish within {hung.seconds:g}s", hung.stack)
-                continue
-            except Escaped as exc:  # sys.exit() or KeyboardInterrupt at import
-                self._fail(record, f"{exc} at import")
-                continue
-            except Exception as exc:  # any import-time error of a third-party module
-                self._fail(record, f"import failed: {type(exc).__name__}: {exc}")
-                continue
-            self.add(plugin, record)
+            self._load(record, (ep.name, ep.value, dist_name), ep.load)
+
+    def load_entry_point(self, name: str, value: str, dist: str, *, registration: bool = True) -> PluginRecord:
+        """Load the one plugin an entry point names (``name = value`` of distribution ``dist``).
+
+        Nothing else is scanned or imported: the CLI uses this to add one plugin's commands. With
+        ``registration=False`` the registration hooks (``register_slices``, ...) are not run.
+        ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS`` apply as in ``load_entrypoints``.
+        """
+        record = PluginRecord(name=dist, entry_point=f"{name} = {value}")
+
+        def load() -> Any:
+            import pkgutil
+
+            return pkgutil.resolve_name(value.partition("[")[0].strip())  # ``module[:attr]``, extras dropped
+
+        self._load(record, (name, value, dist), load, registration=registration)
+        return record
+
+    def _load(
+        self, record: PluginRecord, source: tuple[str, str, str], load: Callable[[], Any], *, registration: bool = True
+    ) -> None:
+        """Import one entry point's plugin (unless blocked) in the bounded worker, then ``add`` it."""
+        self.records[record.name] = record
+        self.sources[record.name] = source
+        norm = normalize_name(source[2])
+        allow = _env_list(self.env, "RB_LOAD_PLUGINS")
+        if (allow is not None and norm not in allow) or norm in (_env_list(self.env, "RB_DISABLE_PLUGINS") or ()):
+            record.status = "blocked"
+            record.error = "disabled by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS"
+            return
+        try:
+            plugin = self._runner.run(load, record.name)
+        except Hung as hung:
+            self._hang(record, f"import did not finish within {hung.seconds:g}s", hung.stack)
+            return
+        except Escaped as exc:  # sys.exit() or KeyboardInterrupt at import
+            self._fail(record, f"{exc} at import")
+            return
+        except Exception as exc:  # any import-time error of a third-party module
+            self._fail(record, f"import failed: {type(exc).__name__}: {exc}")
+            return
+        self.add(plugin, record, registration=registration)
 
     def register(self, plugin: Any, name: str | None = None, version: str | None = None) -> PluginRecord:
         """Register a plugin object (a module or instance) directly, as tests and embedders do."""
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         return self.add(plugin, PluginRecord(name=name, version=version))
 
-    def add(self, plugin: Any, record: PluginRecord) -> PluginRecord:
-        """Check, register and run the registration hooks of one loaded plugin."""
+    def add(self, plugin: Any, record: PluginRecord, *, registration: bool = True) -> PluginRecord:
+        """Check, register and run the registration hooks of one loaded plugin (unless ``registration=False``)."""
         self.records[record.name] = record
         problem = _api_problem(plugin)
         if getattr(plugin, "REFACTORBOT_API", None) is None:  # a declaration, not a gate
@@ -310,6 +341,8 @@ class PluginHost:
             if unknown:
                 raise PluginError(f"implements unknown hook(s): {', '.join(sorted(unknown))}")
             record.hooks = sorted(hc.name for hc in self.pm.get_hookcallers(plugin) or [])
+            if not registration:
+                return record
             staged = self._runner.run(lambda: self._run_registration(plugin, running), record.name)
         except Hung as hung:  # a registration hook that does not return
             self.pm.unregister(plugin)
@@ -357,7 +390,8 @@ class PluginHost:
         record.status = "failed"
         record.error = message.splitlines()[0] if message else message
         record.traceback = traceback.format_exc() if sys.exc_info()[0] is not None else None
-        log.error("plugin %s failed: %s", record.name, record.error)
+        # the command line folds these into one hint per command (refactorbot.cli.main.plugin_hint)
+        log.error("plugin %s failed: %s", record.name, record.error, extra={PLUGIN_FAILURE: record.name})
         if self.strict:
             raise PluginError(f"plugin {record.name}: {record.error}")
 
@@ -365,21 +399,24 @@ class PluginHost:
         record.status = "hung"
         record.error = f"{message} (RB_PLUGIN_LOAD_TIMEOUT); skipped"
         record.traceback = f"Stack of the hung plugin code (most recent call last):\n{stack}" if stack else None
-        log.error("plugin %s hung: %s", record.name, record.error)
+        log.error("plugin %s hung: %s", record.name, record.error, extra={PLUGIN_FAILURE: record.name})
         if self.strict:
             raise PluginError(f"plugin {record.name}: {record.error}")
 
     # -- calling hooks ---------------------------------------------------------------------
 
-    def call_isolated(self, hook_name: str, **kwargs: Any) -> list[Any]:
+    def call_isolated(self, hook_name: str, *, only_plugin: str | None = None, **kwargs: Any) -> list[Any]:
         """Call every implementation of ``hook_name`` on its own; failures are recorded.
 
         Registration-time hooks (``register_commands``, ``register_routes``, ...) run in the
         bounded worker: one that does not return within the load timeout is reported ``hung``.
+        ``only_plugin`` restricts the call to that plugin's implementation.
         """
         bounded = hook_name in BOUNDED_HOOKS
         results = []
         for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+            if only_plugin is not None and impl.plugin_name != only_plugin:
+                continue
             record = self.records.get(impl.plugin_name)
             try:
                 if bounded:

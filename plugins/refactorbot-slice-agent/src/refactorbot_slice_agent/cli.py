@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 from typing import Any
 
@@ -83,6 +82,8 @@ def _chat_remote(env: Env, client: Any, message: str | None, chat_id: str, user:
 
 async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, model: str | None, mode: str) -> None:
     """Run the host in this process and stream each answer as it arrives."""
+    import asyncio  # here: a turn sent to a running server does not need it
+
     from refactorbot import IncomingMessage, MasterChat
 
     host = env.master()  # one-shot: no control API in this process; `refactorbot serve` is the place for one

@@ -7,11 +7,12 @@ is sent, and every answered call is logged with its cost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from refactorbot import LLMCall, LLMResponse, hookimpl
+from refactorbot import hookimpl
 
-from refactorbot_slice_providers.slice import ProvidersSlice
+if TYPE_CHECKING:  # the slice module (pydantic models) loads when a hook first runs, not at import
+    from refactorbot import LLMCall, LLMResponse
 
 #: The plugin API versions this plugin supports.
 REFACTORBOT_API = 1
@@ -20,12 +21,16 @@ REFACTORBOT_API = 1
 @hookimpl
 def register_slices(register: Any) -> None:
     """Register the providers slice."""
+    from refactorbot_slice_providers.slice import ProvidersSlice
+
     register(ProvidersSlice)
 
 
 @hookimpl
 async def before_llm_call(call: LLMCall) -> str | None:
     """Return a reason to refuse ``call`` (budget spent, unknown model, missing key variable)."""
+    from refactorbot_slice_providers.slice import ProvidersSlice
+
     instance = ProvidersSlice.current()
     return None if instance is None else await instance.veto_reason(call)
 
@@ -33,6 +38,8 @@ async def before_llm_call(call: LLMCall) -> str | None:
 @hookimpl
 async def after_llm_call(call: LLMCall, result: LLMResponse) -> None:
     """Log the call's tokens, cost and latency."""
+    from refactorbot_slice_providers.slice import ProvidersSlice
+
     instance = ProvidersSlice.current()
     if instance is not None:
         await instance.record_result(call, result)

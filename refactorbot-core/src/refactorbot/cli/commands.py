@@ -88,11 +88,15 @@ def _tool_warnings(env: Env, host: Any) -> list[str]:
 # -- slices ------------------------------------------------------------------------------------
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON output.")
-@pass_env
-def slices(env: Env, as_json: bool) -> None:
-    """Show every slice: status, health, heartbeat age, restarts."""
+@click.pass_context
+def slices(ctx: click.Context, as_json: bool) -> None:
+    """Show every slice: status, health, heartbeat age, restarts (`slices show SLICE`: its operations)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    env = ctx.find_object(Env)
+    assert env is not None  # the root group made it
     from refactorbot.client import ServerClient
 
     client = ServerClient.discover(env.home)
@@ -117,6 +121,37 @@ def slices(env: Env, as_json: bool) -> None:
         click.echo(
             f"{r['slice_id']:<16} {r['status']:<12} {r.get('health') or '-':<10} {age:>9} {r['restarts']:>8}  {r.get('error') or ''}"
         )
+
+
+def capabilities_of(env: Env, slice_id: str) -> dict[str, Any]:
+    """Return a slice's capabilities (operations with their JSON schemas), from the server when one runs."""
+    from refactorbot.client import ServerClient
+
+    client = ServerClient.discover(env.home)
+    if client is not None:
+        detail = client.request("GET", f"/slices/{slice_id}")
+        if not isinstance(detail, dict) or not isinstance(detail.get("capabilities"), dict):
+            fail(env, str(detail.get("detail") if isinstance(detail, dict) else detail))
+        return detail["capabilities"]  # type: ignore[no-any-return]
+    registered = env.plugins().registry.slices
+    if slice_id not in registered:
+        fail(env, f"unknown slice '{slice_id}' (installed: {', '.join(sorted(registered)) or 'none'})")
+    return registered[slice_id].obj.get_capabilities().model_dump(mode="json")  # type: ignore[no-any-return]
+
+
+@slices.command("show")
+@click.argument("slice_id", metavar="SLICE")
+@click.option("--json", "as_json", is_flag=True, help="The capabilities as JSON (with the full JSON schemas).")
+@pass_env
+def slices_show(env: Env, slice_id: str, as_json: bool) -> None:
+    """List a slice's operations: each field with its type, constraints, default and description."""
+    from refactorbot.cli.describe import slice_lines
+
+    capabilities = capabilities_of(env, slice_id)
+    if as_json:
+        echo_json(capabilities)
+        return
+    click.echo("\n".join(slice_lines(capabilities)))
 
 
 # -- call --------------------------------------------------------------------------------------
@@ -144,16 +179,36 @@ def parse_payload(json_text: str | None, pairs: tuple[str, ...]) -> dict[str, An
     return payload
 
 
-@main.command()
-@click.argument("target")
+@main.command(context_settings={"help_option_names": []})
+@click.argument("target", required=False)
 @click.argument("pairs", nargs=-1)
 @click.option("--json", "json_text", help="Payload as a JSON object.")
-@pass_env
-def call(env: Env, target: str, pairs: tuple[str, ...], json_text: str | None) -> None:
-    """Run SLICE.OP with a payload and print the result as JSON."""
+@click.option(
+    "-h", "--help", "show_help", is_flag=True, help="Show this message; after SLICE.OP, that operation's fields."
+)
+@click.pass_context
+def call(
+    ctx: click.Context, target: str | None, pairs: tuple[str, ...], json_text: str | None, show_help: bool
+) -> None:
+    """Run TARGET (SLICE.OP) with a payload of key=value PAIRS and print the result as JSON.
+
+    Values are parsed as JSON when they can be (n=3, tags='["a"]'), else taken as text.
+    In-process, only SLICE and the slices it requires are started. `refactorbot call SLICE.OP --help`
+    lists the operation's fields; `refactorbot slices show SLICE` lists all its operations.
+    """
+    env = ctx.find_object(Env)
+    assert env is not None  # the root group made it
+    if target is None:
+        if show_help:
+            click.echo(ctx.get_help())
+            return
+        raise click.UsageError("Missing argument 'TARGET' (SLICE.OPERATION).")
     slice_id, _, op = target.partition(".")
     if not slice_id or not op:
         raise click.UsageError(f"TARGET must be SLICE.OPERATION, got {target!r}")
+    if show_help:
+        _operation_help(env, slice_id, op)
+        return
     payload = parse_payload(json_text, pairs)
     from refactorbot.client import ServerClient
 
@@ -162,15 +217,31 @@ def call(env: Env, target: str, pairs: tuple[str, ...], json_text: str | None) -
         response = client.call(slice_id, op, payload)
     else:
 
+        from refactorbot.database import committed
+
         async def in_process() -> dict[str, Any]:
-            async with env.master() as host:
+            async with env.master(only={slice_id}) as host:  # the target and what it requires, not every slice
                 result = await host.call(target, **payload)
+                await committed()  # acknowledged means logged, as the API answers: its rows are on disk
                 return result.model_dump(mode="json")  # type: ignore[no-any-return]
 
         response = run(env, in_process)
     if not response.get("success"):
         fail(env, response.get("error_message") or response.get("detail") or "operation failed")
     echo_json(response.get("data"))
+
+
+def _operation_help(env: Env, slice_id: str, op: str) -> None:
+    """Print the usage and fields of ``slice_id.op``; fail with one line when it does not exist."""
+    from refactorbot.cli.describe import find_operation, operation_lines
+
+    capabilities = capabilities_of(env, slice_id)
+    spec = find_operation(capabilities, op)
+    if spec is None:
+        names = ", ".join(sorted(o["name"] for o in capabilities.get("operations") or [])) or "none"
+        fail(env, f"slice '{slice_id}' has no operation '{op}' (available: {names})")
+    click.echo(f"Usage: refactorbot call {slice_id}.{op} [KEY=VALUE]... [--json '{{...}}']\n")
+    click.echo("\n".join(operation_lines(slice_id, spec)))
 
 
 # -- serve -------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -37,12 +38,15 @@ class Env:
         """Return the plugin host, loaded once per invocation."""
         return plugin_host(self.meta)
 
-    def master(self, *, serving: bool = False) -> Any:
-        """Return a ``MasterCore`` for this home, with the installed plugins (one-shot unless ``serving``)."""
+    def master(self, *, serving: bool = False, only: Iterable[str] | None = None) -> Any:
+        """Return a ``MasterCore`` for this home, with the installed plugins (one-shot unless ``serving``).
+
+        ``only``: start just these slices and what they need (see ``MasterCore``), not every one.
+        """
         from refactorbot.config import load_settings
         from refactorbot.master import MasterCore
 
-        return MasterCore(load_settings(self.home, self.config), self.plugins(), serving=serving)
+        return MasterCore(load_settings(self.home, self.config), self.plugins(), serving=serving, only=only)
 
 
 def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -105,20 +109,64 @@ def plugin_host(meta: dict[str, Any]) -> Any:
 
 
 class RefactorbotGroup(click.Group):
-    """The root group: adds plugin commands lazily, and turns errors into one clear line."""
+    """The root group: adds plugin commands lazily, and turns errors into one clear line.
+
+    A plugin command is found through the command cache (``refactorbot._command_cache``): only
+    the plugin that adds it is loaded. Without a valid cache entry, or when that plugin no longer
+    adds the command, every plugin's ``register_commands`` runs (as ``--help`` does) and the
+    cache is rewritten.
+    """
 
     def _plugin_commands(self, ctx: click.Context) -> None:
         if ctx.meta.get("refactorbot.commands_added"):
             return
         ctx.meta["refactorbot.commands_added"] = True
-        plugin_host(ctx.meta).call_isolated("register_commands", cli=self)
+        from refactorbot import _command_cache
+
+        stamp = _command_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
+        host = plugin_host(ctx.meta)
+        sources: dict[str, _command_cache.CommandSource] = {}
+        for impl in reversed(host.pm.hook.register_commands.get_hookimpls()):
+            before = dict(self.commands)
+            host.call_isolated("register_commands", only_plugin=impl.plugin_name, cli=self)
+            source = host.sources.get(impl.plugin_name)
+            for name, command in self.commands.items():
+                if source is not None and before.get(name) is not command:
+                    sources[name] = _command_cache.CommandSource(*source)
+        _command_cache.store(sources, os.environ, stamp)
+
+    def _cached_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return ``cmd_name`` added by the one plugin the command cache names, or None to scan them all."""
+        from refactorbot import _command_cache
+
+        source = _command_cache.lookup(cmd_name, os.environ)
+        if source is None:
+            return None
+        from refactorbot.plugins import PluginHost
+
+        quiet = logging.getLogger("refactorbot.plugins")  # the full scan that follows a failure reports it
+        saved, quiet.disabled = quiet.disabled, True
+        try:
+            host = PluginHost()
+            record = host.load_entry_point(*source, registration=False)
+            if record.status == "ok":
+                host.call_isolated("register_commands", cli=self)
+            if record.status != "ok":
+                return None
+        except Exception:  # strict mode, a bad RB_PLUGIN_LOAD_TIMEOUT: the full scan reports it
+            return None
+        finally:
+            quiet.disabled = saved
+        return super().get_command(ctx, cmd_name)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """Return a built-in command, or look among plugin commands."""
+        """Return a built-in command, or the plugin command of that name (see the class docstring)."""
         command = super().get_command(ctx, cmd_name)
-        if command is None:
-            self._plugin_commands(ctx)
-            command = super().get_command(ctx, cmd_name)
+        if command is None and not ctx.meta.get("refactorbot.commands_added"):
+            command = self._cached_command(ctx, cmd_name)
+            if command is None:
+                self._plugin_commands(ctx)
+                command = super().get_command(ctx, cmd_name)
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
