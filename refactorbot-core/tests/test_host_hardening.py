@@ -326,3 +326,34 @@ async def test_master_core_creates_a_missing_home_private(tmp_path):
             await host.stop()
     finally:
         os.umask(saved)
+
+
+# -- 12. a failed startup or shutdown hook is one line: the plugin and the cause --------------------
+
+
+class Troubled:
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    async def startup(self, host):
+        await asyncio.Event().wait()  # never finishes: cut at [core] start_timeout
+
+    @hookimpl
+    async def shutdown(self, host):
+        from refactorbot.errors import ConfigError
+
+        raise ConfigError("[plugins.troubled]: cannot flush the queue to /nowhere")
+
+
+@pytest.mark.asyncio
+async def test_failed_startup_and_shutdown_hooks_name_the_plugin_and_the_cause(tmp_path, caplog):
+    config = {"core": {**FAST["core"], "start_timeout": 0.2}}
+    async with host_running(tmp_path, [sp.echo_plugin, Troubled()], config=config) as host:
+        assert (await host.call("echo.noop")).success
+    messages = [
+        r.getMessage() for r in caplog.records if r.name == "refactorbot.master" and "hook of" in r.getMessage()
+    ]
+    assert messages == [
+        "startup hook of Troubled did not finish within 0.2s",
+        "shutdown hook of Troubled failed: [plugins.troubled]: cannot flush the queue to /nowhere",
+    ]

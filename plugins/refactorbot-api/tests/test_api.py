@@ -82,7 +82,8 @@ async def test_port_in_use_is_reported_and_host_stays_up(tmp_path: Path, caplog:
             async with host_running(tmp_path / "h", [api_sample, refactorbot_api.plugin], config=config) as host:
                 assert host.has_slice("sample")
                 assert not (tmp_path / "h" / "server.json").exists()
-    assert f"cannot listen on 127.0.0.1:{port}" in caplog.text
+    reason = f"API: port {port} on 127.0.0.1 is already in use (set [plugins.api] port or RB_API_PORT)"
+    assert f"startup hook of refactorbot_api.plugin failed: {reason}" in caplog.messages
 
 
 # -- authentication -------------------------------------------------------------------------

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import threading
+from pathlib import Path
+from typing import Any
 
+import dashboard_sample
 import httpx
 import pytest
 from conftest import LOGIN_TOKEN
 from dashboard_sample import APP
-from refactorbot_api.testing import RunningServer
+from refactorbot import hookimpl
+from refactorbot_api.testing import RunningServer, running_server
 from refactorbot_dashboard.testing import log_in
 from streamlit.testing.v1 import AppTest
 
@@ -243,3 +248,37 @@ def test_extra_plugins_are_named_like_entry_points() -> None:
         "no_such_module_here: cannot import: No module named 'no_such_module_here'",
         "not a name: cannot import: invalid format: 'not a name'",
     ]
+
+
+class HangingPlugin:
+    """A plugin whose registration never returns (until the test ends): reported ``hung``."""
+
+    REFACTORBOT_API = 1
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    @hookimpl
+    def register_slices(self, register: Any) -> None:
+        self.release.wait()
+
+
+def test_overview_counts_a_hung_plugin_as_a_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dashboard_env: RunningServer
+) -> None:
+    release = threading.Event()
+    try:
+        env = {"RB_PLUGIN_LOAD_TIMEOUT": "0.2"}
+        with running_server(tmp_path, [dashboard_sample.SAMPLE, HangingPlugin(release)], env=env) as srv:
+            monkeypatch.setenv("RB_DASHBOARD_API_URL", srv.url)
+            monkeypatch.setenv("RB_DASHBOARD_API_TOKEN", srv.token)
+            at = _app()
+            assert not at.exception
+            warnings = [str(w.value) for w in at.warning]
+            assert any(
+                w.startswith("Plugin **HangingPlugin** hung: register_slices did not return within 0.2s")
+                for w in warnings
+            ), warnings
+            assert any(c.value.endswith("1 with problems.") for c in at.caption), [c.value for c in at.caption]
+    finally:
+        release.set()

@@ -1,9 +1,11 @@
 """The whole plugin contract: every hook a refactorbot plugin can implement.
 
 A plugin is a module named by an entry point in the ``refactorbot`` group. It declares the
-API versions it supports (``REFACTORBOT_API = 1``) and implements any of these hooks with
-``@refactorbot.hookimpl``. Registration hooks are called once at start with a ``register``
-callback; runtime hooks may be ``async def`` — the host awaits what they return.
+API versions it supports (``REFACTORBOT_API = 1``; a plugin that declares none loads, with a
+warning) and implements any of these hooks with ``@refactorbot.hookimpl``. Registration hooks are
+called once at start with a ``register`` callback; runtime hooks may be ``async def`` — the host
+awaits what they return. The host calls every implementation itself, so pluggy hook wrappers
+(``wrapper=True``, ``hookwrapper=True``) are refused at load.
 
 The veto hooks (``VETO_HOOKS``) share one convention: return ``None`` to allow, a non-empty
 string (the reason) to refuse. docs/hooks.md says who calls each hook, when and how often.
@@ -101,7 +103,7 @@ def register_commands(cli: click.Group) -> None:
 
 @hookspec
 def startup(host: MasterCore) -> Observed:
-    """Run once the orchestrator has started every slice; ``host`` is the ``MasterCore``."""
+    """Run once every slice started (``host``: the ``MasterCore``); a failure is one log line: plugin, cause."""
 
 
 @hookspec
@@ -116,7 +118,7 @@ def before_operation(request: SliceRequest) -> Veto:
 
 @hookspec
 def after_operation(request: SliceRequest, response: SliceResponse) -> Observed:
-    """Observe a ``SliceRequest`` and its ``SliceResponse`` once it has run."""
+    """Observe a ``SliceRequest`` and its ``SliceResponse`` once it has run (``stop`` waits for it, bounded)."""
 
 
 @hookspec(firstresult=True)

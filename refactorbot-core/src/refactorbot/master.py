@@ -20,8 +20,10 @@ from refactorbot.errors import (
     LLMCallRefused,
     OperationTimeout,
     RateLimited,
+    RefactorbotError,
     ResourceLimitExceeded,
     SliceUnavailable,
+    one_line,
 )
 from refactorbot.events import Event, EventBus, InMemoryEventBus
 from refactorbot.home import secure_home
@@ -151,10 +153,11 @@ class MasterCore:
         self._running = True
         for result in self.plugins.call_isolated("startup", host=self):
             if asyncio.iscoroutine(result):
+                timeout = self.settings.core.start_timeout
                 try:
-                    await asyncio.wait_for(result, self.settings.core.start_timeout)
-                except Exception:  # a plugin's startup hook failed or hung; the host stays up
-                    log.exception("startup hook failed")
+                    await asyncio.wait_for(result, timeout)
+                except Exception as exc:  # a plugin's startup hook failed or hung; the host stays up
+                    self._hook_failed("startup", result, exc, timeout)
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name="supervisor")
         log.info("started %d of %d slices", len(self.running_slices()), len(self.slots))
 
@@ -282,10 +285,11 @@ class MasterCore:
         await self._drain_observers()
         for result in self.plugins.call_isolated("shutdown", host=self):
             if asyncio.iscoroutine(result):
+                timeout = self._budget(self.settings.core.stop_timeout, 0.8)
                 try:
-                    await asyncio.wait_for(result, self._budget(self.settings.core.stop_timeout, 0.8))
-                except Exception:  # a plugin's shutdown hook failed or hung; keep going
-                    log.exception("shutdown hook failed")
+                    await asyncio.wait_for(result, timeout)
+                except Exception as exc:  # a plugin's shutdown hook failed or hung; keep going
+                    self._hook_failed("shutdown", result, exc, timeout)
         for slice_id in reversed(self.order):
             await self._take_down(self.slots[slice_id])
         await self.bus.stop()
@@ -302,6 +306,19 @@ class MasterCore:
         if self._watchdog is not None:
             self._watchdog.close()
             self._watchdog = None
+
+    def _hook_failed(self, hook_name: str, coro: Any, exc: Exception, timeout: float) -> None:
+        """Log a failed or hung ``startup``/``shutdown`` hook: its plugin and the cause, on one line.
+
+        That line is what a user sees (``API: port 8787 on 127.0.0.1 is already in use ...``); the
+        traceback goes to the unified log, and to the console with ``--debug``.
+        """
+        plugin = self.plugins.owner_of(hook_name, coro) or "a plugin"
+        if isinstance(exc, TimeoutError):
+            log.error("%s hook of %s did not finish within %gs", hook_name, plugin, timeout)
+            return
+        cause = one_line(exc) if isinstance(exc, RefactorbotError) else one_line(f"{type(exc).__name__}: {exc}")
+        log.error("%s hook of %s failed: %s", hook_name, plugin, cause, exc_info=exc)
 
     async def _drain_observers(self) -> None:
         """Wait for running ``after_operation`` calls, at most the stop timeout; cancel the rest."""

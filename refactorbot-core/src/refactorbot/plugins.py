@@ -500,6 +500,14 @@ class PluginHost:
             return reason
         return None
 
+    def owner_of(self, hook_name: str, coro: Any) -> str | None:
+        """Return the plugin whose ``hook_name`` implementation returned the coroutine ``coro``, or None."""
+        code = getattr(coro, "cr_code", None)
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            if code is not None and _code_of(impl.function) is code:
+                return str(impl.plugin_name)
+        return None
+
     def _escaped(self, hook_name: str, exc: SystemExit) -> PluginError:
         """Return the error that replaces a ``SystemExit`` raised by a runtime hook."""
         owners = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -34,7 +35,14 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"[plugins.api]: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"API: port {port} on {host} is already in use (set [plugins.api] port or RB_API_PORT)"
+            ) from None
+        raise ConfigError(
+            f"API: cannot listen on {host}:{port}: {exc.strerror or exc}"
+            " (set [plugins.api] host and port, or RB_API_HOST and RB_API_PORT)"
+        ) from None
     sock.setblocking(False)
     return sock
 

@@ -84,7 +84,7 @@ async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, mo
     """Run the host in this process and stream each answer as it arrives."""
     import asyncio  # here: a turn sent to a running server does not need it
 
-    from refactorbot import IncomingMessage, MasterChat
+    from refactorbot import IncomingMessage, MasterChat, committed
 
     host = env.master()  # one-shot: no control API in this process; `refactorbot serve` is the place for one
     async with host:
@@ -95,7 +95,9 @@ async def _chat_local(env: Env, message: str | None, chat_id: str, user: str, mo
         async def turn(text: str) -> None:
             incoming = IncomingMessage(channel="cli", chat_id=chat_id, sender_id=user, text=text)
             async for chunk in master_chat.stream_message(incoming):
+                await committed()  # as the API streams: what is shown has its rows on disk
                 click.echo(chunk, nl=False)
+            await committed()
             click.echo()
 
         if message is not None:

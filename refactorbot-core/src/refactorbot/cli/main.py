@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -95,6 +95,87 @@ class ConsoleFormatter(logging.Formatter):
 def console_handlers() -> list[logging.Handler]:
     """Return the root logger's plain console handlers (those ``logging.basicConfig`` adds)."""
     return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
+
+
+#: Set on the log record of a plugin that failed to load (``refactorbot.plugins.PLUGIN_FAILURE``): the
+#: console folds those records into one hint line per command (``plugin_hint``), not each raw error.
+PLUGIN_FAILURE = "refactorbot_plugin_failure"
+
+
+def _prints_its_own(record: logging.LogRecord) -> bool:
+    """Return whether a logger between ``record``'s and the root already printed it to the console.
+
+    Some libraries (LiteLLM) give their loggers a console handler and let records propagate too:
+    the root's console handler then skips them, so each line is printed once.
+    """
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    while logger is not None and logger is not logging.root:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in consoles:
+                return record.levelno >= handler.level
+        if not logger.propagate:
+            return False
+        logger = logger.parent
+    return False
+
+
+class ConsoleFilter(logging.Filter):
+    """What the console skips: lines a library printed itself, and plugin load failures (one hint instead)."""
+
+    def __init__(self, show_plugin_failures: bool) -> None:
+        super().__init__()
+        self.show_plugin_failures = show_plugin_failures
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Return whether the console prints ``record``."""
+        if not self.show_plugin_failures and getattr(record, PLUGIN_FAILURE, None):
+            return False
+        return not _prints_its_own(record)
+
+
+def debug_loggers(env: Mapping[str, str]) -> list[str]:
+    """Return the loggers ``RB_DEBUG_LOGGERS`` opens to ``--debug`` (comma-separated logger names)."""
+    return [name.strip() for name in env.get("RB_DEBUG_LOGGERS", "").split(",") if name.strip()]
+
+
+def configure_logging(*, debug: bool = False, everything: bool = False, env: Mapping[str, str] | None = None) -> None:
+    """Set up the console: warnings by default; ``debug``: refactorbot's debug lines and tracebacks.
+
+    Other libraries' loggers stay at WARNING (aiosqlite logs every statement at DEBUG) unless
+    ``RB_DEBUG_LOGGERS`` names them (with ``debug``) or ``everything`` (``--debug-all``) opens
+    every logger. The root's console handler prints each record once (see ``_prints_its_own``).
+    """
+    debug = debug or everything
+    root = logging.getLogger()
+    logging.basicConfig(format=LOG_FORMAT)  # a stderr handler, unless the root has handlers already
+    root.setLevel(logging.DEBUG if everything else logging.WARNING)
+    level = logging.DEBUG if debug else logging.WARNING
+    for handler in console_handlers():  # the console shows warnings (serve: info) or --debug
+        handler.setLevel(level)
+        handler.filters = [f for f in handler.filters if not isinstance(f, ConsoleFilter)]
+        handler.addFilter(ConsoleFilter(show_plugin_failures=debug))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT) if debug else ConsoleFormatter(LOG_FORMAT))
+    if debug:
+        logging.getLogger("refactorbot").setLevel(logging.DEBUG)
+        for name in debug_loggers(os.environ if env is None else env):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def plugin_hint(ctx: click.Context) -> None:
+    """Print one line when plugins failed to load: how many, which, and where to look.
+
+    Not after ``plugins`` (list and doctor show the failures in full) or ``serve`` (it lists them).
+    """
+    host = ctx.meta.get("refactorbot.plugins")
+    if host is None or ctx.invoked_subcommand in ("plugins", "serve"):
+        return
+    failed = [record.name for record in host.failed]
+    if failed:
+        count = f"{len(failed)} plugin{'s' if len(failed) > 1 else ''}"
+        click.secho(
+            f"{count} failed to load ({', '.join(failed)}); run `refactorbot plugins doctor`", fg="yellow", err=True
+        )
 
 
 def plugin_host(meta: dict[str, Any]) -> Any:
@@ -186,18 +267,19 @@ class RefactorbotGroup(click.Group):
 @click.group(cls=RefactorbotGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", envvar="RB_HOME", type=click.Path(file_okay=False), help="Data directory (RB_HOME).")
 @click.option("--config", "config", envvar="RB_CONFIG", type=click.Path(dir_okay=False), help="Configuration file.")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Show tracebacks and refactorbot's debug logs (RB_DEBUG_LOGGERS=aiosqlite,LiteLLM adds those loggers').",
+)
+@click.option("--debug-all", is_flag=True, help="Like --debug, with the debug logs of every library too.")
 @click.version_option(__version__, prog_name="refactorbot")
 @click.pass_context
-def main(ctx: click.Context, home: str | None, config: str | None, debug: bool) -> None:
+def main(ctx: click.Context, home: str | None, config: str | None, debug: bool, debug_all: bool) -> None:
     """Run and inspect a refactorbot host: plugins, slices, operations."""
-    ctx.obj = Env(home, config, debug, ctx.meta)
-    level = logging.DEBUG if debug else logging.WARNING
-    logging.basicConfig(level=level, format=LOG_FORMAT)
-    for handler in console_handlers():  # the console shows warnings (serve: info) or --debug
-        handler.setLevel(level)
-        if not debug:
-            handler.setFormatter(ConsoleFormatter(LOG_FORMAT))
+    ctx.obj = Env(home, config, debug or debug_all, ctx.meta)
+    configure_logging(debug=debug, everything=debug_all)
+    ctx.call_on_close(lambda: plugin_hint(ctx))
 
 
 def _register_builtin() -> None:

@@ -65,7 +65,7 @@ def render(api: Any) -> None:
     for row in rows:
         if row["status"] == "failed":
             st.error(f"Slice **{row['slice_id']}** failed: {row.get('error') or 'unknown reason'}")
-    broken = [p for p in plugins if p["status"] in ("failed", "incompatible")]
+    broken = [p for p in plugins if p["status"] in ("failed", "incompatible", "hung")]
     for plugin in broken:
         st.warning(f"Plugin **{plugin['name']}** {plugin['status']}: {plugin.get('error')}")
     st.caption(f"{len(plugins)} plugins loaded, {len(broken)} with problems.")
