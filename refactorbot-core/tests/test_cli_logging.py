@@ -167,6 +167,8 @@ def test_serve_lists_failed_plugins_in_full_and_prints_no_hint(tmp_path):
     )
     assert expected in err.splitlines(), err
     assert "failed to load" not in err and err.count("does_not_exist_anywhere") == 1
+    assert "INFO refactorbot.master: started 1 of 1 slices" in err  # a server's console has its info lines
+    assert " DEBUG " not in err
 
 
 def test_a_failed_startup_hook_says_why_on_one_line(tmp_path):
