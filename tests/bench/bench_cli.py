@@ -1,0 +1,203 @@
+"""CLI start-up, side by side in one run: what a user waits for at the prompt.
+
+Measured, each the median wall time of N runs (hyperfine when installed, else a timing loop),
+with bytecode caches warm and the command cache filled by the warm-up runs:
+
+1. ``refactorbot --version`` (the floor: interpreter, click, the root group);
+2. ``refactorbot chat hello`` against a running ``refactorbot serve`` whose model is the loopback
+   OpenAI-compatible ``ModelServer`` (through the LiteLLM gateway), with the command cache and
+   without it (a cache directory that cannot be written: every run scans every plugin);
+3. ``llm -m loopback hello`` against the same model server (``llm`` from PyPI, configured
+   through its ``extra-openai-models.yaml``), when an ``llm`` executable is found (``--llm``,
+   ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of issue 9;
+4. ``refactorbot plugins list`` with every plugin of this environment installed;
+5. ``refactorbot call notes.add`` in-process (no server): every plugin installed, and only the
+   notes example installed (``RB_LOAD_PLUGINS``) as the floor;
+6. the cost of the command cache's fingerprint, and the heavy modules the ``chat`` path imports.
+
+    python tests/bench/bench_cli.py [--runs 20] [--llm PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+
+KEY_ENV = "RB_BENCH_DUMMY_KEY"
+HEAVY = ("pydantic", "asyncio", "litellm", "importlib.metadata", "refactorbot.slice", "refactorbot.master")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """Return the environment for timed runs: bytecode caching on, no RB_* of the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
+def refactorbot_command() -> list[str]:
+    """Return the ``refactorbot`` console script of this interpreter (as a user runs it), else ``-m``."""
+    script = Path(sys.executable).parent / "refactorbot"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "refactorbot"]
+
+
+def median_ms(command: list[str], env: dict[str, str], runs: int, warmup: int = 3) -> float:
+    """Return the median wall time of ``command`` in milliseconds (hyperfine when installed)."""
+    hyperfine = shutil.which("hyperfine")
+    if hyperfine:
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run(
+                [hyperfine, "-N", "--warmup", str(warmup), "--runs", str(runs), "--export-json", out.name]
+                + ["--", " ".join(command)],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            times = json.loads(Path(out.name).read_text())["results"][0]["times"]
+        return statistics.median(times) * 1000
+    for _ in range(warmup):
+        subprocess.run(command, env=env, check=True, capture_output=True)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start ``refactorbot serve`` on ``home`` and return once its control API answers."""
+    server = subprocess.Popen(
+        [*refactorbot_command(), "--home", str(home), "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert server.stdout is not None
+    line = server.stdout.readline()  # "refactorbot serving ...": the API is up (its startup hook ran)
+    if "serving" not in line or not (home / "server.json").exists():
+        server.terminate()
+        raise SystemExit(f"refactorbot serve did not start: {line!r}")
+    return server
+
+
+def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
+    """Return the heavy modules a ``chat`` against the server imports (``-X importtime``)."""
+    done = subprocess.run(
+        [*refactorbot_command(), "--home", str(home), "chat", "hello"],
+        env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    return [name for name in HEAVY if name in imported]
+
+
+def fingerprint_us() -> float:
+    """Return the cost of the command cache's fingerprint in this interpreter, in microseconds."""
+    from refactorbot import _command_cache
+
+    runs = 2000
+    return timeit.timeit(_command_cache.fingerprint, number=runs) / runs * 1e6
+
+
+def find_llm(given: str | None) -> str | None:
+    candidate = given or os.environ.get("RB_BENCH_LLM") or shutil.which("llm")
+    return candidate if candidate and Path(candidate).exists() else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per command")
+    parser.add_argument("--llm", help="path of an `llm` executable (pip install llm) to compare with")
+    args = parser.parse_args()
+    from refactorbot.testing.model_server import ModelServer
+
+    rows: list[tuple[str, str, str]] = []
+    rb = refactorbot_command()
+    with tempfile.TemporaryDirectory() as tmp, ModelServer() as model:
+        root = Path(tmp)
+        env = clean_env(RB_CACHE_DIR=str(root / "cache"), **{KEY_ENV: "sk-loopback"})
+        no_cache = {**env, "RB_CACHE_DIR": str(root / "not-a-folder")}
+        (root / "not-a-folder").write_text("")  # the cache cannot be written there: a full scan each run
+        home = root / "served"
+        home.mkdir(mode=0o700)
+        (home / "refactorbot.toml").write_text(
+            f'[llm]\nmodel = "openai/loopback"\n[plugins.api]\nport = 0\n'
+            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+        )
+        server = start_server(home, env)
+        try:
+            version = median_ms([*rb, "--version"], env, args.runs)
+            chat = median_ms([*rb, "--home", str(home), "chat", "hello"], env, args.runs)
+            chat_scan = median_ms([*rb, "--home", str(home), "chat", "hello"], no_cache, args.runs)
+            heavy = chat_imports(home, env)
+            llm = find_llm(args.llm)
+            llm_ms = None
+            if llm:
+                config = root / "llm"
+                config.mkdir()
+                (config / "extra-openai-models.yaml").write_text(
+                    f'- model_id: loopback\n  model_name: loopback\n  api_base: "{model.base_url}"\n'
+                )
+                llm_ms = median_ms([llm, "-m", "loopback", "hello"], {**env, "LLM_USER_PATH": str(config)}, args.runs)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        plain = root / "plain"
+        plist = median_ms([*rb, "--home", str(plain), "plugins", "list"], env, args.runs)
+        installed = subprocess.run(
+            [*rb, "--home", str(plain), "plugins", "list", "--json"], env=env, capture_output=True, text=True
+        ).stdout.count('"name"')
+        notes = [*rb, "--home", str(root / "notes"), "call", "notes.add", "title=bench"]
+        call_all = median_ms(notes, env, args.runs)
+        call_notes = median_ms(notes, {**env, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}, args.runs)
+
+    rows.append(("`refactorbot --version`", f"{version:.0f} ms", "floor"))
+    rows.append(("`refactorbot chat hello`, server running, command cache filled", f"{chat:.0f} ms", "≤ 250 ms"))
+    rows.append(
+        (
+            "`refactorbot chat hello`, server running, no command cache (every plugin loaded)",
+            f"{chat_scan:.0f} ms",
+            "before: ~360 ms",
+        )
+    )
+    if llm_ms is not None:
+        rows.append(("`llm -m loopback hello`, same model server", f"{llm_ms:.0f} ms", "baseline"))
+        rows.append(("llm / refactorbot chat", f"{llm_ms / chat:.1f}×", "≥ 8×"))
+    else:
+        rows.append(("`llm -m loopback hello`", "not measured: no `llm` executable (--llm PATH)", "issue 9: ~2.1 s"))
+    rows.append(
+        ("heavy modules imported by `chat` against the server", ", ".join(heavy) or "none", f"of {', '.join(HEAVY)}")
+    )
+    rows.append(("command-cache fingerprint (a stat per sys.path entry)", f"{fingerprint_us():.0f} µs", "< 1 ms"))
+    rows.append(
+        (f"`refactorbot plugins list`, {installed} plugins installed and loaded", f"{plist:.0f} ms", "≤ 260 ms")
+    )
+    rows.append(
+        ("`refactorbot call notes.add` in-process, every plugin installed", f"{call_all:.0f} ms", "before: 360–410 ms")
+    )
+    rows.append(
+        ("`refactorbot call notes.add` in-process, only the notes plugin installed", f"{call_notes:.0f} ms", "floor")
+    )
+    how = "hyperfine" if shutil.which("hyperfine") else "a timing loop"
+    print(
+        f"\n## CLI ({sys.platform}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, median of {args.runs}, {how})\n"
+    )
+    print("| measure | result | goal / baseline |\n|---|---|---|")
+    for name, value, goal in rows:
+        print(f"| {name} | {value} | {goal} |")
+
+
+if __name__ == "__main__":
+    main()
