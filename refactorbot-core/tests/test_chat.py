@@ -353,7 +353,7 @@ async def test_streamed_turns_honour_the_concurrency_limit(tmp_path):
         agent.gate = asyncio.Event()
         first = MasterChat(host).stream_message(incoming("one two three", chat="c1"))
         assert await anext(first) == "echo "  # the first turn holds the agent's only slot, paused
-        assert host.allocator.snapshot()["agent"]["in_flight"] == 1
+        assert host.resources()["agent"]["in_flight"] == 1
 
         async def collect(stream) -> str:
             return "".join([c async for c in stream])
@@ -413,7 +413,7 @@ async def test_astream_limits_and_early_exit(tmp_path):
         await left.aclose()
         assert agent.cancelled and agent.active == 0
         assert left.response.error_message == "agent.stream_run: the caller stopped reading after 1 chunk(s)"
-        assert host.allocator.snapshot()["agent"]["in_flight"] == 0
+        assert host.resources()["agent"]["in_flight"] == 0
 
         bad = host.astream("agent.stream_run", words=3)
         assert [c async for c in bad] == [] and bad.response.error_type is ErrorType.INVALID_PAYLOAD

@@ -96,8 +96,11 @@ async def test_the_supervisor_restarts_it_on_a_fresh_database_and_reports_the_lo
     async with host_running(tmp_path, [Plugin()], config=SUPERVISED) as host:
         assert (await host.call("notes.add", text="kept")).data == 1
         assert (await host.call("vandal.delete_db", slice_id="notes")).success
-        slot = host.slots["notes"]
-        await wait_for(lambda: slot.restarts == 1 and slot.status == "running", "the restart")
+
+        def notes() -> dict[str, object]:
+            return next(row for row in host.slice_status() if row["slice_id"] == "notes")
+
+        await wait_for(lambda: notes()["restarts"] == 1 and notes()["status"] == "running", "the restart")
         assert (await host.call("notes.add", text="after")).data == 1  # a fresh, empty database
 
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

@@ -31,8 +31,8 @@ async def test_a_failed_log_write_is_reported_once_not_fed_back_into_the_log(tmp
     for n in range(5):
         logging.getLogger("refactorbot.test").warning("record %d", n)
     assert (await host.call("echo.echo", text="still serving")).success
-    await asyncio.wait_for(host.state.flush(), 1)
-    assert host.state._logs.pending == 0  # the failure it logged was not queued behind it
+    await asyncio.wait_for(host._state.flush(), 1)
+    assert host._state._logs.pending == 0  # the failure it logged was not queued behind it
     failed = _failed_writes(caplog)
     assert 1 <= len(failed) <= 3, [r.getMessage() for r in failed]
     assert "no such table: logs" in (failed[0].exc_text or str(failed[0].exc_info))

@@ -337,7 +337,7 @@ async def test_watchdog_reports_and_marks_the_slice_or_hook_that_blocks_the_loop
         assert any("was blocked for" in r.getMessage() and r.slice_id == "stall" for r in caplog.records)
 
         async def saved():
-            rows = await host.state.db.fetchall("SELECT slice_id, error FROM slice_state")
+            rows = await (await host.master_db()).fetchall("SELECT slice_id, error FROM slice_state")
             return {r["slice_id"]: r["error"] for r in rows}.get("stall") or ""
 
         assert (await _eventually(lambda: saved())).startswith("blocked the event loop for ")

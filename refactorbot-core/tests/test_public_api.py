@@ -85,6 +85,38 @@ def private_imports(source: str, filename: str = "<plugin>") -> list[str]:
     return found
 
 
+def private_host_access(source: str, filename: str = "<plugin>") -> list[str]:
+    """Return one line per use of a host's private name (``host._slots``, ``ctx.host._state``) in ``source``.
+
+    The host's internals have a leading underscore, pluggy-style; what a plugin may use is public
+    and typed by the ``Host`` protocol (``slice_ids()``, ``resources()``, ``master_db()``, ...).
+    """
+    found: list[str] = []
+
+    def is_host(node: ast.AST) -> bool:
+        return (isinstance(node, ast.Name) and node.id == "host") or (
+            isinstance(node, ast.Attribute) and node.attr == "host"
+        )
+
+    def private(name: object) -> bool:
+        return isinstance(name, str) and name.startswith("_") and not name.startswith("__")
+
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Attribute) and is_host(node.value) and private(node.attr):
+            found.append(f"{filename}:{node.lineno}: {ast.unparse(node)} (a private name of the host)")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "setattr", "hasattr")
+            and len(node.args) >= 2
+            and is_host(node.args[0])
+            and isinstance(node.args[1], ast.Constant)
+            and private(node.args[1].value)
+        ):
+            found.append(f"{filename}:{node.lineno}: {ast.unparse(node)} (a private name of the host)")
+    return found
+
+
 def _calls_import(node: ast.Call) -> bool:
     func = node.func
     name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -104,6 +136,42 @@ def test_the_repository_layout_is_there() -> None:
 @pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_plugin_source_imports_only_the_public_api(path: Path) -> None:
     assert private_imports(path.read_text(), str(path.relative_to(ROOT))) == []
+
+
+@pytest.mark.parametrize("path", plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugin_source_uses_no_private_name_of_the_host(path: Path) -> None:
+    assert private_host_access(path.read_text(), str(path.relative_to(ROOT))) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("host._slots.get('notes')", "host._slots (a private name"),
+        ("await self.ctx.host._state.flush()", "self.ctx.host._state (a private name"),
+        ("getattr(host, '_allocator')", "getattr(host, '_allocator') (a private name"),
+    ],
+)
+def test_a_private_host_access_is_caught(source: str, problem: str) -> None:
+    found = private_host_access(source)
+    assert len(found) == 1 and problem in found[0], found
+
+
+def test_public_host_access_passes() -> None:
+    source = (
+        "host.slice_ids(); host.resources(); db = await host.master_db(); host.__class__\n"
+        "ctx.host.instance('notes'); target.host.startswith('x'); getattr(host, 'serving')\n"
+    )
+    assert private_host_access(source) == []
+
+
+def test_the_host_keeps_its_internals_private(tmp_path: Path) -> None:
+    from refactorbot import MasterCore, PluginHost, load_settings
+
+    host = MasterCore(load_settings(tmp_path, env={}), PluginHost({}), env={})
+    internals = {"state", "slots", "allocator", "order", "gateways", "subset_ids", "inflight", "observers"}
+    assert internals.isdisjoint(dir(host)), internals & set(dir(host))
+    assert {"_state", "_slots", "_allocator", "_order"} <= set(dir(host))
+    assert host.slice_ids() == [] and host.resources() == {} and host.slice_class("notes") is None
 
 
 @pytest.mark.parametrize(

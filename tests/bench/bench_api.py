@@ -83,7 +83,7 @@ async def _insert_operation_log(host: Any, rows: int) -> None:
         (now - i * 0.5, f"req{i}", f"bench{i % SLICES:02d}", "ping", None, int(i % 50 != 0), None, None, 0.1 + (i % 7))
         for i in range(rows)
     ]
-    async with host.state.db.transaction() as conn:
+    async with (await host.master_db()).transaction() as conn:
         await conn.executemany(
             "INSERT INTO operation_log (ts, request_id, slice_id, operation, caller, success, error_type,"
             " error_message, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -101,7 +101,7 @@ async def _insert_logs(host: Any, rows: int) -> None:
         data.append(
             (now - (rows - i) * 0.01, level, name, f"bench{rng.randrange(SLICES):02d}", "refactorbot.bench", f"row {i}")
         )
-    async with host.state.db.transaction() as conn:
+    async with (await host.master_db()).transaction() as conn:
         await conn.executemany(
             "INSERT INTO logs (ts, level, level_name, slice_id, logger, message) VALUES (?, ?, ?, ?, ?, ?)", data
         )

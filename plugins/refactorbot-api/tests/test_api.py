@@ -270,7 +270,7 @@ async def test_metrics_and_operations_over_time(served: Served) -> None:
 
 
 async def _insert_logs(served: Served, rows: list[tuple[float, int, str, str | None, str, str]]) -> None:
-    async with served.host.state.db.transaction() as conn:
+    async with (await served.host.master_db()).transaction() as conn:
         await conn.executemany(
             "INSERT INTO logs (ts, level, level_name, slice_id, logger, message) VALUES (?, ?, ?, ?, ?, ?)", rows
         )

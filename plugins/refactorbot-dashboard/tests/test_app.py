@@ -153,7 +153,7 @@ def test_control_lifecycle_and_diagnostics(dashboard_env: RunningServer) -> None
 def test_logs_page_filters(dashboard_env: RunningServer) -> None:
     async def log() -> None:
         logging.getLogger("refactorbot.slice.sample").error("the disk is full")
-        await dashboard_env.host.state.flush()
+        await dashboard_env.host.master_db()
 
     dashboard_env.run(log())
     at = _app()

@@ -113,6 +113,26 @@ class Host(Protocol):
         """Return the gateway ``call`` would be sent to; raise ``GatewayError`` when there is none."""
         ...
 
+    def slice_ids(self) -> list[str]:
+        """Return the ids of every installed and enabled slice, running or not, sorted."""
+        ...
+
+    def slice_class(self, slice_id: str) -> type[AtomicSlice] | None:
+        """Return the class of an installed and enabled slice (its operations, capabilities), or ``None``."""
+        ...
+
+    def slice_status(self) -> list[dict[str, Any]]:
+        """Return one status row per slice: state, health, heartbeat age, restarts, error, metrics."""
+        ...
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        """Return each slice's resource limits and current use (``in_flight``, ``refused``), by slice id."""
+        ...
+
+    async def master_db(self) -> SliceDatabase:
+        """Commit queued operation-log and log rows, then return ``master.db`` (``operation_log``, ``logs``)."""
+        ...
+
 
 class SliceContext:
     """A slice's handle on the host: its home, logger, cross-slice calls, events and LLMs."""

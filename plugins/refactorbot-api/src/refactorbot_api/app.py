@@ -54,7 +54,9 @@ def create_app(host: Any, token: str | None = None, config: ApiConfig | None = N
 
     @app.get("/health", response_model=Health, tags=["host"], summary="Liveness (no token needed)")
     async def health() -> Health:
-        return Health(version=__version__, slices_running=len(host.running_slices()), slices_total=len(host.slots))
+        return Health(
+            version=__version__, slices_running=len(host.running_slices()), slices_total=len(host.slice_ids())
+        )
 
     api = APIRouter(dependencies=[Security(require_token), Depends(reject_unknown_query)], responses=R401)
     for area in (slices, operations, observe, settings, chat):

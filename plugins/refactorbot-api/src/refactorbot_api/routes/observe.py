@@ -22,7 +22,7 @@ def router(host: Any) -> APIRouter:
         return {
             "operations": host.metrics.snapshot(),
             "process": process_stats(),
-            "resources": host.allocator.snapshot(),
+            "resources": host.resources(),
         }
 
     @api.get("/metrics/operations", response_model=list[OperationBucket], tags=["observe"], responses=R422)
@@ -31,8 +31,8 @@ def router(host: Any) -> APIRouter:
         slice_id: str | None = Query(None, min_length=1, max_length=200, description="only this slice"),
     ) -> list[dict[str, Any]]:
         """Return operations per slice per minute (count, errors, mean and max latency) for charts."""
-        await host.state.flush()
-        return await history.operations_per_minute(host.state.db, minutes=minutes, slice_id=slice_id)
+        db = await host.master_db()
+        return await history.operations_per_minute(db, minutes=minutes, slice_id=slice_id)
 
     @api.get("/logs", response_model=LogPage, tags=["observe"], responses=R422)
     async def logs(
@@ -52,9 +52,8 @@ def router(host: Any) -> APIRouter:
             min_level = history.parse_level(level)
         except ValueError as exc:
             return JSONResponse({"detail": str(exc), "errors": []}, status_code=422)  # type: ignore[return-value]
-        await host.state.flush()
         items, next_id = await history.read_logs(
-            host.state.db,
+            await host.master_db(),
             slice_id=slice_id,
             min_level=min_level,
             since=since,

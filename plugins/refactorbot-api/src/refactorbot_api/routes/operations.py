@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from refactorbot import ImprovementFeedback, ImprovementPlan, SliceRequest, SliceResponse, describe_validation_error
 
 from refactorbot_api.routes.responses import R400, R404, R409, R422, R500
-from refactorbot_api.routes.slots import SliceId, running_instance, slot
+from refactorbot_api.routes.slots import SliceId, running_instance, slice_class
 from refactorbot_api.schemas import DiagnosticsResult
 
 
@@ -31,10 +31,10 @@ def router(host: Any) -> APIRouter:
     ) -> SliceResponse:
         """Run one operation. The payload is validated by the operation's schema first (422 when invalid);
         a routed request always answers 200 with a `SliceResponse` whose `success` tells the outcome."""
-        found = slot(host, slice_id)
-        spec = found.cls.operations().get(operation)
+        found = slice_class(host, slice_id)
+        spec = found.operations().get(operation)
         if spec is None:
-            names = ", ".join(sorted(found.cls.operations())) or "none"
+            names = ", ".join(sorted(found.operations())) or "none"
             raise HTTPException(404, f"slice '{slice_id}' has no operation '{operation}' (available: {names})")
         try:
             spec.input_model.model_validate(payload or {})

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from refactorbot_api.routes.responses import R404, R422
-from refactorbot_api.routes.slots import SliceId, slot, status_row
+from refactorbot_api.routes.slots import SliceId, slice_class, status_row
 from refactorbot_api.schemas import PluginInfo, SliceDetail, SliceStatus
 
 
@@ -26,27 +26,27 @@ def router(host: Any) -> APIRouter:
     @api.get("/slices/{slice_id}", response_model=SliceDetail, tags=["slices"], responses=R404 | R422)
     async def slice_detail(slice_id: str = SliceId) -> dict[str, Any]:
         """Return a slice's status and capabilities (operations with input and output JSON schemas)."""
-        found = slot(host, slice_id)
-        return {**status_row(host, slice_id), "capabilities": found.cls.get_capabilities()}
+        found = slice_class(host, slice_id)
+        return {**status_row(host, slice_id), "capabilities": found.get_capabilities()}
 
     @api.post("/slices/{slice_id}/start", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
     async def start_slice(slice_id: str = SliceId) -> dict[str, Any]:
         """Start a stopped or failed slice; the answer says whether it now runs."""
-        slot(host, slice_id)
+        slice_class(host, slice_id)
         await host.start_slice(slice_id)
         return status_row(host, slice_id)
 
     @api.post("/slices/{slice_id}/stop", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
     async def stop_slice(slice_id: str = SliceId) -> dict[str, Any]:
         """Stop a running slice; it stays stopped until started."""
-        slot(host, slice_id)
+        slice_class(host, slice_id)
         await host.stop_slice(slice_id)
         return status_row(host, slice_id)
 
     @api.post("/slices/{slice_id}/restart", response_model=SliceStatus, tags=["slices"], responses=R404 | R422)
     async def restart_slice(slice_id: str = SliceId) -> dict[str, Any]:
         """Stop then start a slice."""
-        slot(host, slice_id)
+        slice_class(host, slice_id)
         await host.restart_slice(slice_id)
         return status_row(host, slice_id)
 

@@ -1,4 +1,4 @@
-"""The ``{slice_id}`` path parameter and the slot it names (404 when unknown, 409 when not running)."""
+"""The ``{slice_id}`` path parameter and the slice it names (404 when unknown, 409 when not running)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from fastapi import HTTPException, Path
 SliceId = Path(description="id of an installed and enabled slice", max_length=200)
 
 
-def slot(host: Any, slice_id: str) -> Any:
-    """Return the slot of ``slice_id``; 404 naming the installed slices when there is none."""
-    found = host.slots.get(slice_id)
+def slice_class(host: Any, slice_id: str) -> Any:
+    """Return the class of ``slice_id``; 404 naming the installed slices when there is none."""
+    found = host.slice_class(slice_id)
     if found is None:
-        known = ", ".join(sorted(host.slots)) or "none"
+        known = ", ".join(host.slice_ids()) or "none"
         raise HTTPException(404, f"unknown slice '{slice_id}' (installed and enabled: {known})")
     return found
 
@@ -25,7 +25,8 @@ def status_row(host: Any, slice_id: str) -> dict[str, Any]:
 
 def running_instance(host: Any, slice_id: str) -> Any:
     """Return the running instance of ``slice_id``; 409 when it is not running."""
-    found = slot(host, slice_id)
-    if found.instance is None:
-        raise HTTPException(409, f"slice '{slice_id}' is {found.status}; start it first")
-    return found.instance
+    slice_class(host, slice_id)
+    instance = host.instance(slice_id)
+    if instance is None:
+        raise HTTPException(409, f"slice '{slice_id}' is {status_row(host, slice_id)['status']}; start it first")
+    return instance
