@@ -177,6 +177,41 @@ def scan_entry_points() -> tuple[EntryPoint, ...]:
     return tuple(sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name))
 
 
+#: One installed plugin: its entry point's name and value, its distribution's name and version.
+PluginSource = tuple[str, str, str, str | None]
+
+
+def installed_plugins(env: Mapping[str, str]) -> list[PluginSource]:
+    """Return every installed plugin, sorted by entry-point name.
+
+    From the install cache (``refactorbot._install_cache``) while no distribution was installed,
+    upgraded or removed since it was written; else scanned with ``importlib.metadata`` (each
+    distribution's metadata parsed once) and cached.
+    """
+    from refactorbot import _install_cache
+
+    cached = _install_cache.load("entry-points", env)
+    if isinstance(cached, list) and all(
+        isinstance(row, list) and len(row) == 4 and all(isinstance(v, str) for v in row[:3]) for row in cached
+    ):
+        return [(row[0], row[1], row[2], row[3] if isinstance(row[3], str) else None) for row in cached]
+    stamp = _install_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
+    found: list[PluginSource] = [(ep.name, ep.value, *_dist_of(ep)) for ep in scan_entry_points()]
+    _install_cache.store("entry-points", [list(row) for row in found], env, stamp)
+    return found
+
+
+def import_entry_point(value: str) -> Any:
+    """Return the object an entry point's value names, as ``EntryPoint.load`` does: ``module[:attr.attr]``."""
+    import importlib
+
+    module, _, attrs = value.partition("[")[0].partition(":")  # extras (``[...]``) are not imported
+    target = importlib.import_module(module.strip())
+    for attr in filter(None, attrs.strip().split(".")):
+        target = getattr(target, attr)
+    return target
+
+
 @dataclasses.dataclass
 class PluginRecord:
     """What the host knows of one plugin: where it came from and how loading went."""
@@ -255,16 +290,26 @@ class PluginHost:
     # -- loading ---------------------------------------------------------------------------
 
     def load_entrypoints(self, entry_points: Iterable[EntryPoint] | None = None) -> None:
-        """Load every installed plugin allowed by ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS``."""
-        eps = sorted(scan_entry_points() if entry_points is None else entry_points, key=lambda ep: ep.name)
-        dists = [_dist_of(ep) for ep in eps]
+        """Load every installed plugin (or ``entry_points``) allowed by ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS``.
+
+        The installed plugins are known from the install cache when nothing was installed since
+        (see ``installed_plugins``): ``importlib.metadata`` is then not even imported.
+        """
+        loads: list[Callable[[], Any]]
+        if entry_points is None:
+            sources = installed_plugins(self.env)
+            loads = [functools.partial(import_entry_point, value) for _, value, _, _ in sources]
+        else:
+            eps = sorted(entry_points, key=lambda ep: ep.name)
+            sources = [(ep.name, ep.value, *_dist_of(ep)) for ep in eps]
+            loads = [ep.load for ep in eps]
         per_dist: dict[str, int] = {}
-        for dist_name, _ in dists:
+        for _, _, dist_name, _ in sources:
             per_dist[dist_name] = per_dist.get(dist_name, 0) + 1
-        for ep, (dist_name, version) in zip(eps, dists, strict=True):
-            name = dist_name if per_dist[dist_name] == 1 else f"{dist_name}:{ep.name}"
-            record = PluginRecord(name=name, version=version, entry_point=f"{ep.name} = {ep.value}")
-            self._load(record, (ep.name, ep.value, dist_name), ep.load)
+        for (ep_name, value, dist_name, version), load in zip(sources, loads, strict=True):
+            name = dist_name if per_dist[dist_name] == 1 else f"{dist_name}:{ep_name}"
+            record = PluginRecord(name=name, version=version, entry_point=f"{ep_name} = {value}")
+            self._load(record, (ep_name, value, dist_name), load)
 
     def load_entry_point(self, name: str, value: str, dist: str, *, registration: bool = True) -> PluginRecord:
         """Load the one plugin an entry point names (``name = value`` of distribution ``dist``).
@@ -274,13 +319,7 @@ class PluginHost:
         ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS`` apply as in ``load_entrypoints``.
         """
         record = PluginRecord(name=dist, entry_point=f"{name} = {value}")
-
-        def load() -> Any:
-            import pkgutil
-
-            return pkgutil.resolve_name(value.partition("[")[0].strip())  # ``module[:attr]``, extras dropped
-
-        self._load(record, (name, value, dist), load, registration=registration)
+        self._load(record, (name, value, dist), functools.partial(import_entry_point, value), registration=registration)
         return record
 
     def _load(

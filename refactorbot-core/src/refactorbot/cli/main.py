@@ -192,7 +192,7 @@ def plugin_host(meta: dict[str, Any]) -> Any:
 class RefactorbotGroup(click.Group):
     """The root group: adds plugin commands lazily, and turns errors into one clear line.
 
-    A plugin command is found through the command cache (``refactorbot._command_cache``): only
+    A plugin command is found through the command cache (``refactorbot._install_cache``): only
     the plugin that adds it is loaded. Without a valid cache entry, or when that plugin no longer
     adds the command, every plugin's ``register_commands`` runs (as ``--help`` does) and the
     cache is rewritten.
@@ -202,25 +202,25 @@ class RefactorbotGroup(click.Group):
         if ctx.meta.get("refactorbot.commands_added"):
             return
         ctx.meta["refactorbot.commands_added"] = True
-        from refactorbot import _command_cache
+        from refactorbot import _install_cache
 
-        stamp = _command_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
+        stamp = _install_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
         host = plugin_host(ctx.meta)
-        sources: dict[str, _command_cache.CommandSource] = {}
+        sources: dict[str, _install_cache.CommandSource] = {}
         for impl in reversed(host.pm.hook.register_commands.get_hookimpls()):
             before = dict(self.commands)
             host.call_isolated("register_commands", only_plugin=impl.plugin_name, cli=self)
             source = host.sources.get(impl.plugin_name)
             for name, command in self.commands.items():
                 if source is not None and before.get(name) is not command:
-                    sources[name] = _command_cache.CommandSource(*source)
-        _command_cache.store(sources, os.environ, stamp)
+                    sources[name] = source
+        _install_cache.store_commands(sources, os.environ, stamp)
 
     def _cached_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """Return ``cmd_name`` added by the one plugin the command cache names, or None to scan them all."""
-        from refactorbot import _command_cache
+        from refactorbot import _install_cache
 
-        source = _command_cache.lookup(cmd_name, os.environ)
+        source = _install_cache.lookup_command(cmd_name, os.environ)
         if source is None:
             return None
         from refactorbot.plugins import PluginHost

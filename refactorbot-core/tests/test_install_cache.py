@@ -1,4 +1,5 @@
-"""The command cache: a plugin command loads only its plugin, follows installs, and never breaks a command.
+"""The install cache: a plugin command loads only its plugin, ``plugins list`` skips the metadata scan,
+both follow installs, and a damaged cache never breaks a command.
 
 Every test runs the real ``refactorbot`` in a subprocess, with test distributions written into a
 folder on ``PYTHONPATH`` (``distfactory``) and the cache in a temporary ``RB_CACHE_DIR``.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from distfactory import GOOD, make_dist
-from refactorbot import _command_cache
+from refactorbot import _install_cache
 
 TESTS = Path(__file__).parent
 
@@ -80,13 +81,19 @@ class Cli:
         self.imports.unlink()
         return names
 
-    def cache_files(self) -> list[Path]:
-        return sorted(self.cache.glob("commands-*.json"))
+    def cache_files(self, kind: str = "commands") -> list[Path]:
+        return sorted(self.cache.glob(f"{kind}-*.json"))
 
     def cached_commands(self) -> dict[str, list[str]]:
         (path,) = self.cache_files()
-        commands: dict[str, list[str]] = json.loads(path.read_text())["commands"]
+        commands: dict[str, list[str]] = json.loads(path.read_text())["data"]
         return commands
+
+    def listed(self) -> list[tuple[str, str | None, str]]:
+        result = self("plugins", "list", "--json", "--all")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)  # the plugins installed next to the core are listed too, blocked
+        return [(row["name"], row["version"], row["status"]) for row in rows if row["name"].startswith("rb-")]
 
 
 @pytest.fixture
@@ -149,14 +156,14 @@ def test_the_cache_follows_upgrades_uninstalls_and_installs(cli: Cli) -> None:
     "damage",
     [
         pytest.param(lambda data: b"\x00{not json", id="garbage"),
-        pytest.param(lambda data: json.dumps({**data, "commands": {"hello": 5}}).encode(), id="wrong-shape"),
+        pytest.param(lambda data: json.dumps({**data, "data": {"hello": 5}}).encode(), id="wrong-shape"),
         pytest.param(lambda data: json.dumps({**data, "version": "x"}).encode(), id="other-version"),
         pytest.param(
-            lambda data: json.dumps({**data, "commands": {"hello": ["rb_other", "rb_other", "rb-other"]}}).encode(),
+            lambda data: json.dumps({**data, "data": {"hello": ["rb_other", "rb_other", "rb-other"]}}).encode(),
             id="names-a-plugin-without-the-command",
         ),
         pytest.param(
-            lambda data: json.dumps({**data, "commands": {"hello": ["gone", "rb_gone", "rb-gone"]}}).encode(),
+            lambda data: json.dumps({**data, "data": {"hello": ["gone", "rb_gone", "rb-gone"]}}).encode(),
             id="names-a-module-that-is-gone",
         ),
     ],
@@ -197,8 +204,50 @@ def test_the_fingerprint_changes_when_a_path_folder_gains_an_entry(
     os.utime(site, ns=(1_000_000_000, 1_000_000_000))  # a past time: the next entry surely changes it
     monkeypatch.syspath_prepend(str(site))
     env = {"RB_CACHE_DIR": str(tmp_path / "cache")}
-    source = _command_cache.CommandSource("x", "rb_x", "rb-x")
-    _command_cache.store({"x": source}, env)
-    assert _command_cache.lookup("x", env) == source
+    source = ("x", "rb_x", "rb-x")
+    _install_cache.store_commands({"x": source}, env, _install_cache.fingerprint())
+    assert _install_cache.lookup_command("x", env) == source
     (site / "rb_y-1.0.dist-info").mkdir()
-    assert _command_cache.lookup("x", env) is None
+    assert _install_cache.lookup_command("x", env) is None
+
+
+def test_plugins_list_reads_the_installed_plugins_from_the_cache(cli: Cli) -> None:
+    assert cli.listed() == [("rb-cmds", "1.0", "ok"), ("rb-other", "1.0", "ok")]
+    assert cli.cache_files("entry-points")
+    again = cli("plugins", "list", python=("-X", "importtime"))
+    assert again.returncode == 0 and "rb-other" in again.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.splitlines() if "|" in line}
+    assert "importlib.metadata" not in imported  # no distribution's metadata was read
+    assert "pydantic" in imported  # the slice plugins themselves were loaded (-X importtime works)
+
+
+def test_plugins_list_follows_installs_upgrades_and_uninstalls(cli: Cli) -> None:
+    assert [name for name, _, _ in cli.listed()] == ["rb-cmds", "rb-other"]
+    make_dist(cli.site, "rb-third", "rb_third", RECORDED.format(module="rb_third", cls="Third", sid="third"))
+    assert cli.listed()[2] == ("rb-third", "1.0", "blocked")  # installed (RB_LOAD_PLUGINS keeps it out)
+    shutil.rmtree(cli.site / "rb_other-1.0.dist-info")
+    make_dist(cli.site, "rb-other", "rb_other", RECORDED.format(module="rb_other", cls="Other", sid="other"), "2.0")
+    assert ("rb-other", "2.0", "ok") in cli.listed()
+    shutil.rmtree(cli.site / "rb_third-1.0.dist-info")
+    assert [name for name, _, _ in cli.listed()] == ["rb-cmds", "rb-other"]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"[[", id="garbage"),
+        pytest.param(
+            lambda data: json.dumps({**data, "data": [["only", "three", "fields"]]}).encode(), id="wrong-shape"
+        ),
+        pytest.param(lambda data: json.dumps({**data, "data": {"not": "a list"}}).encode(), id="not-a-list"),
+    ],
+)
+def test_a_damaged_entry_point_cache_is_rescanned(cli: Cli, damage) -> None:  # noqa: ANN001
+    expected = cli.listed()
+    (path,) = cli.cache_files("entry-points")
+    path.write_bytes(damage(json.loads(path.read_text())))
+    assert cli.listed() == expected
+    assert [row for row in json.loads(path.read_text())["data"] if row[2].startswith("rb-")] == [
+        ["rb_cmds", "rb_cmds", "rb-cmds", "1.0"],
+        ["rb_other", "rb_other", "rb-other", "1.0"],
+    ]
