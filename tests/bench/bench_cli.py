@@ -105,10 +105,42 @@ def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
 
 def fingerprint_us() -> float:
     """Return the cost of the command cache's fingerprint in this interpreter, in microseconds."""
-    from refactorbot import _command_cache
+    from refactorbot import _install_cache
 
     runs = 2000
-    return timeit.timeit(_command_cache.fingerprint, number=runs) / runs * 1e6
+    return timeit.timeit(_install_cache.fingerprint, number=runs) / runs * 1e6
+
+
+def start_call_stop_ms(rounds: int) -> tuple[float, float, list[str]]:
+    """Return the median ms of start + ``notes.add`` + stop in one process: every slice, and ``only={"notes"}``."""
+    import asyncio
+
+    from refactorbot.config import load_settings
+    from refactorbot.master import MasterCore
+    from refactorbot.plugins import PluginHost
+
+    plugins = PluginHost(clean_env())
+    plugins.load_entrypoints()
+
+    async def once(only: set[str] | None) -> tuple[float, list[str]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = load_settings(Path(tmp), env={})
+            start = time.perf_counter()
+            async with MasterCore(settings, plugins, {}, serving=False, only=only) as host:
+                response = await host.call("notes.add", title="bench")
+                assert response.success, response.error_message
+                started = host.running_slices()
+            return (time.perf_counter() - start) * 1000, started
+
+    async def measure() -> tuple[float, float, list[str]]:
+        await once(None)
+        every, subset = [], []
+        for _ in range(rounds):
+            every.append((await once(None))[0])
+            subset.append((await once({"notes"}))[0])
+        return statistics.median(every), statistics.median(subset), (await once({"notes"}))[1]
+
+    return asyncio.run(measure())
 
 
 def find_llm(given: str | None) -> str | None:
@@ -163,13 +195,14 @@ def main() -> None:
         call_all = median_ms(notes, env, args.runs)
         call_notes = median_ms(notes, {**env, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}, args.runs)
 
+    every, subset, started = start_call_stop_ms(max(5, args.runs // 2))
     rows.append(("`refactorbot --version`", f"{version:.0f} ms", "floor"))
     rows.append(("`refactorbot chat hello`, server running, command cache filled", f"{chat:.0f} ms", "≤ 250 ms"))
     rows.append(
         (
             "`refactorbot chat hello`, server running, no command cache (every plugin loaded)",
             f"{chat_scan:.0f} ms",
-            "before: ~360 ms",
+            "as before the cache",
         )
     )
     if llm_ms is not None:
@@ -189,6 +222,13 @@ def main() -> None:
     )
     rows.append(
         ("`refactorbot call notes.add` in-process, only the notes plugin installed", f"{call_notes:.0f} ms", "floor")
+    )
+    rows.append(
+        (
+            "in one process: `MasterCore` start + `notes.add` + stop, every slice / `only={'notes'}`",
+            f"{every:.0f} / {subset:.0f} ms",
+            f"the subset starts {', '.join(started)}",
+        )
     )
     how = "hyperfine" if shutil.which("hyperfine") else "a timing loop"
     print(
