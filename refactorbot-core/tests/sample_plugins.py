@@ -39,6 +39,11 @@ class EchoSlice(AtomicSlice):
         super().__init__(ctx, config)
         self.seen: list[str] = []
         self.unhealthy = False
+        #: ``slow`` calls whose text has a gate here wait until the test sets it (instead of sleeping);
+        #: each announces itself on ``entered`` and records ``enter``/``leave`` in ``trace``.
+        self.gates: dict[str, asyncio.Event] = {}
+        self.entered: asyncio.Queue[str] = asyncio.Queue()
+        self.trace: list[str] = []
 
     @operation
     async def echo(self, params: EchoParams) -> EchoResult:
@@ -56,8 +61,17 @@ class EchoSlice(AtomicSlice):
 
     @operation
     async def slow(self, params: EchoParams) -> EchoResult:
-        """Sleep ``times`` tenths of a second."""
-        await asyncio.sleep(params.times / 10)
+        """Sleep ``times`` tenths of a second (or wait until the gate named ``text`` opens)."""
+        gate = self.gates.get(params.text)
+        if gate is None:
+            await asyncio.sleep(params.times / 10)
+            return EchoResult(text=params.text)
+        self.trace.append(f"enter {params.text}")
+        self.entered.put_nowait(params.text)
+        try:
+            await gate.wait()
+        finally:
+            self.trace.append(f"leave {params.text}")
         return EchoResult(text=params.text)
 
     @operation

@@ -84,7 +84,10 @@ async def test_batch_writer_groups_rows_and_flushes_on_close(tmp_path):
     writer = db.batch_writer("INSERT INTO t VALUES (?)", max_batch=100, interval=0.01)
     for i in range(250):
         writer.add((i,))
-    await asyncio.sleep(0.1)
+    # nobody awaits the rows: the writer's own task commits them
+    deadline = asyncio.get_running_loop().time() + 30
+    while writer.written < 200 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
     assert await db.scalar("SELECT count(*) FROM t") >= 200
     writer.add((999,))
     await db.close()  # flushes what is left

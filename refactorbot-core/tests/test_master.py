@@ -10,6 +10,18 @@ from refactorbot.testing import build_host, host_running
 FAST = {"core": {"health_interval": 3600, "stop_timeout": 0.5, "drain_timeout": 1.0}}
 
 
+async def _eventually(predicate, timeout=30.0):
+    """Poll ``predicate`` (sync or async) until it is true or ``timeout`` passes; return its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.asyncio
 async def test_route_validates_executes_logs_and_measures(tmp_path):
     async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
@@ -71,10 +83,7 @@ async def test_failing_initialize_and_hanging_stop_do_not_take_the_host_down(tmp
 async def test_events_reach_subscribers(tmp_path):
     async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
         assert (await host.call("echo.announce", text="hello")).success
-        for _ in range(50):
-            if host.instance("echo").seen:
-                break
-            await asyncio.sleep(0.01)
+        assert await _eventually(lambda: host.instance("echo").seen)
         assert host.instance("echo").seen == ["hello"]
 
 
@@ -101,19 +110,54 @@ async def test_timeout_concurrency_and_rate_limits_are_enforced(tmp_path):
         "slices": {"echo": {"resources": {"timeout": 0.2, "max_concurrency": 1, "rate_limit": 1000, "burst": 3}}},
     }
     async with host_running(tmp_path, [sp.echo_plugin], config=config) as host:
-        slow = await host.call("echo.slow", text="x", times=5)
+        host.instance("echo").gates["x"] = asyncio.Event()  # never set: only the timeout ends the call
+        slow = await host.call("echo.slow", text="x")
         assert slow.error_type is ErrorType.TIMEOUT
         assert slow.error_message == "echo.slow timed out after 0.2s"
-    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 0.45}
-    async with host_running(tmp_path / "b", [sp.echo_plugin], config=config) as host:
-        # one at a time: the second waits its turn (0.3 s < timeout), the third too long (0.6 s)
-        calls = [host.call("echo.slow", text=t, times=3) for t in "abc"]
-        first, second, third = await asyncio.gather(*calls)
+
+    # One at a time: the second call waits its turn. A synchronous before_operation hook runs in
+    # the caller's task just before it asks for the slice's concurrency slot.
+    second_arrived = asyncio.Event()
+
+    class Arrivals:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def before_operation(self, request):
+            if request.payload.get("text") == "b":
+                second_arrived.set()
+
+    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 30}
+    async with host_running(tmp_path / "b", [sp.echo_plugin, Arrivals()], config=config) as host:
+        echo = host.instance("echo")
+        echo.gates.update(a=asyncio.Event(), b=asyncio.Event())
+        first = asyncio.ensure_future(host.call("echo.slow", text="a"))
+        assert await echo.entered.get() == "a"
+        second = asyncio.ensure_future(host.call("echo.slow", text="b"))
+        await second_arrived.wait()  # the second call asks for the slot the first one holds
+        for _ in range(20):  # turns of the loop (not time): a second call let in would enter now
+            await asyncio.sleep(0)
+        assert echo.trace == ["enter a"] and host.resources()["echo"]["in_flight"] == 1
+        echo.gates["a"].set()
+        echo.gates["b"].set()
+        first, second = await asyncio.gather(first, second)
         assert first.success and second.success
-        assert third.error_type is ErrorType.RESOURCE_LIMIT
-        assert third.error_message.startswith("slice 'echo' is busy: max_concurrency=1 reached for 0.45s")
-    config["slices"]["echo"]["resources"] = {"rate_limit": 0.001, "burst": 2}
+        assert echo.trace == ["enter a", "leave a", "enter b", "leave b"]  # never both at once
+
+    # ... and a call that cannot get the slot within the timeout is refused. No gate opens: the
+    # first call holds the slot until it times out; the second, first in the queue, is refused too
+    # or holds the slot a whole timeout more (which comes first depends on the Python version), so
+    # the third, queued behind both, is refused however the timers fall.
+    config["slices"]["echo"]["resources"] = {"max_concurrency": 1, "timeout": 0.3}
     async with host_running(tmp_path / "c", [sp.echo_plugin], config=config) as host:
+        host.instance("echo").gates.update(a=asyncio.Event(), b=asyncio.Event(), c=asyncio.Event())
+        first, second, third = await asyncio.gather(*(host.call("echo.slow", text=t) for t in "abc"))
+        assert first.error_type is ErrorType.TIMEOUT
+        assert second.error_type in (ErrorType.TIMEOUT, ErrorType.RESOURCE_LIMIT)
+        assert third.error_type is ErrorType.RESOURCE_LIMIT
+        assert third.error_message.startswith("slice 'echo' is busy: max_concurrency=1 reached for 0.3s")
+    config["slices"]["echo"]["resources"] = {"rate_limit": 0.001, "burst": 2}
+    async with host_running(tmp_path / "d", [sp.echo_plugin], config=config) as host:
         results = [await host.call("echo.noop") for _ in range(3)]
         assert [r.success for r in results] == [True, True, False]
         assert results[2].error_message == "slice 'echo' rate limit of 0.001/s exceeded; retry later"
@@ -143,24 +187,27 @@ async def test_supervisor_restarts_an_unhealthy_slice(tmp_path):
     async with host_running(tmp_path, [sp.echo_plugin], config=config) as host:
         first = host.instance("echo")
         first.unhealthy = True
-        for _ in range(200):
-            await asyncio.sleep(0.02)
-            current = host.instance("echo")
-            if current is not None and current is not first:
-                break
-        assert host.instance("echo") is not first
+        assert await _eventually(lambda: host.instance("echo") not in (None, first))
         assert host.slice_status()[0]["restarts"] == 1
         assert (await host.call("echo.noop")).success
 
 
 @pytest.mark.asyncio
 async def test_shutdown_lets_in_flight_requests_finish(tmp_path):
-    host = build_host(tmp_path, [sp.echo_plugin], config=FAST)
+    host = build_host(tmp_path, [sp.echo_plugin], config={"core": {**FAST["core"], "drain_timeout": 30}})
     await host.start()
-    pending = asyncio.ensure_future(host.call("echo.slow", text="late", times=3))
-    await asyncio.sleep(0.05)
-    await host.stop()
-    assert (await pending).success
+    echo = host.instance("echo")
+    echo.gates["late"] = asyncio.Event()
+    pending = asyncio.ensure_future(host.call("echo.slow", text="late"))
+    assert await echo.entered.get() == "late"  # in flight
+    stopping = asyncio.ensure_future(host.stop())
+    await asyncio.sleep(0)  # one turn of the loop: the stop's first step marks the host as stopping
+    refused = await host.call("echo.noop")
+    assert refused.error_type is ErrorType.SLICE_UNAVAILABLE and "shutting down" in refused.error_message
+    assert not stopping.done()  # the stop waits for the request in flight ...
+    echo.gates["late"].set()
+    await stopping
+    assert (await pending).success  # ... which finishes
     refused = await host.call("echo.noop")
     assert refused.error_type is ErrorType.SLICE_UNAVAILABLE and "shutting down" in refused.error_message
 
@@ -196,7 +243,7 @@ async def test_operation_hooks_can_refuse_and_observe(tmp_path):
         assert refused.error_type is ErrorType.REFUSED
         assert refused.error_message == "refused: boom is not allowed here"
         await host.call("echo.noop")
-        await asyncio.sleep(0.01)
+    # no wait: the stop lets running after_operation calls finish
     assert seen == [("echo.boom", False), ("echo.noop", True)]
 
 
@@ -285,8 +332,8 @@ async def test_logs_from_slices_and_worker_threads_reach_the_unified_log(tmp_pat
     async with host_running(tmp_path, [sp.echo_plugin], config=FAST) as host:
         slice_log = host.instance("echo").log
         slice_log.warning("from the loop")
+        # the handler hands the thread's record to the loop before the thread's result comes back
         await asyncio.to_thread(slice_log.warning, "from a worker thread")
-        await asyncio.sleep(0.05)
         logging.getLogger("refactorbot.other").info("not a slice")
     rows = sqlite3.connect(tmp_path / "master.db").execute("SELECT slice_id, level_name, message FROM logs").fetchall()
     assert ("echo", "WARNING", "from the loop") in rows
@@ -305,18 +352,6 @@ async def test_an_operation_that_raises_leaves_its_traceback_in_the_unified_log(
     )
     assert message.startswith("echo.boom raised\nTraceback (most recent call last):")
     assert "RuntimeError: kaboom" in message
-
-
-async def _eventually(predicate, timeout=30.0):
-    """Poll ``predicate`` (sync or async) until it is true or ``timeout`` passes; return its last value."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.asyncio

@@ -387,9 +387,13 @@ async def test_plugin_routes_and_webhooks(served: Served) -> None:
 
 async def test_keep_alive_requests_are_not_delayed(served: Served) -> None:
     # Accepted connections get TCP_NODELAY: a keep-alive client never waits for delayed ACKs (~40 ms).
-    samples = []
-    for _ in range(15):
-        started = time.perf_counter()
-        assert (await served.client.get("/slices")).status_code == 200
-        samples.append(time.perf_counter() - started)
-    assert sorted(samples)[len(samples) // 2] < 0.035, samples  # ~0.001 s normally; ~0.04 s when delayed
+    # The server runs in this process, so the test reads the option on the server's side of the
+    # client's connection (the latency itself is measured by tests/bench/bench_api.py).
+    import socket
+
+    assert (await served.client.get("/slices")).status_code == 200
+    connections = refactorbot_api.plugin._servers[served.host]._server.server_state.connections
+    assert connections  # the client's keep-alive connection
+    for connection in connections:
+        accepted = connection.transport.get_extra_info("socket")
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
