@@ -78,6 +78,29 @@ async def test_transaction_rolls_back_on_error(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usable(tmp_path):
+    db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await db.open()
+    entered = asyncio.Event()
+
+    async def write() -> None:
+        async with db.transaction() as conn:
+            entered.set()
+            await conn.execute("INSERT INTO t VALUES (1)")
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0)  # the task now awaits its BEGIN, which runs on the database thread
+    assert not entered.is_set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with db.transaction() as conn:  # would fail: "cannot start a transaction within a transaction"
+        await conn.execute("INSERT INTO t VALUES (2)")
+    assert await db.scalar("SELECT group_concat(v) FROM t") == "2"
+    await db.close()
+
+
+@pytest.mark.asyncio
 async def test_batch_writer_groups_rows_and_flushes_on_close(tmp_path):
     db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
     await db.open()

@@ -273,12 +273,14 @@ class SliceDatabase:
         """
         async with self._tx_lock:
             conn = self.conn
-            await conn.execute("BEGIN")
             try:
+                # Inside the try: a cancel while BEGIN is queued still lets it run on the database
+                # thread, and the rollback queued after it ends that transaction.
+                await conn.execute("BEGIN")
                 yield conn
                 self._check_file()
             except BaseException:
-                await conn.rollback()
+                await asyncio.shield(conn.rollback())  # a no-op when BEGIN itself failed
                 raise
             else:
                 await conn.commit()

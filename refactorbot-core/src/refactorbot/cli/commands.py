@@ -216,7 +216,6 @@ def call(
     if client is not None:
         response = client.call(slice_id, op, payload)
     else:
-
         from refactorbot.database import committed
 
         async def in_process() -> dict[str, Any]:
