@@ -251,5 +251,5 @@ class WebhookChannel(ChannelAdapter):
 
 
 def _detail(response: Any) -> str:
-    text = response.text.strip().replace("\n", " ")
+    text = str(response.text).strip().replace("\n", " ")
     return text[:200]

@@ -37,16 +37,16 @@ def decide(message: IncomingMessage, settings: ChannelConfig, *, approved: bool,
     listed_sender = message.sender_id in settings.allow_senders
     listed_chat = message.chat_id in settings.allow_chats
     if message.is_group:
-        policy = settings.group_policy
-        if policy == "disabled":
+        group_policy = settings.group_policy
+        if group_policy == "disabled":
             return Decision("refuse", "group chats are disabled on this channel (group_policy)")
-        if policy == "allowlist":
+        if group_policy == "allowlist":
             if listed_chat or listed_sender:
                 return Decision("allow")
             return Decision("refuse", "neither this group nor its sender is allowed (group_policy = allowlist)")
         if settings.allow_chats and not listed_chat:
             return Decision("refuse", "this group is not in allow_chats")
-        if policy == "open" or message.mentions_bot or replied_to_bot:
+        if group_policy == "open" or message.mentions_bot or replied_to_bot:
             return Decision("allow")
         return Decision("ignore", "not addressed to the bot (group_policy = mention)")
     policy = settings.dm_policy

@@ -43,10 +43,36 @@ def register_dashboard_pages(register: Any) -> None:
 
     from refactorbot_slice_communication import pages
 
-    for title, path, kind, render in (
-        ("Channels", "communication-channels", "dashboard", pages.render_channels),
-        ("Messages", "communication-messages", "analytics", pages.render_messages),
-        ("Pairing", "communication-pairing", "config", pages.render_pairing),
-        ("Templates", "communication-templates", "config", pages.render_templates),
-    ):
-        register(DashboardPage(group="communication", title=title, render=render, kind=kind, url_path=path))
+    group = "communication"
+    register(
+        DashboardPage(
+            group=group,
+            title="Channels",
+            render=pages.render_channels,
+            kind="dashboard",
+            url_path="communication-channels",
+        )
+    )
+    register(
+        DashboardPage(
+            group=group,
+            title="Messages",
+            render=pages.render_messages,
+            kind="analytics",
+            url_path="communication-messages",
+        )
+    )
+    register(
+        DashboardPage(
+            group=group, title="Pairing", render=pages.render_pairing, kind="config", url_path="communication-pairing"
+        )
+    )
+    register(
+        DashboardPage(
+            group=group,
+            title="Templates",
+            render=pages.render_templates,
+            kind="config",
+            url_path="communication-templates",
+        )
+    )

@@ -187,7 +187,13 @@ class CommunicationSlice(AtomicSlice):
             cls, plugin = registered.obj, registered.plugin
             if not (isinstance(cls, type) and issubclass(cls, ChannelAdapter)):
                 self.runners[name] = ChannelRunner(
-                    name, ChannelAdapter, plugin, None, True, env, invalid=f"{cls!r} is not a ChannelAdapter subclass"
+                    name,
+                    ChannelAdapter,  # type: ignore[type-abstract]  # never started: marked invalid
+                    plugin,
+                    None,
+                    True,
+                    env,
+                    invalid=f"{cls!r} is not a ChannelAdapter subclass",
                 )
                 continue
             if not CHANNEL_NAME.match(name):
@@ -830,7 +836,8 @@ class CommunicationSlice(AtomicSlice):
     @operation
     async def messages(self, params: MessagesParams) -> MessagePage:
         """Read the message log, newest first, keyset-paged on the row id (``next_before_id``)."""
-        where, args = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
         for column in ("channel", "chat_id", "direction", "status"):
             value = getattr(params, column)
             if value is not None:
@@ -882,7 +889,8 @@ class CommunicationSlice(AtomicSlice):
     async def traffic(self, params: TrafficParams) -> Traffic:
         """Return messages per minute, channel and direction over the last ``minutes`` (for charts)."""
         since = time.time() - params.minutes * 60
-        where, args = "created_at >= ?", [since]
+        where = "created_at >= ?"
+        args: list[object] = [since]
         if params.channel is not None:
             where += " AND channel = ?"
             args.append(params.channel)
@@ -911,7 +919,8 @@ class CommunicationSlice(AtomicSlice):
     async def pairing_list(self, params: PairingListParams) -> PairingList:
         """List pairing requests (default: pending ones), newest first."""
         now = time.time()
-        where, args = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        args: list[object] = []
         if params.status == "pending":
             where.append("status = 'pending' AND expires_at > ?")
             args.append(now)

@@ -17,10 +17,10 @@ class BodyTooLarge(Exception):
 
 def add_webhook_route(router: Any) -> None:
     """Add ``GET``/``POST /hooks/{channel}`` to ``router.webhooks`` (the API's unauthenticated router)."""
-    from fastapi import Request
+    from fastapi import APIRouter, Request
     from fastapi.responses import JSONResponse, Response
 
-    webhooks = getattr(router, "webhooks", None)
+    webhooks: APIRouter | None = getattr(router, "webhooks", None)
     if webhooks is None:  # an API without webhook ingress
         return
 
@@ -35,18 +35,6 @@ def add_webhook_route(router: Any) -> None:
                 raise BodyTooLarge
         return bytes(body)
 
-    @webhooks.api_route(
-        "/{channel}",
-        methods=["GET", "POST"],
-        tags=["channels"],
-        summary="A chat platform's webhook (signature checked by the channel, no token)",
-        responses={
-            401: {"description": "Missing signature"},
-            403: {"description": "Forged or stale signature"},
-            404: {"description": "No running channel of that name takes webhooks"},
-            413: {"description": "Body larger than the channel accepts"},
-        },
-    )
     async def channel_webhook(channel: str, request: Request) -> Response:
         host = request.app.state.host
         communication = host.instance("communication")
@@ -71,4 +59,22 @@ def add_webhook_route(router: Any) -> None:
         )
         return Response(
             content=answer.body, status_code=answer.status, media_type=answer.content_type, headers=dict(answer.headers)
+        )
+
+    responses: dict[int | str, dict[str, Any]] = {
+        401: {"description": "Missing signature"},
+        403: {"description": "Forged or stale signature"},
+        404: {"description": "No running channel of that name takes webhooks"},
+        413: {"description": "Body larger than the channel accepts"},
+    }
+    summary = "A chat platform's webhook (signature checked by the channel, no token)"
+    for method in ("GET", "POST"):  # one route each, so each has its own operation id
+        webhooks.add_api_route(
+            "/{channel}",
+            channel_webhook,
+            methods=[method],
+            tags=["channels"],
+            summary=summary,
+            responses=responses,
+            operation_id=f"channel_webhook_{method.lower()}",
         )
