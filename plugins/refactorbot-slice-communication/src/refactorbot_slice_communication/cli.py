@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import click
-from refactorbot.cli import Env, echo_json, fail, run
+from refactorbot.cli import Env, call_operation, echo_json, echo_table
 
 
 def _call(operation: str, payload: dict[str, Any]) -> Any:
@@ -19,29 +19,7 @@ def _call(operation: str, payload: dict[str, Any]) -> Any:
     env = click.get_current_context().obj
     if not isinstance(env, Env):
         raise click.UsageError("run this through the refactorbot command")
-    from refactorbot import ServerClient
-
-    client = ServerClient.discover(env.home)
-    if client is not None:
-        response = client.call("communication", operation, payload)
-    else:
-
-        async def in_process() -> dict[str, Any]:
-            async with env.master() as host:
-                result = await host.call(f"communication.{operation}", **payload)
-                return result.model_dump(mode="json")  # type: ignore[no-any-return]
-
-        response = run(env, in_process)
-    if not response.get("success"):
-        fail(env, response.get("error_message") or response.get("detail") or f"communication.{operation} failed")
-    return response.get("data")
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return call_operation(env, f"communication.{operation}", payload)
 
 
 def _variables(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -118,7 +96,7 @@ def channels_command(as_json: bool) -> None:
                 c.get("last_error") or "",
             ]
         )
-    _table(["CHANNEL", "ENABLED", "STATUS", "IN", "OUT", "FAILED", "LAST ERROR"], rows)
+    echo_table(["CHANNEL", "ENABLED", "STATUS", "IN", "OUT", "FAILED", "LAST ERROR"], rows)
     if not listed["serving"]:
         click.echo("(no server is running: the status is the last one recorded)")
 
@@ -156,7 +134,7 @@ def pairing_list(show_all: bool, channel: str | None, as_json: bool) -> None:
         ]
         for r in requests
     ]
-    _table(["CODE", "CHANNEL", "SENDER", "NAME", "STATUS", "EXPIRES IN"], rows)
+    echo_table(["CODE", "CHANNEL", "SENDER", "NAME", "STATUS", "EXPIRES IN"], rows)
 
 
 @pairing_group.command("approve")

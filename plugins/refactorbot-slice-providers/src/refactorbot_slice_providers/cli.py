@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 import click
-from refactorbot.cli import Env, echo_json, fail, run
+from refactorbot.cli import Env, call_operation, echo_json, echo_table
 
 
 def _call(operation: str, payload: dict[str, Any]) -> Any:
@@ -14,29 +14,7 @@ def _call(operation: str, payload: dict[str, Any]) -> Any:
     env = click.get_current_context().obj
     if not isinstance(env, Env):
         raise click.UsageError("run this through the refactorbot command")
-    from refactorbot import ServerClient
-
-    client = ServerClient.discover(env.home)
-    if client is not None:
-        response = client.call("providers", operation, payload)
-    else:
-
-        async def in_process() -> dict[str, Any]:
-            async with env.master() as host:
-                result = await host.call(f"providers.{operation}", **payload)
-                return result.model_dump(mode="json")  # type: ignore[no-any-return]
-
-        response = run(env, in_process)
-    if not response.get("success"):
-        fail(env, response.get("error_message") or response.get("detail") or f"providers.{operation} failed")
-    return response.get("data")
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return call_operation(env, f"providers.{operation}", payload)
 
 
 def _key(model: dict[str, Any]) -> str:
@@ -79,7 +57,7 @@ def models_command(provider: str | None, capability: str | None, as_json: bool) 
                 ",".join(m.get("routes") or []) or "-",
             ]
         )
-    _table(["MODEL", "PROVIDER", "GATEWAY", "KEY", "CONTEXT", "USD/MTOK IN/OUT", "CAPABILITIES", "ROUTES"], rows)
+    echo_table(["MODEL", "PROVIDER", "GATEWAY", "KEY", "CONTEXT", "USD/MTOK IN/OUT", "CAPABILITIES", "ROUTES"], rows)
     default = next((m for m in models if m.get("default")), None)
     if default is not None and default.get("key_present") is False:
         click.echo(
@@ -131,7 +109,7 @@ def spend_command(
     ]
     rows.append([*([""] * len(columns)), str(report["calls"]), "", f"${report['total_usd']:.4f}"])
     headers = [{"slice_id": "SLICE"}.get(c, c.upper()) for c in columns]
-    _table([*headers, "CALLS", "TOKENS", "COST"], rows)
+    echo_table([*headers, "CALLS", "TOKENS", "COST"], rows)
 
 
 def add_commands(cli: click.Group) -> None:

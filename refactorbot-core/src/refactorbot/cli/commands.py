@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from refactorbot.cli.main import Env, console_handlers, echo_json, fail, main, run
+from refactorbot.cli.main import Env, call_operation, console_handlers, echo_json, fail, main, run
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -209,25 +209,7 @@ def call(
     if show_help:
         _operation_help(env, slice_id, op)
         return
-    payload = parse_payload(json_text, pairs)
-    from refactorbot.client import ServerClient
-
-    client = ServerClient.discover(env.home)
-    if client is not None:
-        response = client.call(slice_id, op, payload)
-    else:
-        from refactorbot.database import committed
-
-        async def in_process() -> dict[str, Any]:
-            async with env.master(only={slice_id}) as host:  # the target and what it requires, not every slice
-                result = await host.call(target, **payload)
-                await committed()  # acknowledged means logged, as the API answers: its rows are on disk
-                return result.model_dump(mode="json")  # type: ignore[no-any-return]
-
-        response = run(env, in_process)
-    if not response.get("success"):
-        fail(env, response.get("error_message") or response.get("detail") or "operation failed")
-    echo_json(response.get("data"))
+    echo_json(call_operation(env, target, parse_payload(json_text, pairs)))
 
 
 def _operation_help(env: Env, slice_id: str, op: str) -> None:

@@ -76,6 +76,41 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
+def echo_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Print ``rows`` under ``headers`` in left-aligned columns."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def call_operation(env: Env, target: str, payload: dict[str, Any]) -> Any:
+    """Run ``target`` (``SLICE.OP``) on the running server, or in-process when none runs; return its data.
+
+    In-process, only the slice and what it requires are started, and the answer is returned once
+    its rows are committed. A failed operation is one ``Error:`` line and exit 1.
+    """
+    from refactorbot.client import ServerClient
+
+    slice_id, _, op = target.partition(".")
+    client = ServerClient.discover(env.home)
+    if client is not None:
+        response = client.call(slice_id, op, payload)
+    else:
+        from refactorbot.database import committed
+
+        async def in_process() -> dict[str, Any]:
+            async with env.master(only={slice_id}) as host:  # the target and what it requires, not every slice
+                result = await host.call(target, **payload)
+                await committed()  # acknowledged means logged, as the API answers: its rows are on disk
+                return result.model_dump(mode="json")  # type: ignore[no-any-return]
+
+        response = run(env, in_process)
+    if not response.get("success"):
+        fail(env, response.get("error_message") or response.get("detail") or f"{target} failed")
+    return response.get("data")
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
