@@ -19,12 +19,13 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from refactorbot.testing._loopback import LoopbackHTTPServer
 
 __all__ = ["ModelServer", "Reply"]
 
@@ -192,17 +193,7 @@ def _split(text: str, pieces: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that hang up (a timed-out or closed connection); report anything else."""
-
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class ModelServer:
+class ModelServer(LoopbackHTTPServer):
     """An OpenAI-compatible chat-completions server on 127.0.0.1 (random port), in a daemon thread.
 
     ``requests`` and ``headers`` record each chat-completions request body and its headers
@@ -225,48 +216,11 @@ class ModelServer:
         self._script: collections.deque[Reply] = collections.deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._closing = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # -- lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> ModelServer:
-        """Bind a free port on 127.0.0.1 and serve in a daemon thread; return ``self``."""
-        if self._httpd is not None:
-            return self
-        self._closing.clear()
-        handler = type("Handler", (_Handler,), {"model_server": self})
-        httpd = _Server(("127.0.0.1", 0), handler)
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.name = f"model-server-{self.port}"
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; requests still held by ``Reply.timeout()`` are released."""
-        self._closing.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ModelServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """Return the bound port."""
-        if self._httpd is None:
-            raise RuntimeError("ModelServer is not started")
-        return int(self._httpd.server_address[1])
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """Return the request handler, bound to this server."""
+        return type("Handler", (_Handler,), {"model_server": self})
 
     @property
     def url(self) -> str:

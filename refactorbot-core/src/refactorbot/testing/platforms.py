@@ -21,13 +21,14 @@ import dataclasses
 import hashlib
 import hmac
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from refactorbot.testing._loopback import LoopbackHTTPServer
 
 __all__ = ["PlatformRequest", "PlatformResponse", "PlatformServer", "WebhookReceiver", "sign_webhook"]
 
@@ -74,16 +75,7 @@ class PlatformResponse:
         return cls.json({"error": message or f"scripted error {status}"}, status, headers)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Ignore clients that hang up; report anything else."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class PlatformServer:
+class PlatformServer(LoopbackHTTPServer):
     """A loopback HTTP server on 127.0.0.1 (random port) in a daemon thread; subclass and implement ``handle``.
 
     ``requests`` records every request in arrival order (scripted ones included). Scripted
@@ -94,48 +86,11 @@ class PlatformServer:
         self.requests: list[PlatformRequest] = []
         self._script: collections.deque[PlatformResponse] = collections.deque()
         self._changed = threading.Condition()
-        self._closing = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    # -- lifecycle --------------------------------------------------------------------------------
-
-    def start(self) -> PlatformServer:
-        """Bind a free port on 127.0.0.1 and serve in a daemon thread; return ``self``."""
-        if self._httpd is None:
-            self._closing.clear()
-            handler = type("Handler", (_Handler,), {"platform": self})
-            self._httpd = _Server(("127.0.0.1", 0), handler)
-            self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-            )
-            self._thread.name = f"{type(self).__name__}-{self.port}"
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._closing.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> Any:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        """Return the bound port."""
-        if self._httpd is None:
-            raise RuntimeError(f"{type(self).__name__} is not started")
-        return int(self._httpd.server_address[1])
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """Return the request handler, bound to this server."""
+        return type("Handler", (_Handler,), {"platform": self})
 
     @property
     def url(self) -> str:
