@@ -422,7 +422,8 @@ async def test_a_channel_that_cannot_start_is_reported_and_retried_with_backoff_
     from loop_channel import PLATFORMS
 
     PLATFORMS["other-platform"] = other
-    config = host_config(model, platform, channel_backoff=0.1)
+    backoff = 0.5  # long enough to read the failed state between two attempts on a loaded machine
+    config = host_config(model, platform, channel_backoff=backoff)
     config["channels"]["other"] = {"platform": "other-platform", "dm_policy": "open"}
     try:
         async with running(tmp_path, config, [*PLUGINS, plugin_of(channels=[OtherLoop], name="other")]) as host:
@@ -447,7 +448,7 @@ async def test_a_channel_that_cannot_start_is_reported_and_retried_with_backoff_
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert len(gaps) == 3
     for index, gap in enumerate(gaps):
-        assert gap >= 0.1 * 2**index * 0.9, gaps  # 0.1 s, 0.2 s, 0.4 s
+        assert gap >= backoff * 2**index * 0.9, gaps  # 0.5 s, 1 s, 2 s
 
 
 @pytest.mark.asyncio
