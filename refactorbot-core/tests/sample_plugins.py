@@ -7,7 +7,16 @@ import threading
 import time
 
 from pydantic import BaseModel, Field
-from refactorbot import AtomicSlice, HealthState, HealthStatus, hookimpl, operation, subscribe
+from refactorbot import (
+    AtomicSlice,
+    HealthState,
+    HealthStatus,
+    LLMGateway,
+    LLMResponse,
+    hookimpl,
+    operation,
+    subscribe,
+)
 from refactorbot.events import Event
 
 #: What the hanging plugins of in-process tests wait on; the ``release`` fixture sets it at the
@@ -206,3 +215,25 @@ class StallingPolicy:
     def before_operation(self, request):
         if request.target == "stall.checked":
             time.sleep(0.8)
+
+
+class Static(LLMGateway):
+    """A gateway that answers ``<model>:<last message>`` at once."""
+
+    name = "static"
+
+    async def complete(self, messages, model, tools=None, **params):
+        return LLMResponse(content=f"{model}:{messages[-1]['content']}")
+
+    async def stream(self, messages, model, tools=None, **params):
+        yield  # pragma: no cover
+
+
+class Gateways:
+    """A plugin registering ``Static``."""
+
+    REFACTORBOT_API = 1
+
+    @hookimpl
+    def register_gateways(self, register):
+        register(Static)

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 import sample_plugins as sp
-from refactorbot import ErrorType, LLMCall, LLMGateway, LLMResponse, hookimpl
+from refactorbot import ErrorType, LLMCall, hookimpl
 from refactorbot.testing import build_host, host_running
 
 FAST = {"core": {"health_interval": 3600, "stop_timeout": 0.5, "drain_timeout": 1.0}}
@@ -101,22 +101,7 @@ async def test_master_db_has_no_key_value_table(tmp_path):
 # -- 2. pluggy hook wrappers are refused at load, with the reason ---------------------------------
 
 
-class Static(LLMGateway):
-    name = "static"
-
-    async def complete(self, messages, model, tools=None, **params):
-        return LLMResponse(content=f"{model}:{messages[-1]['content']}")
-
-    async def stream(self, messages, model, tools=None, **params):
-        yield  # pragma: no cover
-
-
-class Gateways:
-    REFACTORBOT_API = 1
-
-    @hookimpl
-    def register_gateways(self, register):
-        register(Static)
+Static, Gateways = sp.Static, sp.Gateways
 
 
 class WrappingBudget:

@@ -249,23 +249,7 @@ async def test_operation_hooks_can_refuse_and_observe(tmp_path):
 
 @pytest.mark.asyncio
 async def test_llm_calls_need_a_gateway_and_honour_vetoes(tmp_path):
-    from refactorbot import LLMGateway, LLMResponse
-
-    class Static(LLMGateway):
-        name = "static"
-
-        async def complete(self, messages, model, tools=None, **params):
-            return LLMResponse(content=f"{model}:{messages[-1]['content']}")
-
-        async def stream(self, messages, model, tools=None, **params):
-            yield  # pragma: no cover
-
-    class Gateways:
-        REFACTORBOT_API = 1
-
-        @hookimpl
-        def register_gateways(self, register):
-            register(Static)
+    Gateways = sp.Gateways
 
     class Budget:
         REFACTORBOT_API = 1
