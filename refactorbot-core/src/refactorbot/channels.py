@@ -31,6 +31,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator
@@ -310,6 +311,10 @@ class ChannelAdapter(abc.ABC):
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._inbound: Inbound | None = None
         self._failure: asyncio.Future[str] | None = None
+        #: A directory for the channel's own small state (a polling offset, say), kept across
+        #: restarts: ``<home>/channels/<name>``, created 0700 by the runtime before ``start``.
+        #: ``None`` when nothing set it (then keep such state in memory).
+        self.state_dir: Path | None = None
 
     # -- what the runtime calls -----------------------------------------------------------------
 

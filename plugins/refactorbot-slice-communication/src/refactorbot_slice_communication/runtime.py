@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from refactorbot import ChannelAdapter, ChannelConfig, ChannelError, Inbound
@@ -56,6 +57,8 @@ class ChannelRunner:
         self.started_at: float | None = None
         self.next_retry_at: float | None = None
         self.restarts = 0
+        #: Given to each adapter it starts as ``adapter.state_dir`` (created 0700 first).
+        self.state_dir: Path | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -90,6 +93,9 @@ class ChannelRunner:
         while True:
             adapter = self.cls(self.settings, env=self.env)
             adapter.bind(inbound)
+            if self.state_dir is not None:
+                self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                adapter.state_dir = self.state_dir
             self.status, self.next_retry_at = "starting", None
             await changed(self)
             try:

@@ -213,6 +213,7 @@ class CommunicationSlice(AtomicSlice):
                 self.log.error("channel %s not run: %s", name, reason)
                 continue
             self.runners[name] = ChannelRunner(name, cls, plugin, settings, bool(enabled), env)
+            self.runners[name].state_dir = self.ctx.home / "channels" / name
 
     async def _channel_changed(self, runner: ChannelRunner) -> None:
         await self._save_channel(runner)
