@@ -43,6 +43,10 @@ class LoopPlatform:
         self.starts = 0
         self.stops = 0
         self.typing: list[str] = []
+        #: Set: the platform reports each message with this status before ``send`` returns (a
+        #: status callback overtaking the send's own answer); the results go to ``early_reports``.
+        self.report_on_send: str | None = None
+        self.early_reports: list[bool] = []
         self.adapters: list[LoopChannel] = []
         self._ids = itertools.count(1)
         self.changed = asyncio.Event()
@@ -111,7 +115,14 @@ class LoopChannel(ChannelAdapter):
         assert len(message.text) <= self.text_limit, "the slice split above the limit"
         self.platform.sent.append(message)
         self.platform.changed.set()
-        return [f"p-{next(self.platform._ids)}"]
+        platform_id = f"p-{next(self.platform._ids)}"
+        if self.platform.report_on_send is not None:
+            self.platform.early_reports.append(await self.report_delivery(platform_id, self.platform.report_on_send))
+        return [platform_id]
+
+    async def report(self, message_id: str, status: str, reason: str | None = None, **extra: Any) -> bool:
+        """Play the platform's status callback for a message it took."""
+        return await self.report_delivery(message_id, status, reason, **extra)  # type: ignore[arg-type]
 
     async def typing(self, chat_id: str) -> None:
         self.platform.typing.append(chat_id)

@@ -7,6 +7,7 @@ A channel adapter is a class registered with ``register_channels``. The communic
     adapter.bind(inbound)                       # where incoming messages go
     await adapter.start()                       # connect, poll, or wait for webhooks
     ids = await adapter.send(OutgoingMessage(...))
+    await adapter.report_delivery(ids[0], "delivered")  # when the platform reports it
     await adapter.stop()
 
 The adapter normalizes every platform message to an ``IncomingMessage`` and hands it over with
@@ -32,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import ConfigDict, Field, field_validator
 
@@ -45,6 +46,8 @@ __all__ = [
     "ChannelConfig",
     "ChannelError",
     "Delivery",
+    "DeliveryReports",
+    "DeliveryStatus",
     "FormattingRejected",
     "Inbound",
     "ReplayCacheFull",
@@ -271,8 +274,34 @@ class Delivery(StrEnum):
     UNAVAILABLE = "unavailable"  # nothing takes messages (the host is stopping): not recorded
 
 
-#: Where an adapter hands incoming messages: the communication slice's intake.
+class DeliveryStatus(StrEnum):
+    """What a platform reported about a message the bot sent (``ChannelAdapter.report_delivery``)."""
+
+    SENT = "sent"  # the platform's servers took it
+    DELIVERED = "delivered"  # it reached the recipient's device
+    READ = "read"  # the recipient read it
+    FAILED = "failed"  # the platform gave up on it (the reason says why)
+
+
+#: Where an adapter hands incoming messages: the communication slice's intake. Any async callable
+#: taking an ``IncomingMessage`` and returning a ``Delivery``; one that also has
+#: ``report_delivery`` (``DeliveryReports``) takes delivery reports too.
 Inbound = Callable[[IncomingMessage], Awaitable[Delivery]]
+
+
+class DeliveryReports(Protocol):
+    """An ``Inbound`` that also records what became of sent messages (the communication slice's intake)."""
+
+    async def __call__(self, message: IncomingMessage) -> Delivery: ...
+
+    async def report_delivery(
+        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+    ) -> bool: ...
+
+
+#: The longest platform message id and failure reason ``report_delivery`` takes.
+MAX_REPORT_ID = 512
+MAX_REPORT_REASON = 500
 
 
 class ChannelAdapter(abc.ABC):
@@ -280,7 +309,8 @@ class ChannelAdapter(abc.ABC):
 
     Optional: ``edit`` (streamed replies), ``typing``, ``render``/``plain`` (the platform's
     formatting), ``split`` (a dialect that needs its own cutting), ``handle_webhook`` (with
-    ``webhook = True``), ``enabled_by_default``.
+    ``webhook = True``), ``enabled_by_default``. An adapter whose platform reports delivery
+    (sent, delivered, read, failed) passes each report on with ``report_delivery``.
     """
 
     #: The channel's name: ``[channels.<name>]``, ``RB_<NAME>_*``, ``/hooks/<name>``.
@@ -390,6 +420,39 @@ class ChannelAdapter(abc.ABC):
         if message.channel != self.name:
             raise ChannelError(f"channel {self.name} delivered a message of channel {message.channel!r}")
         return await self._inbound(message)
+
+    async def report_delivery(
+        self,
+        message_id: str,
+        status: DeliveryStatus | Literal["sent", "delivered", "read", "failed"],
+        reason: str | None = None,
+        *,
+        chat_id: str | None = None,
+    ) -> bool:
+        """Report what the platform said became of a message sent earlier; return whether it was recorded.
+
+        ``message_id`` is one of the ids ``send`` returned; ``status`` one of ``sent``,
+        ``delivered``, ``read``, ``failed`` (``reason``: why it failed, one line). Give ``chat_id``
+        when the platform's ids are unique only within a chat. Returns False when the bound
+        inbound takes no reports, or no message sent on this channel has that id. Raises
+        ``ChannelError`` for an unknown status or an empty or oversized id (map the platform's
+        own statuses first; ignore the ones that are none of these).
+        """
+        try:
+            state = DeliveryStatus(status)
+        except ValueError:
+            allowed = ", ".join(s.value for s in DeliveryStatus)
+            raise ChannelError(f"unknown delivery status {str(status)[:40]!r} (one of {allowed})") from None
+        if not isinstance(message_id, str) or not message_id or len(message_id) > MAX_REPORT_ID:
+            raise ChannelError(f"a delivery report needs a platform message id of 1 to {MAX_REPORT_ID} characters")
+        if chat_id is not None and (not isinstance(chat_id, str) or not chat_id or len(chat_id) > MAX_REPORT_ID):
+            raise ChannelError(f"a delivery report's chat id must be 1 to {MAX_REPORT_ID} characters")
+        if reason is not None:
+            reason = " ".join(str(reason).split())[:MAX_REPORT_REASON] or None
+        report = getattr(self._inbound, "report_delivery", None)
+        if report is None:
+            return False
+        return bool(await report(self.name, message_id, state, reason, chat_id))
 
     def secret(self, variable: str) -> str:
         """Return the value of environment variable ``variable``; raise ``ChannelError`` naming it when unset."""

@@ -145,6 +145,9 @@ class MessagesParams(Model):
     chat_id: str | None = Field(None, min_length=1, max_length=200)
     direction: Direction | None = None
     status: str | None = Field(None, pattern=r"^[a-z]{1,20}$")
+    delivery: Literal["sent", "delivered", "read", "failed"] | None = Field(
+        None, description="outgoing messages whose delivery reports sum up to this"
+    )
     since: float | None = Field(None, ge=0, le=1e11, description="Unix time, inclusive")
     until: float | None = Field(None, ge=0, le=1e11, description="Unix time, exclusive")
     before_id: int | None = Field(None, ge=1, le=2**62, description="page: rows with a smaller id")
@@ -172,6 +175,13 @@ class MessageRecord(Model):
     attempts: int = 0
     parts: int = 0
     in_reply_to: int | None = None
+    delivery: str | None = Field(
+        None,
+        description="out: the platform's delivery reports summed up: sent, delivered or read (every part),"
+        " failed (any part); None: no report",
+    )
+    delivered_at: float | None = Field(None, description="out: when the last part was reported delivered")
+    read_at: float | None = Field(None, description="out: when the last part was reported read")
     created_at: float
     updated_at: float
 

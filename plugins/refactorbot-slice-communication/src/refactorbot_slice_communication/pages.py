@@ -108,11 +108,21 @@ def message_rows(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "chat": m["chat_id"],
             "sender": m.get("sender_id") or "",
             "status": m["status"],
+            "delivery": _delivery(m),
             "text": m["text"][:200],
             "detail": m.get("detail") or "",
         }
         for m in items
     ]
+
+
+def _delivery(message: dict[str, Any]) -> str:
+    """Return an outgoing message's delivery as the platform reported it: ``read 12:00:03``, ``failed``, ``-``."""
+    delivery = message.get("delivery")
+    if not delivery:
+        return "-" if message["direction"] == "out" else ""
+    at = message.get("read_at") if delivery == "read" else message.get("delivered_at")
+    return f"{delivery} {when(at)[11:]}" if delivery in ("delivered", "read") and at else delivery
 
 
 def render_messages(api: Any) -> None:

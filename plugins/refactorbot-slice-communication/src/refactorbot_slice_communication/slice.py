@@ -34,6 +34,7 @@ from refactorbot import (
     SendFailed,
     operation,
 )
+from refactorbot.channels import DeliveryStatus
 
 from refactorbot_slice_communication import access
 from refactorbot_slice_communication.lanes import Lanes
@@ -75,6 +76,11 @@ _INSERT_OUT = (
     " updated_at) VALUES ('out', ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
 )
 _COUNTERS = ("inbound", "outbound", "failed", "refused", "duplicates")
+#: Delivery reports, furthest last (``failed`` stands apart).
+_REACHED = {"sent": 1, "delivered": 2, "read": 3}
+#: Reports naming an id no sent message has (yet) are kept this long, and at most this many.
+ORPHAN_REPORT_TTL = 86_400.0
+MAX_ORPHAN_REPORTS = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +99,21 @@ class SendOutcome:
 
     def __init__(self, row: int, status: str, ids: list[str], parts: int, error: str | None = None) -> None:
         self.row, self.status, self.ids, self.parts, self.error = row, status, ids, parts, error
+
+
+class SliceInbound:
+    """What adapters are bound to: messages go to the slice's intake, delivery reports to its record."""
+
+    def __init__(self, owner: CommunicationSlice) -> None:
+        self._owner = owner
+
+    async def __call__(self, message: IncomingMessage) -> Delivery:
+        return await self._owner.intake(message)
+
+    async def report_delivery(
+        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+    ) -> bool:
+        return await self._owner.report_delivery(channel, message_id, status, reason, chat_id)
 
 
 class CommunicationSlice(AtomicSlice):
@@ -114,6 +135,8 @@ class CommunicationSlice(AtomicSlice):
         self._counts: dict[str, dict[str, int]] = {}
         self._dirty: set[str] = set()
         self._maintenance: asyncio.Task[None] | None = None
+        #: Delivery reports waiting for their message to be recorded (none: nothing to link).
+        self._orphan_reports = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -129,9 +152,10 @@ class CommunicationSlice(AtomicSlice):
         await self._recover()
         await self._purge()
         self._accepting = True
+        inbound = SliceInbound(self)
         for runner in self.runners.values():
             runner.start(
-                self.intake,
+                inbound,
                 self._channel_changed,
                 timeout=self.settings.channel_start_timeout,
                 backoff=self.settings.channel_backoff,
@@ -298,7 +322,7 @@ class CommunicationSlice(AtomicSlice):
     async def _purge(self) -> dict[str, int]:
         """Delete log rows past ``retention_days``, remembered ids past ``dedupe_days``, old pairings."""
         now = time.time()
-        removed = {"messages": 0, "seen": 0, "pairing": 0}
+        removed = {"messages": 0, "seen": 0, "pairing": 0, "reports": 0}
         if self.settings.retention_days > 0:
             cutoff = now - self.settings.retention_days * 86_400
             removed["messages"] = await self._write_count(
@@ -310,6 +334,13 @@ class CommunicationSlice(AtomicSlice):
         )
         removed["pairing"] = await self._write_count(
             "DELETE FROM pairing WHERE expires_at < ? AND status = 'pending'", (now - 86_400,)
+        )
+        removed["reports"] = await self._write_count(
+            "DELETE FROM delivery_reports WHERE message_row IS NULL AND reported_at < ?", (now - ORPHAN_REPORT_TTL,)
+        )
+        assert self.db is not None
+        self._orphan_reports = int(
+            await self.db.scalar("SELECT COUNT(*) FROM delivery_reports WHERE message_row IS NULL") or 0
         )
         if any(removed.values()):
             self.log.info("purged %s", removed)
@@ -735,7 +766,127 @@ class CommunicationSlice(AtomicSlice):
                     "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
                     [(out.channel, out.chat_id, platform_id, row) for platform_id in ids],
                 )
+                if self._orphan_reports:
+                    marks = ", ".join("?" * len(ids))
+                    cursor = await conn.execute(
+                        "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"
+                        f" AND chat_id IN ('', ?) AND platform_id IN ({marks})",
+                        (row, out.channel, out.chat_id, *ids),
+                    )
+                    if cursor.rowcount > 0:
+                        self._orphan_reports = max(0, self._orphan_reports - cursor.rowcount)
+                        if await self._apply_reports(conn, row, now):
+                            self._count(out.channel, "failed")
         return row
+
+    # -- delivery reports --------------------------------------------------------------------------
+
+    async def report_delivery(
+        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+    ) -> bool:
+        """Record what the platform said became of a sent message; return whether a sent message has the id.
+
+        A report for an id no message has yet (it overtook the record of a message still being
+        sent) is kept for a day and applied when the message is recorded; it returns False.
+        """
+        if self.db is None or not self.db.is_open:
+            return False
+        linked, failed = await asyncio.shield(
+            self._record_report(channel, message_id, DeliveryStatus(status).value, reason, chat_id or "")
+        )
+        if failed:
+            self._count(channel, "failed")
+        return linked
+
+    async def _record_report(
+        self, channel: str, message_id: str, status: str, reason: str | None, chat_id: str
+    ) -> tuple[bool, bool]:
+        """Store one report and re-apply its message's reports; return (linked to a message, turned it failed)."""
+        assert self.db is not None
+        now = time.time()
+        sql = "SELECT message_row FROM sent_ids WHERE channel = ? AND platform_id = ?"
+        args: list[object] = [channel, message_id]
+        if chat_id:
+            sql += " AND chat_id = ?"
+            args.append(chat_id)
+        async with self.db.transaction() as conn:
+            async with conn.execute(sql + " ORDER BY message_row DESC LIMIT 1", args) as cursor:
+                found = await cursor.fetchone()
+            row: int | None = found[0] if found is not None else None
+            if row is None and self._orphan_reports >= MAX_ORPHAN_REPORTS:
+                self.log.warning(
+                    "channel %s: delivery report for unknown message %r dropped (%d unmatched reports kept)",
+                    channel,
+                    message_id[:80],
+                    self._orphan_reports,
+                )
+                return False, False
+            cursor = await conn.execute(
+                "INSERT INTO delivery_reports (channel, platform_id, chat_id, status, reason, reported_at, message_row)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, platform_id, chat_id, status) DO NOTHING",
+                (channel, message_id, chat_id, status, reason, now, row),
+            )
+            if row is None:
+                self._orphan_reports += max(0, cursor.rowcount)
+                return False, False
+            return True, await self._apply_reports(conn, row, now)
+
+    async def _apply_reports(self, conn: Any, row: int, now: float) -> bool:
+        """Sum up the reports of message ``row`` into its delivery columns; return whether it turned failed.
+
+        The rule: ``delivery`` is ``failed`` once any part was reported failed, else ``read`` when
+        every part was reported read, ``delivered`` when every part was reported delivered (or
+        read), else ``sent``. A part reported failed turns a ``sent`` message into ``failed`` with
+        the reason; nothing turns a failed message back.
+        """
+        async with conn.execute("SELECT status, platform_ids FROM messages WHERE id = ?", (row,)) as cursor:
+            message = await cursor.fetchone()
+        if message is None:
+            return False
+        ids: list[str] = json.loads(message["platform_ids"] or "[]")
+        async with conn.execute(
+            "SELECT platform_id, status, reason, reported_at FROM delivery_reports WHERE message_row = ?"
+            " ORDER BY reported_at, id",
+            (row,),
+        ) as cursor:
+            reports = await cursor.fetchall()
+        failure: Any = None
+        delivered: dict[str, float] = {}
+        read: dict[str, float] = {}
+        for report in reports:
+            reached = _REACHED.get(report["status"])
+            if reached is None:
+                failure = failure or report
+                continue
+            if reached >= 2:
+                delivered.setdefault(report["platform_id"], report["reported_at"])
+            if reached >= 3:
+                read.setdefault(report["platform_id"], report["reported_at"])
+        delivered_at = max(delivered[i] for i in ids) if ids and all(i in delivered for i in ids) else None
+        read_at = max(read[i] for i in ids) if ids and all(i in read for i in ids) else None
+        if failure is not None:
+            delivery: str | None = "failed"
+        elif read_at is not None:
+            delivery = "read"
+        elif delivered_at is not None:
+            delivery = "delivered"
+        else:
+            delivery = "sent" if reports else None
+        turned_failed = failure is not None and message["status"] == "sent"
+        if turned_failed:
+            which = f"part {ids.index(failure['platform_id']) + 1} of {len(ids)} " if len(ids) > 1 else ""
+            detail = f"the platform reported {which}failed: {failure['reason'] or 'no reason given'}"
+            await conn.execute(
+                "UPDATE messages SET status = 'failed', detail = ?, delivery = ?, delivered_at = ?, read_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                (detail, delivery, delivered_at, read_at, now, row),
+            )
+        else:
+            await conn.execute(
+                "UPDATE messages SET delivery = ?, delivered_at = ?, read_at = ?, updated_at = ? WHERE id = ?",
+                (delivery, delivered_at, read_at, now, row),
+            )
+        return turned_failed
 
     # -- operations: sending and channels ------------------------------------------------------------
 
@@ -839,7 +990,7 @@ class CommunicationSlice(AtomicSlice):
         """Read the message log, newest first, keyset-paged on the row id (``next_before_id``)."""
         where: list[str] = ["1 = 1"]
         args: list[object] = []
-        for column in ("channel", "chat_id", "direction", "status"):
+        for column in ("channel", "chat_id", "direction", "status", "delivery"):
             value = getattr(params, column)
             if value is not None:
                 where.append(f"{column} = ?")
@@ -879,6 +1030,9 @@ class CommunicationSlice(AtomicSlice):
                 attempts=row["attempts"],
                 parts=row["parts"],
                 in_reply_to=row["in_reply_to"],
+                delivery=row["delivery"],
+                delivered_at=row["delivered_at"],
+                read_at=row["read_at"],
                 created_at=row["created_at"],
                 updated_at=row["updated_at"],
             )

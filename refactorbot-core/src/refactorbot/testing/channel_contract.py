@@ -33,6 +33,7 @@ message reaches the host normalized, its raw payload kept out of serialization.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -44,6 +45,7 @@ from refactorbot.channels import (
     ChannelAdapter,
     ChannelConfig,
     Delivery,
+    DeliveryStatus,
     FormattingRejected,
     SendFailed,
     split_parts,
@@ -60,18 +62,50 @@ SAMPLE_MARKDOWN = (
 )
 
 
-class Inbox:
-    """An ``Inbound`` for contract tests: records every message and lets a test wait for them."""
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """One delivery report an adapter passed on (``ChannelAdapter.report_delivery``)."""
 
-    def __init__(self, answer: Delivery = Delivery.ACCEPTED) -> None:
+    channel: str
+    message_id: str
+    status: DeliveryStatus
+    reason: str | None = None
+    chat_id: str | None = None
+
+
+class Inbox:
+    """An ``Inbound`` for contract tests: records every message and delivery report; a test waits for them.
+
+    ``report_answer`` is what ``report_delivery`` returns (True: "recorded").
+    """
+
+    def __init__(self, answer: Delivery = Delivery.ACCEPTED, *, report_answer: bool = True) -> None:
         self.answer = answer
+        self.report_answer = report_answer
         self.messages: list[IncomingMessage] = []
+        self.reports: list[Report] = []
         self._arrived = asyncio.Event()
 
     async def __call__(self, message: IncomingMessage) -> Delivery:
         self.messages.append(message)
         self._arrived.set()
         return self.answer
+
+    async def report_delivery(
+        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+    ) -> bool:
+        """Record a delivery report; return ``report_answer``."""
+        self.reports.append(Report(channel, message_id, status, reason, chat_id))
+        self._arrived.set()
+        return self.report_answer
+
+    async def wait_reports(self, count: int, timeout: float = 30.0) -> list[Report]:
+        """Wait until ``count`` delivery reports arrived; return them."""
+        async with asyncio.timeout(timeout):
+            while len(self.reports) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return list(self.reports)
 
     async def wait_for(self, count: int, timeout: float = 30.0) -> list[IncomingMessage]:
         """Wait until ``count`` messages arrived; return them."""
