@@ -1,0 +1,1 @@
+"""refactorbot's Feishu / Lark channel (``[channels.feishu]``)."""
