@@ -51,6 +51,7 @@ from refactorbot import (
     parse_retry_after,
     signatures_match,
 )
+from refactorbot.channels import DeliveryStatus
 
 from refactorbot_channel_whatsapp import formatting
 
@@ -395,11 +396,9 @@ class WhatsAppChannel(ChannelAdapter):
         task.add_done_callback(self._tasks.discard)
 
     async def _report(self, message_id: str, status: str, reason: str | None) -> None:
-        report = getattr(self, "report_delivery", None)
-        if report is None:
-            log.info("whatsapp message %s: %s%s", message_id, status, f" ({reason})" if reason else "")
-            return
-        await report(message_id, status, reason=reason)
+        recorded = await self.report_delivery(message_id, DeliveryStatus(status), reason)
+        if not recorded:
+            log.debug("whatsapp status %s of %s matched no message sent on this channel", status, message_id)
 
     # -- out ------------------------------------------------------------------------------------------
 
