@@ -66,6 +66,44 @@ class ResourceLimits(Model):
     burst: int | None = Field(None, ge=1, description="bucket size for the rate limit")
 
 
+def machine_timezone(env: Mapping[str, str] | None = None) -> str:
+    """Return the machine's IANA zone: ``TZ``, else ``/etc/localtime``'s target, else ``/etc/timezone``, else UTC."""
+    env = os.environ if env is None else env
+    candidates = [env.get("TZ", "").lstrip(":")]
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        candidates.append(target.split("zoneinfo/", 1)[1])
+    try:
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    for name in candidates:
+        if name and _is_zone(name):
+            return name
+    return "UTC"
+
+
+def _is_zone(name: str) -> bool:
+    import zoneinfo
+
+    if name.startswith(("/", ".")) or ".." in name or "\x00" in name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
+
+
+def _iana_zone(value: str) -> str:
+    if not _is_zone(value):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Berlin or UTC")
+    return value
+
+
 class CoreSettings(Model):
     """Settings of the orchestrator itself."""
 
@@ -85,6 +123,10 @@ class CoreSettings(Model):
     )
     event_queue_size: int = Field(10_000, ge=1)
     log_level: str = "INFO"
+    timezone: Annotated[str, AfterValidator(_iana_zone)] = Field(
+        default_factory=machine_timezone,
+        description="IANA zone schedules use when they name none (RB_TIMEZONE; default: the machine's)",
+    )
     operation_log: bool = Field(True, description="log every operation to master.db")
 
 
