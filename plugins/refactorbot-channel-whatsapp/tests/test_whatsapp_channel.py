@@ -504,6 +504,16 @@ async def test_a_window_failure_reported_later_is_sent_again_as_the_template(ser
     )
 
 
+@pytest.mark.asyncio
+async def test_statuses_that_are_no_delivery_state_are_acknowledged_and_skipped(channel: Any) -> None:
+    adapter, inbox, server = channel
+    for message_id, status in (("wamid.voice", "played"), ("wamid.x", "deleted"), ("w" * 600, "read"), ("", "sent")):
+        body, headers = server.status(message_id, status, USER)
+        answer = await adapter.handle_webhook(hook(body, headers))
+        assert answer.status == 200, answer.body
+    assert inbox.reports == [] and inbox.messages == []
+
+
 # -- starting ----------------------------------------------------------------------------------------------------
 
 

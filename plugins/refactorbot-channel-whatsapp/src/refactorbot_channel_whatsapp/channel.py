@@ -396,7 +396,11 @@ class WhatsAppChannel(ChannelAdapter):
         task.add_done_callback(self._tasks.discard)
 
     async def _report(self, message_id: str, status: str, reason: str | None) -> None:
-        recorded = await self.report_delivery(message_id, DeliveryStatus(status), reason)
+        try:
+            recorded = await self.report_delivery(message_id, DeliveryStatus(status), reason)
+        except ChannelError as exc:  # an id the host cannot take: skipped, or Meta would redeliver it forever
+            log.warning("whatsapp status %s of a message not recorded: %s", status, exc)
+            return
         if not recorded:
             log.debug("whatsapp status %s of %s matched no message sent on this channel", status, message_id)
 
