@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,3 +61,8 @@ async def hooked(telegram: TelegramServer) -> AsyncIterator[tuple[TelegramChanne
         yield channel, inbox, telegram
     finally:
         await channel.stop()
+
+
+async def until(server: TelegramServer, predicate: Any, timeout: float = 30.0) -> None:
+    """Wait, without blocking the event loop, until ``predicate()`` holds on the server."""
+    await asyncio.to_thread(server.wait_until, predicate, timeout)

@@ -110,7 +110,7 @@ def parse_telegram_html(html: str) -> tuple[str, list[dict[str, Any]]]:
                     raise TelegramHtmlError(
                         f'Unmatched end tag at byte offset {offset}, expected "</{open_name}>", found "</{name}>"'
                     )
-                if units > start:
+                if units > start and not extra.get("_inner"):
                     entities.append(
                         {
                             "type": _ENTITY_TYPES.get(open_name, open_name),
@@ -507,7 +507,7 @@ class TelegramServer(PlatformServer):
             return self.error(400, "Bad Request: message text is empty")
         if _units(text) > TEXT_LIMIT:
             return self.error(400, "Bad Request: message is too long")
-        return text, [{k: v for k, v in e.items() if k != "_inner"} for e in entities if not e.get("_inner")]
+        return text, entities
 
     def _api_sendMessage(self, params: dict[str, Any]) -> PlatformResponse:
         with self._changed:
