@@ -1,0 +1,243 @@
+"""When a job fires: ``cron`` (5 or 6 fields, in an IANA zone), ``every`` (an interval), ``at`` (once).
+
+Daylight-saving time, the way Debian cron does it (and ``cronsim``, the independent implementation
+the tests compare against):
+
+- a 5-field expression whose minute and hour are both fixed (``30 2 * * *``, ``0 9-17 * * 1-5``)
+  names wall-clock times. One that falls in a skipped hour fires once, at the first valid instant
+  after the gap (02:30 on a spring-forward night fires at 03:00); one that falls in a repeated
+  hour fires once, on its first pass;
+- an expression whose minute or hour is a wildcard (``*/15 * * * *``, ``0 * * * *``), and every
+  6-field expression, follows real time: it fires at each instant whose local wall clock matches,
+  so an hourly job runs every hour of a fall-back night (twice at 01:00 local) and has no 02:00
+  on a spring-forward night.
+
+croniter is imported inside the functions that use it: loading the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+if TYPE_CHECKING:
+    from croniter import croniter  # type: ignore[import-untyped]
+
+#: One year of minutes: a cron expression with no match in that span is refused at creation.
+_HORIZON = timedelta(days=366 * 5)
+_FIELDS = re.compile(r"^[A-Za-z0-9*/,\-#?L]+$")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot fire: a bad expression, zone or interval, or a time already past."""
+
+
+def zone(name: str) -> ZoneInfo:
+    """Return the IANA zone ``name``; raise ``ScheduleError`` naming it when it does not exist."""
+    try:
+        return _zone(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
+
+
+@functools.lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    if not name or "\x00" in name or name.startswith(("/", ".")) or ".." in name:
+        raise ValueError(name)
+    return ZoneInfo(name)
+
+
+def _wall_clock(expr: str) -> bool:
+    """Return whether ``expr`` names wall-clock times (5 fields, minute and hour fixed)."""
+    parts = expr.split()
+    return len(parts) == 5 and not parts[0].startswith("*") and not parts[1].startswith("*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(expr: str) -> str:
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    parts = expr.split()
+    if len(parts) not in (5, 6):
+        raise ScheduleError(
+            f"cron expression {expr!r} has {len(parts)} fields; give 5 (minute hour day month weekday) or 6 (second first)"
+        )
+    if not all(_FIELDS.match(p) for p in parts):
+        raise ScheduleError(f"cron expression {expr!r} has characters cron does not use")
+    parts = [_normalize_field(p, expr) for p in parts]
+    try:
+        croniter(" ".join(parts), datetime(2000, 1, 1), second_at_beginning=True)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ScheduleError(f"invalid cron expression {expr!r}: {exc}") from None
+    return " ".join(parts)
+
+
+def _normalize_field(field: str, expr: str) -> str:
+    """Return ``field`` with one-value ranges (``4-4``, ``4-4/2``) written as the value; refuse reversed ranges.
+
+    croniter reads ``a-b`` with ``a >= b`` as a range that wraps around (``4-4``: every value),
+    where cron means the values from ``a`` to ``b``.
+    """
+    items = []
+    for item in field.split(","):
+        body, _, step = item.partition("/")
+        low, dash, high = body.partition("-")
+        if dash and low.isdigit() and high.isdigit():
+            if int(low) == int(high):
+                items.append(low)
+                continue
+            if int(low) > int(high):
+                raise ScheduleError(f"cron expression {expr!r}: range {body} is reversed; write it low-high")
+        items.append(item if not step else f"{body}/{step}")
+    return ",".join(items)
+
+
+def check_cron(expr: str, tz: str) -> str:
+    """Return ``expr`` normalized; raise ``ScheduleError`` if it is invalid or never fires."""
+    normalized = _checked(expr.strip())
+    start = datetime.now(UTC)
+    if next_cron(normalized, tz, start) is None:
+        raise ScheduleError(f"cron expression {expr!r} never fires")
+    return normalized
+
+
+def _iterator(expr: str, start: datetime) -> croniter:
+    from croniter import croniter  # type: ignore[import-untyped]
+
+    parts = expr.split()
+    dom, dow = parts[-3], parts[-1]
+    # Day of month and day of week: both must match when either starts with "*" (cron's rule),
+    # either may match otherwise.
+    day_or = not (dom.startswith("*") or dow.startswith("*"))
+    return croniter(expr, start, second_at_beginning=True, day_or=day_or, max_years_between_matches=6)
+
+
+def next_cron(expr: str, tz: str, after: datetime) -> datetime | None:
+    """Return the first instant strictly after ``after`` (aware) when ``expr`` fires in zone ``tz`` (UTC)."""
+    expr = _checked(expr)
+    where = zone(tz)
+    after = after.astimezone(UTC)
+    local = after.astimezone(where)
+    naive = local.replace(tzinfo=None, microsecond=0)
+    if _wall_clock(expr):
+        # Walk wall-clock times; a repeated one fires on its first pass, a skipped one at the
+        # first valid instant after the gap. Start a minute before ``after``'s wall clock: in
+        # the second pass of a repeated hour, a time of the first pass must not come back.
+        found = _walk(expr, naive - timedelta(minutes=1), where, after, wall=True)
+    else:
+        found = _walk(expr, naive - timedelta(hours=2), where, after, wall=False)
+    return found
+
+
+def _walk(expr: str, start: datetime, where: ZoneInfo, after: datetime, *, wall: bool) -> datetime | None:
+    it = _iterator(expr, start)
+    limit = start + _HORIZON
+    best: datetime | None = None
+    while True:
+        try:
+            candidate: datetime = it.get_next(datetime)
+        except Exception:  # croniter: no match within max_years_between_matches
+            return best
+        if candidate > limit:
+            return best
+        instants = _instants(candidate, where, wall=wall)
+        if best is not None and instants and instants[0] >= best:
+            # Wall-clock times only move forward from here: the second pass of a repeated
+            # hour (found before) is the answer only if no earlier instant follows it.
+            return best
+        for instant in instants:
+            if instant > after and (best is None or instant < best):
+                best = instant
+        if best is not None and len(instants) < 2 and not wall:
+            return best
+        if best is not None and wall:
+            return best
+
+
+def _instants(naive: datetime, where: ZoneInfo, *, wall: bool) -> list[datetime]:
+    """Return the real instants (UTC) a wall-clock time names in ``where`` (0, 1 or 2 of them).
+
+    In UTC, because aware datetimes of one zone compare by wall clock, ignoring ``fold``.
+    """
+    first = naive.replace(tzinfo=where, fold=0)
+    second = naive.replace(tzinfo=where, fold=1)
+    real_first = first.astimezone(UTC).astimezone(where).replace(tzinfo=None) == naive
+    real_second = second.astimezone(UTC).astimezone(where).replace(tzinfo=None) == naive
+    if not real_first and not real_second:  # skipped by the clock
+        return [_after_gap(naive, where).astimezone(UTC)] if wall else []
+    if wall or first.utcoffset() == second.utcoffset():
+        return [first.astimezone(UTC)]
+    return [first.astimezone(UTC), second.astimezone(UTC)]
+
+
+def _after_gap(naive: datetime, where: ZoneInfo) -> datetime:
+    """Return the first valid whole minute after ``naive``, a wall-clock time the clock skips."""
+    probe = naive
+    while True:
+        probe += timedelta(minutes=1)
+        aware = probe.replace(tzinfo=where, fold=0)
+        if aware.astimezone(UTC).astimezone(where).replace(tzinfo=None) == probe:
+            return aware
+
+
+def parse_every(text: str) -> float:
+    """Return the seconds of an interval such as ``90``, ``30s``, ``15m``, ``2h``, ``1d``, ``1h30m``."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.fullmatch(r"((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?", value)
+        if not value or parts is None:
+            raise ScheduleError(f"interval {text!r}: give seconds or a duration such as 30s, 15m, 2h, 1d, 1h30m")
+        d, h, m, s = (int(parts.group(i) or 0) for i in (2, 4, 6, 8))
+        seconds = float(d * 86400 + h * 3600 + m * 60 + s)
+    if seconds < 1 or seconds > 366 * 86400:
+        raise ScheduleError(f"interval {text!r} must be between 1 second and 366 days")
+    return seconds
+
+
+def parse_at(text: str, tz: str, now: datetime) -> datetime:
+    """Return a one-shot ISO 8601 time as UTC (a time without offset is in ``tz``); refuse a past time."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ScheduleError(
+            f"at {text!r} is not an ISO 8601 time such as 2030-01-31T09:00 or 2030-01-31T09:00+01:00"
+        ) from None
+    if when.tzinfo is None:
+        where = zone(tz)
+        aware = when.replace(tzinfo=where, fold=0)
+        if aware.astimezone(UTC).astimezone(where).replace(tzinfo=None) != when:
+            aware = _after_gap(when, where)
+        when = aware
+    when = when.astimezone(UTC)
+    if when <= now:
+        raise ScheduleError(
+            f"at {text!r} is already past ({when.isoformat(timespec='seconds')} UTC, now"
+            f" {now.astimezone(UTC).isoformat(timespec='seconds')}): give a future time"
+        )
+    return when
+
+
+def next_fire(kind: str, spec: Any, tz: str, after: datetime, anchor: datetime | None = None) -> datetime | None:
+    """Return the next fire of a schedule strictly after ``after`` (UTC), or ``None`` when it has no more.
+
+    ``every`` fires at ``anchor + k * interval``; ``at`` fires once at ``spec`` (an aware time).
+    """
+    if kind == "cron":
+        return next_cron(str(spec), tz, after)
+    if kind == "every":
+        seconds = float(spec)
+        base = anchor or after
+        steps = max(0, int((after - base).total_seconds() // seconds) + 1)
+        candidate = base + timedelta(seconds=steps * seconds)
+        while candidate <= after:
+            candidate += timedelta(seconds=seconds)
+        return candidate
+    if kind == "at":
+        when = spec if isinstance(spec, datetime) else datetime.fromisoformat(str(spec))
+        return when if when > after else None
+    raise ScheduleError(f"unknown schedule kind {kind!r}")
