@@ -47,6 +47,12 @@ class LoopPlatform:
         #: status callback overtaking the send's own answer); the results go to ``early_reports``.
         self.report_on_send: str | None = None
         self.early_reports: list[bool] = []
+        #: Edits (a channel with ``edit``): each ``(message_id, text, text_format, time)``; failures
+        #: to play, one per edit; what each sent message shows now.
+        self.edits: list[tuple[str, str, str, float]] = []
+        self.edit_attempts: list[tuple[str, str, str, float]] = []
+        self.edit_failures: collections.deque[BaseException | None] = collections.deque()
+        self.shown: dict[str, str] = {}
         self.adapters: list[LoopChannel] = []
         self._ids = itertools.count(1)
         self.changed = asyncio.Event()
@@ -60,6 +66,13 @@ class LoopPlatform:
                 self.changed.clear()
                 await self.changed.wait()
         return list(self.sent)
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> None:
+        """Wait until ``predicate()`` holds (checked whenever the platform sees something)."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
 
     async def wait_attempts(self, count: int, timeout: float = 30.0) -> None:
         """Wait until the channel was started (successfully or not) ``count`` times."""

@@ -56,6 +56,7 @@ __all__ = [
     "TextPart",
     "WebhookRequest",
     "WebhookResponse",
+    "close_fences",
     "hmac_sha256_hex",
     "markdown_to_plain",
     "parse_retry_after",
@@ -119,6 +120,12 @@ class ChannelConfig(Model):
     group_policy: GroupPolicy = Field("mention", description="when the agent answers in a group chat")
     allow_senders: list[str] = Field(default_factory=list, description="sender ids always allowed")
     allow_chats: list[str] = Field(default_factory=list, description="chat ids always allowed")
+    stream: bool = Field(
+        False, description="stream replies: send the first part once text starts and edit it as it grows (needs edit)"
+    )
+    stream_interval: float = Field(
+        1.0, ge=0.2, le=60.0, description="seconds between two edits of a streamed reply (platform rate limits)"
+    )
 
     @field_validator("allow_senders", "allow_chats", mode="before")
     @classmethod
@@ -383,8 +390,17 @@ class ChannelAdapter(abc.ABC):
         refused the formatting.
         """
 
-    async def edit(self, chat_id: str, message_id: str, text: str) -> None:
-        """Replace the text of a sent message (streamed replies). Not supported by default."""
+    async def edit(
+        self, chat_id: str, message_id: str, text: str, *, text_format: Literal["platform", "plain"] = "platform"
+    ) -> None:
+        """Replace the text of a sent message (streamed replies). Not supported by default.
+
+        ``text`` (at most ``text_limit`` characters) is rendered (``"platform"``) or plain
+        (``"plain"``: after the platform refused the formatting). Raise like ``send``:
+        ``SendFailed`` (``retry_after`` on 429) or ``FormattingRejected``. An adapter written
+        before ``text_format`` existed (``edit(chat_id, message_id, text)``) still works: it is
+        then handed plain text without the keyword.
+        """
         raise ChannelError(f"channel {self.name} cannot edit messages")
 
     async def typing(self, chat_id: str) -> None:
@@ -398,6 +414,14 @@ class ChannelAdapter(abc.ABC):
     def render(self, markdown: str) -> str:
         """Return the agent's Markdown in the platform's dialect (default: Markdown as it is)."""
         return markdown
+
+    def render_partial(self, markdown: str) -> str:
+        """Return Markdown still being written (a streamed reply) in the platform's dialect.
+
+        Default: a code fence left open at the end is closed (``close_fences``), then ``render``.
+        Override when the dialect has other constructs that must be closed to be accepted.
+        """
+        return self.render(close_fences(markdown))
 
     def plain(self, text: str) -> str:
         """Return ``text`` (in the platform's dialect) without formatting: the fallback when it is refused."""
@@ -668,6 +692,27 @@ def _cut(text: str, lines: _Lines, position: int, budget: int, limit: int) -> tu
         if closer is not None:
             return cut, closer
     return high, ""  # a fence line longer than a part: cut it (the only case fences are not re-balanced)
+
+
+def close_fences(text: str) -> str:
+    """Return Markdown ``text`` with a code fence left open at its end closed (for an interim render).
+
+    A streamed reply is rendered while the model is still writing; a half-written code block
+    would otherwise render as broken formatting, or be refused by the platform.
+    """
+    rows = _scan_fences(text)
+    if not rows:
+        return text
+    line, delimiter, before = rows[-1]
+    fence = before
+    if delimiter and before is None:  # the last line opens a fence
+        match = _FENCE_OPEN.match(line)
+        fence = _Fence(match.group(1), line) if match is not None else None
+    elif delimiter:  # the last line closes the open fence
+        fence = None
+    if fence is None:
+        return text
+    return text + ("" if text.endswith("\n") else "\n") + fence.marker
 
 
 def split_text(text: str, limit: int) -> list[str]:

@@ -166,17 +166,21 @@ class MasterChat:
         """Answer one message: session → memory recall → agent → session → memory → reply."""
         return await self._answer(await self._begin(message))
 
-    async def stream_message(self, message: IncomingMessage) -> AsyncIterator[str]:
+    async def stream_message(self, message: IncomingMessage, *, announce_failure: bool = True) -> AsyncIterator[str]:
         """Yield the answer's text as it arrives; the turn is stored like ``process_message`` does.
 
         The agent runs through the host (``host.astream``), so hooks, limits, the operation log and
         metrics apply as for any call: its streamed operation ``agent.stream_run`` when it has one,
         else ``agent.run``, whose answer then comes as one piece.
+
+        When the turn fails, the failure's text is yielded last; with ``announce_failure=False``
+        it is not (a caller that shows its own failure text reads ``last_reply.metadata["error"]``).
         """
         turn = await self._begin(message)
         if not self.host.has_slice("agent"):
             reply = await self._end(turn, NO_AGENT)
-            yield reply.text
+            if announce_failure:
+                yield reply.text
             return
         stream = self.host.astream(self._stream_target(), **self._run_payload(turn))
         shown: list[str] = []
@@ -188,7 +192,8 @@ class MasterChat:
         if response is None or not response.success:
             error = response.error_message if response is not None else "the stream ended without a response"
             failure = self._failed(turn, f"{stream.request.target}: {error}", error)
-            yield ("\n" if shown else "") + failure
+            if announce_failure:
+                yield ("\n" if shown else "") + failure
             await self._end(turn, failure)
             return
         turn.result = dict(response.data or {})

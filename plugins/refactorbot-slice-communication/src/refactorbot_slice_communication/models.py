@@ -98,6 +98,7 @@ class ChannelInfo(Model):
     text_limit: int | None = None
     webhook: str | None = Field(None, description="path of its webhook on the control API")
     supports_edit: bool = False
+    streaming: bool = Field(False, description="replies are streamed by edits (stream = true and the channel edits)")
     inbound: int = 0
     outbound: int = 0
     failed: int = 0

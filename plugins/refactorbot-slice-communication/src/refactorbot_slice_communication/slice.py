@@ -34,7 +34,6 @@ from refactorbot import (
     SendFailed,
     operation,
 )
-from refactorbot.channels import DeliveryStatus
 
 from refactorbot_slice_communication import access
 from refactorbot_slice_communication.lanes import Lanes
@@ -65,6 +64,7 @@ from refactorbot_slice_communication.models import (
     template_variables,
 )
 from refactorbot_slice_communication.runtime import ChannelRunner, one_line
+from refactorbot_slice_communication.streaming import StreamedReply
 
 _INSERT_IN = (
     "INSERT INTO messages (direction, kind, channel, chat_id, sender_id, sender_name, message_id, reply_to, text,"
@@ -111,9 +111,27 @@ class SliceInbound:
         return await self._owner.intake(message)
 
     async def report_delivery(
-        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+        self, channel: str, message_id: str, status: str, reason: str | None, chat_id: str | None
     ) -> bool:
         return await self._owner.report_delivery(channel, message_id, status, reason, chat_id)
+
+
+class _StreamSink:
+    """What a streamed reply uses of the slice: the adapter, retried sends, and the record of its parts."""
+
+    def __init__(self, owner: CommunicationSlice, in_reply_to: int) -> None:
+        self._owner = owner
+        self.in_reply_to = in_reply_to
+        self.created_at = time.time()
+
+    def adapter(self, channel: str) -> ChannelAdapter:
+        return self._owner._adapter(channel)
+
+    async def send_part(self, channel: str, message: OutgoingMessage, tries: list[int]) -> list[str]:
+        return await self._owner._send_part(channel, message, tries)
+
+    async def parts_sent(self, reply: StreamedReply) -> None:
+        await self._owner._record_stream_parts(reply, self)
 
 
 class CommunicationSlice(AtomicSlice):
@@ -238,6 +256,8 @@ class CommunicationSlice(AtomicSlice):
                 continue
             self.runners[name] = ChannelRunner(name, cls, plugin, settings, bool(enabled), env)
             self.runners[name].state_dir = self.ctx.home / "channels" / name
+            if settings.stream and enabled and cls.edit is ChannelAdapter.edit:
+                self.log.warning("channel %s: stream = true ignored: the channel cannot edit messages", name)
 
     async def _channel_changed(self, runner: ChannelRunner) -> None:
         await self._save_channel(runner)
@@ -554,6 +574,10 @@ class CommunicationSlice(AtomicSlice):
                 await asyncio.wait_for(adapter.typing(message.chat_id), 5.0)
             except Exception as exc:  # a typing indicator is a nicety
                 self.log.debug("channel %s: typing failed: %s", message.channel, one_line(exc))
+        settings = runner.settings if runner is not None else None
+        if settings is not None and settings.stream and adapter is not None and adapter.supports_edit:
+            await self._streamed_turn(row, message, settings)
+            return
         error: str | None
         try:
             reply = await MasterChat(self.ctx.host).process_message(message)
@@ -586,6 +610,100 @@ class CommunicationSlice(AtomicSlice):
             self.log.warning(
                 "channel %s: the reply to chat %s failed: %s", message.channel, message.chat_id, outcome.error
             )
+
+    async def _streamed_turn(self, row: int, message: IncomingMessage, settings: ChannelConfig) -> None:
+        """Run one turn streamed into the chat: parts sent as text starts, edited as it grows, a final edit."""
+        from refactorbot import MasterChat
+
+        chat = MasterChat(self.ctx.host)
+        sink = _StreamSink(self, row)
+        reply = StreamedReply(
+            sink,
+            message.channel,
+            message.chat_id,
+            message.message_id,
+            interval=settings.stream_interval,
+            attempts=self.settings.send_attempts,
+            backoff=self.settings.send_backoff,
+            backoff_max=self.settings.send_backoff_max,
+            max_retry_after=self.settings.max_retry_after,
+        )
+        error: str | None
+        try:
+            await reply.consume(chat.stream_message(message, announce_failure=False))
+            last = chat.last_reply
+            error = last.metadata.get("error") if last is not None else "the turn ended without a reply"
+            text = last.text if last is not None and not error else reply.text
+        except Exception as exc:  # MasterChat answers failures itself; anything else is a bug, logged
+            self.log.exception("channel %s: the streamed turn of chat %s raised", message.channel, message.chat_id)
+            error, text = one_line(exc), reply.text
+        if error and self._host_stopping():
+            detail = f"the server stopped during the turn: {error}"
+            now = time.time()
+            await self._write(
+                "UPDATE messages SET status = 'interrupted', detail = ?, updated_at = ? WHERE id = ?",
+                (detail, now, row),
+            )
+            if reply.row is not None:
+                await self._write(
+                    "UPDATE messages SET status = 'failed', detail = ?, text = ?, updated_at = ? WHERE id = ?",
+                    (detail, reply.text, now, reply.row),
+                )
+            return
+        if error:
+            self.log.warning("channel %s: the turn of chat %s failed: %s", message.channel, message.chat_id, error)
+            text = f"{text.rstrip()}\n\n{self.settings.failure_reply}" if text.strip() else self.settings.failure_reply
+        answered = ("failed" if error else "answered", error)
+        if not reply.started:  # nothing shown yet (a quick answer): an ordinary reply
+            outcome = await self.deliver(
+                message.channel,
+                message.chat_id,
+                text,
+                kind="reply",
+                reply_to=message.message_id,
+                in_reply_to=row,
+                answered=answered,
+            )
+            if outcome.error:
+                self.log.warning(
+                    "channel %s: the reply to chat %s failed: %s", message.channel, message.chat_id, outcome.error
+                )
+            return
+        failure = await reply.finish(text)
+        outgoing = _Outgoing("reply", message.channel, message.chat_id, message.message_id, text, row, sink.created_at)
+        status = "failed" if failure else "sent"
+        await asyncio.shield(
+            self._record_out(
+                reply.row, outgoing, status, reply.ids, len(reply.shown), reply.tries[0], failure, answered
+            )
+        )
+        self._count(message.channel, "failed" if failure else "outbound")
+        if failure:
+            self.log.warning("channel %s: the reply to chat %s failed: %s", message.channel, message.chat_id, failure)
+
+    async def _record_stream_parts(self, reply: StreamedReply, sink: _StreamSink) -> None:
+        """Record a streamed reply's parts as they are sent: the row (pending) and its platform ids."""
+        now = time.time()
+        if reply.row is None:
+            reply.row = await self._write(
+                _INSERT_OUT,
+                ("reply", reply.channel, reply.chat_id, reply.reply_to, reply.text, sink.in_reply_to, now, now),
+            )
+        await asyncio.shield(self._record_ids(reply.row, reply.channel, reply.chat_id, reply.ids, len(reply.shown)))
+
+    async def _record_ids(self, row: int, channel: str, chat_id: str, ids: list[str], parts: int) -> None:
+        assert self.db is not None
+        now = time.time()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE messages SET platform_ids = ?, parts = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(ids), parts, now, row),
+            )
+            await conn.executemany(
+                "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
+                [(channel, chat_id, platform_id, row) for platform_id in ids],
+            )
+            await self._link_reports(conn, row, channel, chat_id, ids, now)
 
     def _host_stopping(self) -> bool:
         return (self.ctx.host is not None and self.ctx.host.stopping) or not self._accepting
@@ -757,32 +875,37 @@ class CommunicationSlice(AtomicSlice):
                 row = cursor.lastrowid or 0
             else:
                 await conn.execute(
-                    "UPDATE messages SET status = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?,"
+                    "UPDATE messages SET status = ?, text = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?,"
                     " updated_at = ? WHERE id = ?",
-                    (status, json.dumps(ids), parts, attempts, error, now, row),
+                    (status, out.text, json.dumps(ids), parts, attempts, error, now, row),
                 )
             if ids:
                 await conn.executemany(
                     "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
                     [(out.channel, out.chat_id, platform_id, row) for platform_id in ids],
                 )
-                if self._orphan_reports:
-                    marks = ", ".join("?" * len(ids))
-                    cursor = await conn.execute(
-                        "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"
-                        f" AND chat_id IN ('', ?) AND platform_id IN ({marks})",
-                        (row, out.channel, out.chat_id, *ids),
-                    )
-                    if cursor.rowcount > 0:
-                        self._orphan_reports = max(0, self._orphan_reports - cursor.rowcount)
-                        if await self._apply_reports(conn, row, now):
-                            self._count(out.channel, "failed")
+                await self._link_reports(conn, row, out.channel, out.chat_id, ids, now)
         return row
+
+    async def _link_reports(self, conn: Any, row: int, channel: str, chat_id: str, ids: list[str], now: float) -> None:
+        """Give message ``row`` the delivery reports that arrived for its ids before it was recorded."""
+        if not self._orphan_reports or not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        cursor = await conn.execute(
+            "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"
+            f" AND chat_id IN ('', ?) AND platform_id IN ({marks})",
+            (row, channel, chat_id, *ids),
+        )
+        if cursor.rowcount > 0:
+            self._orphan_reports = max(0, self._orphan_reports - cursor.rowcount)
+            if await self._apply_reports(conn, row, now):
+                self._count(channel, "failed")
 
     # -- delivery reports --------------------------------------------------------------------------
 
     async def report_delivery(
-        self, channel: str, message_id: str, status: DeliveryStatus, reason: str | None, chat_id: str | None
+        self, channel: str, message_id: str, status: str, reason: str | None, chat_id: str | None
     ) -> bool:
         """Record what the platform said became of a sent message; return whether a sent message has the id.
 
@@ -792,7 +915,7 @@ class CommunicationSlice(AtomicSlice):
         if self.db is None or not self.db.is_open:
             return False
         linked, failed = await asyncio.shield(
-            self._record_report(channel, message_id, DeliveryStatus(status).value, reason, chat_id or "")
+            self._record_report(channel, message_id, str(status), reason, chat_id or "")
         )
         if failed:
             self._count(channel, "failed")
@@ -954,6 +1077,7 @@ class CommunicationSlice(AtomicSlice):
                 info.webhook = f"/hooks/{name}" if runner.cls.webhook else None
                 info.text_limit = runner.adapter.text_limit if runner.adapter else runner.cls.text_limit
                 info.supports_edit = runner.cls.edit is not ChannelAdapter.edit
+                info.streaming = bool(runner.settings is not None and runner.settings.stream and info.supports_edit)
             infos.append(info)
         return ChannelList(serving=self.serving, channels=infos)
 
