@@ -527,7 +527,7 @@ class TelegramServer(PlatformServer):
                 return self.error(400, "Bad Request: message to be replied not found")
             chat_messages = self.messages[key]
             number = max([m["message_id"] for m in chat_messages] + [self._next_user_message]) + 1
-            self._next_user_message = number
+            self._next_user_message = number + 1
             message: dict[str, Any] = {
                 "message_id": number,
                 "from": dict(self.bot),
