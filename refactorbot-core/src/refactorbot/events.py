@@ -1,4 +1,11 @@
-"""Publish/subscribe between slices: a bounded in-memory bus, replaceable by a plugin."""
+"""Publish/subscribe between slices: a bounded in-memory bus, replaceable by a plugin.
+
+A handler acknowledges an event by returning normally; raising (or running past the bus's handler
+timeout) is a failed delivery. The in-memory bus logs a failure and moves on; a durable bus
+(``provide_event_bus``, e.g. ``refactorbot-slice-eventbus``) retries it, dead-letters it after its
+last attempt, and redelivers what was not acknowledged before a crash (at least once), so a
+handler of a durable bus should be idempotent: ``event.offset`` identifies a stored event.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from refactorbot.errors import RefactorbotError
 from refactorbot.models import Model
 
 log = logging.getLogger(__name__)
@@ -28,25 +36,82 @@ class Event(Model):
     payload: dict[str, Any] = Field(default_factory=dict)
     source: str | None = None
     published_at: float = Field(default_factory=time.time)
+    #: Position in a durable bus's log (``None`` on the in-memory bus): the same event redelivered
+    #: after a crash or a retry has the same offset, so a handler can skip what it already did.
+    offset: int | None = None
 
 
-def subscribe(pattern: str) -> Callable[[F], F]:
+class EventRejected(RefactorbotError):
+    """Raise from ``publish`` when a bus refuses an event: a full subscriber, a payload it cannot store."""
+
+
+#: Where a new subscriber of a durable bus begins: ``"latest"`` (events published from now on),
+#: ``"earliest"`` (every event still retained), or an offset (that event and the ones after it).
+Start = str | int
+
+
+class SubscriptionOptions(Model):
+    """How a durable bus names a subscriber and where a new one begins (``@subscribe`` options)."""
+
+    name: str
+    start: Start = "latest"
+
+
+def subscribe(pattern: str, *, name: str | None = None, start: Start = "latest") -> Callable[[F], F]:
     """Mark an ``async def handler(self, event)`` of a slice to receive events matching ``pattern``.
 
     Patterns are shell-style (``session.*``); the host subscribes the handler while the slice runs.
+    ``name`` and ``start`` matter to a durable bus only (the in-memory one keeps nothing): ``name``
+    is the subscriber's identity, which its stored offset belongs to (default
+    ``<slice_id>.<method>``, see ``subscription_options``), and ``start`` is where a subscriber the
+    bus has never seen begins: ``"latest"``, ``"earliest"``, or an offset to replay from.
     """
+    if not isinstance(start, int) and start not in ("latest", "earliest"):
+        raise ValueError(f"start must be 'latest', 'earliest' or an offset, not {start!r}")
+    if isinstance(start, int) and (isinstance(start, bool) or start < 1):
+        raise ValueError(f"a start offset is 1 or more, not {start!r}")
 
     def mark(func: F) -> F:
         patterns = list(getattr(func, "__rb_subscribe__", ()))
         patterns.append(pattern)
         func.__rb_subscribe__ = patterns  # type: ignore[attr-defined]
+        options = dict(getattr(func, "__rb_subscribe_options__", {}))
+        options[pattern] = {"name": name, "start": start}
+        func.__rb_subscribe_options__ = options  # type: ignore[attr-defined]
         return func
 
     return mark
 
 
+def subscription_options(handler: Handler, pattern: str) -> SubscriptionOptions:
+    """Return the subscriber name and start position of ``handler`` subscribed to ``pattern``.
+
+    Given by ``@subscribe(..., name=, start=)``, else derived so that it stays the same across
+    restarts: ``<slice_id>.<method>`` for a slice's method (``<slice_id>.<method>[<pattern>]`` when
+    the method subscribes to several patterns), ``<module>.<qualname>`` for another callable.
+    """
+    func = getattr(handler, "__func__", handler)
+    given = getattr(func, "__rb_subscribe_options__", {}).get(pattern, {})
+    name = given.get("name")
+    if not name:
+        owner = getattr(getattr(handler, "__self__", None), "slice_id", None)
+        method = getattr(func, "__name__", type(handler).__name__)
+        if isinstance(owner, str):
+            name = f"{owner}.{method}"
+        else:
+            name = f"{getattr(func, '__module__', None) or 'handler'}.{getattr(func, '__qualname__', method)}"
+        if len(getattr(func, "__rb_subscribe__", ())) > 1:
+            name += f"[{pattern}]"
+    return SubscriptionOptions(name=name, start=given.get("start", "latest"))
+
+
 class EventBus(abc.ABC):
-    """What the host needs of an event bus; ``provide_event_bus`` may return another one."""
+    """What the host needs of an event bus; ``provide_event_bus`` may return another one.
+
+    A handler acknowledges by returning; the host subscribes each ``@subscribe`` method of a
+    running slice with ``subscribe(pattern, handler)``, and a bus that keeps per-subscriber state
+    names the subscriber with ``subscription_options(handler, pattern)``.
+    """
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -58,7 +123,11 @@ class EventBus(abc.ABC):
 
     @abc.abstractmethod
     async def publish(self, event: Event) -> None:
-        """Queue ``event`` for every matching subscriber."""
+        """Queue ``event`` for every matching subscriber; raise ``EventRejected`` when refused.
+
+        A durable bus returns once the event is stored: an event whose ``publish`` returned is
+        delivered to every matching subscriber even if the process is killed right after.
+        """
 
     @abc.abstractmethod
     def subscribe(self, pattern: str, handler: Handler) -> Callable[[], None]:

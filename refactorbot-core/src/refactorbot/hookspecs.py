@@ -153,4 +153,4 @@ def message_sent(message: OutgoingMessage) -> Observed:
 
 @hookspec(firstresult=True)
 def provide_event_bus(config: Settings) -> EventBus | Awaitable[EventBus | None] | None:
-    """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``)."""
+    """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``), or ``None`` to keep it."""

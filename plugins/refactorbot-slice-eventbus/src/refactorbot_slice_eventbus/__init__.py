@@ -1,0 +1,1 @@
+"""refactorbot-slice-eventbus: a durable event bus on SQLite."""
