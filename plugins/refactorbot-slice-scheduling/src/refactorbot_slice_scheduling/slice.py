@@ -224,8 +224,9 @@ class SchedulingSlice(AtomicSlice):
         busy = {job_id for job_id, n in self.running.items() if n}
         async with self.db.transaction() as conn:
             for job, times, trigger, next_at in fires:
-                for scheduled in times:
-                    status, error = self._overlap(job, busy)
+                for n, scheduled in enumerate(times):
+                    # Caught-up fires of one job run one after another, whatever its overlap policy.
+                    status, error = ("queued", None) if n else self._overlap(job, busy)
                     async with conn.execute(_CLAIM, (job.id, scheduled, trigger, status, now, error)) as cur:
                         claimed = cur.rowcount == 1
                         run_id = cur.lastrowid
@@ -410,17 +411,7 @@ class SchedulingSlice(AtomicSlice):
                     await conn.execute("UPDATE jobs SET next_run_at = ? WHERE id = ?", (job.next_run_at, job.id))
         if fires:
             claims = await self._claim(fires)
-            # Missed fires of one job run one after another, whatever its overlap policy.
-            by_job: dict[int, list[Claim]] = {}
-            for claim in claims:
-                by_job.setdefault(claim.job.id, []).append(claim)
-            for job_claims in by_job.values():
-                head, rest = job_claims[0], job_claims[1:]
-                for claim in rest:
-                    claim.status = "queued"
-                    await self._write("UPDATE runs SET status = 'queued' WHERE id = ?", (claim.run_id,))
-                self.queued.setdefault(head.job.id, []).extend(rest)
-                self._start(head)
+            self._dispatch(claims)
 
     def _missed(self, job: JobRow, now: float, keep: int) -> tuple[list[float], int]:
         """Return the last ``keep`` fires due at or before ``now`` (from ``next_run_at``) and how many there were."""
