@@ -205,3 +205,14 @@ async def test_updates_without_a_message_to_answer_are_skipped(polling: Any) -> 
     (message,) = await inbox.wait_for(1)
     assert message.text == "real one"
     await until(server, lambda: server.confirmed > service["update_id"])
+
+
+@pytest.mark.asyncio
+async def test_a_redelivered_update_carries_the_same_message_id(polling: Any) -> None:
+    _, inbox, server = polling
+    update = server.user_message("twice", chat_id=12, sender_id=12)
+    await inbox.wait_for(1)
+    await until(server, lambda: server.confirmed > update["update_id"])
+    server.push_update(update)  # Telegram delivers it again
+    first, second = await inbox.wait_for(2)
+    assert first.message_id == second.message_id == f"12:{update['message']['message_id']}"  # the slice drops it

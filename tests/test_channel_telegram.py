@@ -1,0 +1,186 @@
+"""The Telegram channel end to end through a real `refactorbot serve`: the loopback Bot API, long polling, the
+agent's reply split at Telegram's limit in the right chat with the reply reference on the first part only,
+redelivery of an update running one turn, and the group mention rule.
+
+The model is the loopback `ModelServer` behind the LiteLLM gateway; every other part is real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("refactorbot_api")
+pytest.importorskip("refactorbot_slice_communication")
+pytest.importorskip("refactorbot_channel_telegram")
+pytest.importorskip("refactorbot_gateway_litellm")
+
+from refactorbot.testing import ModelServer  # noqa: E402
+from refactorbot.testing.telegram import TelegramServer, parse_telegram_html  # noqa: E402
+from refactorbot_channel_telegram.channel import TelegramChannel  # noqa: E402
+from refactorbot_channel_telegram.html import utf16_len  # noqa: E402
+
+TOKEN = "7000002:integration-token-AbCdEfGhIjKlMnOpQrSt"
+KEY_ENV = "RB_TEST_TELEGRAM_KEY"
+OWNER = 424242
+GROUP = -1009876543210
+LONG_ANSWER = (
+    "Here is the **plan** for `a < b` & more.\n\n"
+    + "\n\n".join(" ".join(f"step{p}-{i} 😀" for i in range(120)) for p in range(6))
+    + "\n\n```python\n"
+    + "\n".join(f"print('line {i}')  # <{i}> & done" for i in range(120))
+    + "\n```\n\nThat is all."
+)
+
+
+def last_user(body: dict[str, Any]) -> str:
+    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
+
+
+def responder(body: dict[str, Any]) -> str:
+    text = last_user(body)
+    return LONG_ANSWER if text == "the long plan please" else f"echo: {text}"
+
+
+@dataclass
+class Served:
+    home: Path
+    url: str
+    token: str
+    proc: subprocess.Popen[str]
+    telegram: TelegramServer
+    model: ModelServer
+
+    def call(self, target: str, **payload: Any) -> Any:
+        slice_id, _, op = target.partition(".")
+        answer = httpx.post(
+            f"{self.url}/slices/{slice_id}/operations/{op}",
+            json=payload,
+            headers={"Authorization": f"Bearer {self.token}"},
+            trust_env=False,
+            timeout=30,
+        ).json()
+        assert answer["success"], answer
+        return answer["data"]
+
+    def turns(self) -> list[str]:
+        return [last_user(r) for r in self.model.requests]
+
+
+def wait_until(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("telegram-home")
+    with ModelServer(responder=responder) as model, TelegramServer(TOKEN, username="e2e_helper_bot") as telegram:
+        (home / "refactorbot.toml").write_text(
+            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
+            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+            f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
+            f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "TELEGRAM_"))}
+        env.update({KEY_ENV: "sk-loopback", "TELEGRAM_BOT_TOKEN": TOKEN})
+        log = (home / "serve.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while not (home / "server.json").exists():
+                assert proc.poll() is None, (home / "serve.log").read_text()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.05)
+            url = json.loads((home / "server.json").read_text())["url"]
+            served = Served(home, url, (home / "api-token").read_text().strip(), proc, telegram, model)
+            telegram.wait_until(lambda: len(telegram.calls("getUpdates")) >= 1, timeout=60)
+            yield served
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            log.close()
+
+
+def test_the_channel_polls_after_deleting_the_webhook(served: Served) -> None:
+    methods = [r.path.rsplit("/", 1)[-1] for r in served.telegram.requests]
+    assert methods[:3] == ["getMe", "deleteWebhook", "getUpdates"]
+    channels = {c["name"]: c for c in served.call("communication.channels")["channels"]}
+    assert channels["telegram"]["status"] == "running"
+
+
+def test_a_private_message_gets_the_long_reply_split_at_4096_with_the_reference_on_the_first_part(
+    served: Served,
+) -> None:
+    telegram = served.telegram
+    asked = telegram.user_message("the long plan please", chat_id=OWNER, sender_id=OWNER)["message"]
+    adapter = TelegramChannel(env={})
+    expected = adapter.split(adapter.render(LONG_ANSWER))
+    assert len(expected) >= 3
+    replies = telegram.wait_for_messages(OWNER, len(expected), timeout=60)
+    assert [m["html"] for m in replies] == expected
+    assert all(utf16_len(m["html"]) <= 4096 for m in replies)
+    assert [m.get("reply_to_message", {}).get("message_id") for m in replies] == [asked["message_id"]] + [None] * (
+        len(expected) - 1
+    )
+    whole, _ = parse_telegram_html(adapter.render(LONG_ANSWER))
+    assert "".join(m["text"] for m in replies) == whole, "Telegram shows the whole answer, nothing lost at the cuts"
+    code_parts = [m for m in replies if any(e["type"] == "pre" for e in m.get("entities", []))]
+    assert len(code_parts) >= 2, "the code block spans parts and is a code block in each"
+    assert all(e.get("language") == "python" for m in code_parts for e in m["entities"] if e["type"] == "pre")
+    assert ("424242", "typing") in telegram.actions
+    assert telegram.sent(GROUP) == []
+
+
+def test_a_redelivered_update_runs_one_turn(served: Served) -> None:
+    telegram = served.telegram
+    update = telegram.user_message("only once", chat_id=OWNER, sender_id=OWNER)
+    telegram.wait_until(lambda: telegram.confirmed > update["update_id"], timeout=60)
+    telegram.push_update(update)  # Telegram sends it again (a lost confirmation, say)
+    telegram.wait_until(lambda: telegram.confirmed > update["update_id"] and not telegram.updates, timeout=60)
+    wait_until(lambda: any(m["text"] == "echo: only once" for m in telegram.sent(OWNER)))
+    later = telegram.user_message("after that", chat_id=OWNER, sender_id=OWNER)
+    telegram.wait_until(lambda: telegram.confirmed > later["update_id"], timeout=60)
+    wait_until(lambda: any(m["text"] == "echo: after that" for m in telegram.sent(OWNER)))
+    assert served.turns().count("only once") == 1
+    assert [m["text"] for m in telegram.sent(OWNER)].count("echo: only once") == 1
+
+
+def test_in_a_group_the_bot_answers_only_when_mentioned_or_replied_to(served: Served) -> None:
+    telegram = served.telegram
+    common = {"chat_id": GROUP, "chat_type": "supergroup", "sender_id": OWNER}
+    quiet = telegram.user_message("just chatting", **common)
+    asked = telegram.user_message("what time is it?", mention=True, **common)
+    replies = telegram.wait_for_messages(GROUP, 1, timeout=60)
+    assert replies[0]["text"] == "echo: what time is it?"
+    assert replies[0]["reply_to_message"]["message_id"] == asked["message"]["message_id"]
+    telegram.user_message("and the date?", reply_to=replies[0]["message_id"], **common)
+    replies = telegram.wait_for_messages(GROUP, 2, timeout=60)
+    assert replies[1]["text"] == "echo: and the date?"
+    assert telegram.confirmed > quiet["update_id"]
+    assert "just chatting" not in served.turns()
