@@ -34,7 +34,9 @@ import json
 import logging
 import os
 import re
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -172,6 +174,9 @@ class DurableEventBus(EventBus):
         self._window: dict[int, Event] = {}
         self._window_floor = 1
         self._writer: asyncio.Task[None] | None = None
+        #: The writer's own connection and thread: a batch is one trip (BEGIN, the rows, COMMIT).
+        self._write_conn: sqlite3.Connection | None = None
+        self._write_thread: ThreadPoolExecutor | None = None
         self._acks: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._dirty: dict[str, Subscriber] = {}
@@ -217,6 +222,8 @@ class DurableEventBus(EventBus):
         self._next = int(last or 0) + 1
         self._committed = self._next - 1
         self._window_floor = self._next
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="eventbus-writer")
+        self._write_conn = await asyncio.get_running_loop().run_in_executor(self._write_thread, self._connect)
         self._closing = False
         self.started_at = time.time()
         loop = asyncio.get_running_loop()
@@ -242,6 +249,10 @@ class DurableEventBus(EventBus):
         self._queue_wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+        if self._write_conn is not None and self._write_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, self._write_conn.close)
+            self._write_thread.shutdown(wait=True)
+            self._write_conn, self._write_thread = None, None
         for background in (self._acks, self._retention):
             if background is not None:
                 background.cancel()
@@ -278,7 +289,9 @@ class DurableEventBus(EventBus):
         matched = [s for s in self._subs.values() if s.match(topic)]
         for sub in matched:
             sub.pending += 1
-        stored = event.model_copy(update={"offset": offset})
+        stored = Event.model_construct(
+            topic=topic, payload=event.payload, source=event.source, published_at=event.published_at, offset=offset
+        )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(
             _Queued(offset, (offset, topic, payload, event.source, event.published_at), stored, future, matched)
@@ -329,6 +342,27 @@ class DurableEventBus(EventBus):
             finally:
                 full.count("blocked_seconds", time.monotonic() - began)
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def _commit_rows(self, rows: list[tuple[int, str, str, str | None, float]]) -> None:
+        """Insert ``rows`` in one transaction (on the writer thread)."""
+        conn = self._write_conn
+        assert conn is not None
+        if self.db.file_problem() is not None:
+            raise RefactorbotError(f"{self.db.file_problem()}; write refused")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_INSERT, rows)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
+
     async def _write_loop(self) -> None:
         while True:
             if not self._queue:
@@ -336,11 +370,14 @@ class DurableEventBus(EventBus):
                     return
                 self._queue_wake.clear()
                 await self._queue_wake.wait()
+                # One more turn of the loop: publishers that are ready join this batch.
+                await asyncio.sleep(0)
                 continue
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             try:
-                async with self.db.transaction() as conn:
-                    await conn.executemany(_INSERT, [q.row for q in batch])
+                await asyncio.get_running_loop().run_in_executor(
+                    self._write_thread, self._commit_rows, [q.row for q in batch]
+                )
             except Exception as exc:  # the publishers get the reason; the offsets stay unused
                 self.write_errors += len(batch)
                 reason = f"{len(batch)} events not stored: {one_line(exc, 200)}"
