@@ -7,6 +7,7 @@ The model is the loopback `ModelServer` behind the LiteLLM gateway; every other 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -26,7 +27,7 @@ pytest.importorskip("refactorbot_channel_telegram")
 pytest.importorskip("refactorbot_gateway_litellm")
 
 from refactorbot.testing import ModelServer  # noqa: E402
-from refactorbot.testing.telegram import TelegramServer, parse_telegram_html  # noqa: E402
+from refactorbot.testing.telegram import TelegramServer, parse_telegram_html, post_webhook  # noqa: E402
 from refactorbot_channel_telegram.channel import TelegramChannel  # noqa: E402
 from refactorbot_channel_telegram.html import utf16_len  # noqa: E402
 
@@ -84,19 +85,19 @@ def wait_until(predicate: Any, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    home = tmp_path_factory.mktemp("telegram-home")
+@contextlib.contextmanager
+def serving(home: Path, channel: str, extra_env: dict[str, str]) -> Iterator[Served]:
+    """Run `refactorbot serve` on ``home`` with the loopback model and Bot API; ``channel``: more [channels.telegram]."""
     with ModelServer(responder=responder) as model, TelegramServer(TOKEN, username="e2e_helper_bot") as telegram:
         (home / "refactorbot.toml").write_text(
             f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
             f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
             f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
             f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
-            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n{channel}'
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "TELEGRAM_"))}
-        env.update({KEY_ENV: "sk-loopback", "TELEGRAM_BOT_TOKEN": TOKEN})
+        env.update({KEY_ENV: "sk-loopback", "TELEGRAM_BOT_TOKEN": TOKEN, **extra_env})
         log = (home / "serve.log").open("w")
         proc = subprocess.Popen(
             [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
@@ -114,7 +115,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 time.sleep(0.05)
             url = json.loads((home / "server.json").read_text())["url"]
             served = Served(home, url, (home / "api-token").read_text().strip(), proc, telegram, model)
-            telegram.wait_until(lambda: len(telegram.calls("getUpdates")) >= 1, timeout=60)
+            wait_until(
+                lambda: (
+                    {c["name"]: c for c in served.call("communication.channels")["channels"]}["telegram"]["status"]
+                    == "running"
+                )
+            )
             yield served
         finally:
             if proc.poll() is None:
@@ -125,6 +131,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                     proc.kill()
                     proc.wait(timeout=10)
             log.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serving(tmp_path_factory.mktemp("telegram-home"), "", {}) as found:
+        found.telegram.wait_until(lambda: len(found.telegram.calls("getUpdates")) >= 1, timeout=60)
+        yield found
 
 
 def test_the_channel_polls_after_deleting_the_webhook(served: Served) -> None:
@@ -184,3 +197,30 @@ def test_in_a_group_the_bot_answers_only_when_mentioned_or_replied_to(served: Se
     assert replies[1]["text"] == "echo: and the date?"
     assert telegram.confirmed > quiet["update_id"]
     assert "just chatting" not in served.turns()
+
+
+# -- webhook mode -----------------------------------------------------------------------------------
+
+SECRET = "integration-webhook-secret_0123456789"
+
+
+def test_webhook_mode_answers_authentic_updates_once_and_refuses_forged_ones(tmp_path: Path) -> None:
+    channel = 'mode = "webhook"\nwebhook_url = "https://bot.example.com/hooks/telegram"\n'
+    with serving(tmp_path, channel, {"TELEGRAM_WEBHOOK_SECRET": SECRET}) as served:
+        telegram = served.telegram
+        assert telegram.webhook is not None and telegram.webhook["secret_token"] == SECRET
+        hook = f"{served.url}/hooks/telegram"
+        update = telegram.user_message("by webhook", chat_id=OWNER, sender_id=OWNER, queue=False)
+        forged = [(None, 401), ("", 401), ("wrong-secret", 403), (SECRET[:-1], 403), (SECRET.upper(), 403)]
+        for secret, status in forged:
+            answer, body = post_webhook(hook, update, secret)
+            assert answer == status, (secret, answer, body)
+        status, body = post_webhook(hook, update, SECRET)
+        assert (status, json.loads(body)["status"]) == (200, "accepted")
+        status, body = post_webhook(hook, update, SECRET)  # Telegram redelivers it
+        assert (status, json.loads(body)["status"]) == (200, "duplicate")
+        (reply,) = telegram.wait_for_messages(OWNER, 1, timeout=60)
+        assert reply["text"] == "echo: by webhook"
+        assert reply["reply_to_message"]["message_id"] == update["message"]["message_id"]
+        assert served.turns() == ["by webhook"], "forged requests ran nothing; the redelivery ran no second turn"
+        assert telegram.calls("getUpdates") == []
