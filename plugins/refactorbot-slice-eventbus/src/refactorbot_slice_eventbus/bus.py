@@ -36,9 +36,9 @@ import os
 import re
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fnmatch import translate
 from pathlib import Path
