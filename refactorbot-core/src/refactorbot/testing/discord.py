@@ -327,9 +327,8 @@ class DiscordServer(PlatformServer):
             raise RuntimeError("no live gateway connection")
         if code is None:
             self._abort(conn)
-        else:
-            with conn.lock:
-                conn.connection.close(code, "loopback close")
+        else:  # the closing handshake waits for the client: not on the caller's thread (maybe its event loop)
+            threading.Thread(target=conn.connection.close, args=(code, "loopback close"), daemon=True).start()
 
     def reconnect(self) -> None:
         """Send RECONNECT (op 7) on the live connection."""
@@ -611,9 +610,15 @@ class DiscordServer(PlatformServer):
 
     def _live_session(self) -> _Session | None:
         for conn in reversed(self.connections):
-            if conn.session_id is not None and conn.session_id in self._sessions:
-                return self._sessions[conn.session_id]
+            session = self._sessions.get(conn.session_id or "")
+            if session is not None and session.valid:
+                return session
         return None
+
+    def ready(self) -> bool:
+        """Return whether the newest connection has identified or resumed (its READY or RESUMED sent)."""
+        conn = self.live_connection()
+        return conn is not None and conn.identified
 
     def _connection_of(self, session_id: str) -> GatewayConnection | None:
         for conn in reversed(self.connections):
@@ -667,8 +672,8 @@ class DiscordServer(PlatformServer):
         except Exception:
             pass
         finally:
-            conn.closed = True
             conn.close_code = connection.close_code
+            conn.closed = True
             self.notify()
 
     def _on_payload(self, conn: GatewayConnection, op: int, data: Any) -> bool:
@@ -714,22 +719,23 @@ class DiscordServer(PlatformServer):
             connection.close(4014, "Disallowed intent(s).")
             return False
         session = _Session(secrets.token_hex(16))
-        with self._changed:
+        with self._changed:  # READY is the session's first event: nothing a test pushes can come before it
             self._sessions[session.session_id] = session
             conn.session_id = session.session_id
+            self.dispatch(
+                "READY",
+                {
+                    "v": 10,
+                    "user": self._bot_user(),
+                    "guilds": [],
+                    "session_id": session.session_id,
+                    "resume_gateway_url": self.gateway_url,
+                    "shard": [0, 1],
+                    "application": {"id": self.application_id, "flags": 0},
+                },
+            )
             conn.identified = True
-        self.dispatch(
-            "READY",
-            {
-                "v": 10,
-                "user": self._bot_user(),
-                "guilds": [],
-                "session_id": session.session_id,
-                "resume_gateway_url": self.gateway_url,
-                "shard": [0, 1],
-                "application": {"id": self.application_id, "flags": 0},
-            },
-        )
+            self._changed.notify_all()
         return True
 
     def _resume(self, conn: GatewayConnection, data: Any) -> bool:
@@ -743,11 +749,12 @@ class DiscordServer(PlatformServer):
         if session is None or not session.valid or not isinstance(seq, int):
             conn.send({"op": 9, "d": False})
             return True
-        with self._changed:
+        with self._changed:  # the replay and RESUMED before anything a test pushes next
             conn.session_id = session.session_id
+            for number, payload in session.events:
+                if number > seq:
+                    conn.send(payload)
+            self.dispatch("RESUMED", {})
             conn.identified = True
-            missed = [payload for number, payload in session.events if number > seq]
-        for payload in missed:
-            conn.send(payload)
-        self.dispatch("RESUMED", {})
+            self._changed.notify_all()
         return True
