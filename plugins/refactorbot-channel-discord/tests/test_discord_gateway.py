@@ -12,9 +12,8 @@ from refactorbot.channels import ChannelError
 from refactorbot.testing import Inbox
 from refactorbot.testing.discord import DiscordServer, Intents
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_identify_carries_the_token_the_intents_and_properties(running: Any) -> None:
     adapter, _, server = running
     (identify,) = server.identifies
@@ -28,6 +27,7 @@ async def test_identify_carries_the_token_the_intents_and_properties(running: An
     assert query.endswith("/?v=10&encoding=json")
 
 
+@pytest.mark.asyncio
 async def test_a_dm_is_delivered_normalized(running: Any) -> None:
     adapter, inbox, server = running
     attachment = {
@@ -53,6 +53,7 @@ async def test_a_dm_is_delivered_normalized(running: Any) -> None:
     assert "raw" not in message.model_dump()
 
 
+@pytest.mark.asyncio
 async def test_guild_messages_carry_mentions_and_replies(running: Any) -> None:
     adapter, inbox, server = running
     first = server.push_message(GUILD_CHANNEL, "lunch?", author_id=ALICE, guild_id=GUILD)
@@ -68,6 +69,7 @@ async def test_guild_messages_carry_mentions_and_replies(running: Any) -> None:
     assert reply.reply_to == first["id"] and not reply.mentions_bot
 
 
+@pytest.mark.asyncio
 async def test_bots_webhooks_empty_and_system_messages_are_skipped(running: Any) -> None:
     adapter, inbox, server = running
     server.push_message(DM, "my own words", author_id=server.bot_id)
@@ -84,6 +86,7 @@ async def test_bots_webhooks_empty_and_system_messages_are_skipped(running: Any)
     assert len(inbox.messages) == 1
 
 
+@pytest.mark.asyncio
 async def test_heartbeats_carry_the_sequence_and_answer_a_heartbeat_request(discord: DiscordServer) -> None:
     discord.heartbeat_interval = 50
     adapter = make_channel(discord)
@@ -109,6 +112,7 @@ async def test_heartbeats_carry_the_sequence_and_answer_a_heartbeat_request(disc
         await adapter.stop()
 
 
+@pytest.mark.asyncio
 async def test_a_zombied_connection_is_closed_and_resumed(discord: DiscordServer) -> None:
     discord.heartbeat_interval = 30
     adapter = make_channel(discord)
@@ -133,6 +137,7 @@ async def test_a_zombied_connection_is_closed_and_resumed(discord: DiscordServer
         await adapter.stop()
 
 
+@pytest.mark.asyncio
 async def test_events_missed_during_a_drop_are_replayed_on_resume_once(running: Any) -> None:
     adapter, inbox, server = running
     server.push_message(DM, "before", author_id=ALICE)
@@ -150,6 +155,7 @@ async def test_events_missed_during_a_drop_are_replayed_on_resume_once(running: 
     assert [m.text for m in await inbox.wait_for(4)][-1] == "live again"
 
 
+@pytest.mark.asyncio
 async def test_reconnect_opcode_resumes_on_a_new_connection(running: Any) -> None:
     adapter, inbox, server = running
     server.reconnect()
@@ -159,6 +165,7 @@ async def test_reconnect_opcode_resumes_on_a_new_connection(running: Any) -> Non
     assert (await inbox.wait_for(1))[0].text == "still here"
 
 
+@pytest.mark.asyncio
 async def test_a_resumable_invalid_session_resumes(running: Any) -> None:
     adapter, inbox, server = running
     server.invalidate_session(resumable=True)
@@ -166,6 +173,7 @@ async def test_a_resumable_invalid_session_resumes(running: Any) -> None:
     assert len(server.identifies) == 1
 
 
+@pytest.mark.asyncio
 async def test_an_invalid_session_identifies_again_after_waiting(running: Any) -> None:
     adapter, inbox, server = running
     adapter.invalid_session_wait = (0.2, 0.3)
@@ -179,6 +187,7 @@ async def test_an_invalid_session_identifies_again_after_waiting(running: Any) -
     assert (await inbox.wait_for(1))[0].text == "new session"
 
 
+@pytest.mark.asyncio
 async def test_a_resume_refused_by_the_gateway_falls_back_to_identify(running: Any) -> None:
     adapter, inbox, server = running
     adapter.invalid_session_wait = (0.01, 0.02)
@@ -191,6 +200,7 @@ async def test_a_resume_refused_by_the_gateway_falls_back_to_identify(running: A
     assert (await inbox.wait_for(1))[0].text == "fresh"
 
 
+@pytest.mark.asyncio
 async def test_a_refused_token_fails_start_with_a_clear_reason(discord: DiscordServer) -> None:
     adapter = make_channel(discord, env={"DISCORD_BOT_TOKEN": "not-the-token"})
     adapter.bind(Inbox())
@@ -200,6 +210,7 @@ async def test_a_refused_token_fails_start_with_a_clear_reason(discord: DiscordS
     assert discord.connections == [], "no gateway connection with a refused token"
 
 
+@pytest.mark.asyncio
 async def test_gateway_close_4004_fails_start_and_says_token(discord: DiscordServer) -> None:
     discord.refuse_identify(4004)
     adapter = make_channel(discord)
@@ -209,6 +220,7 @@ async def test_gateway_close_4004_fails_start_and_says_token(discord: DiscordSer
     assert len(discord.connections) == 1, "not retried tightly: the runtime restarts the channel with backoff"
 
 
+@pytest.mark.asyncio
 async def test_disallowed_message_content_intent_tells_what_to_enable(discord: DiscordServer) -> None:
     discord.privileged_intents = 0
     adapter = make_channel(discord)
@@ -226,6 +238,7 @@ async def test_disallowed_message_content_intent_tells_what_to_enable(discord: D
         await without.stop()
 
 
+@pytest.mark.asyncio
 async def test_a_fatal_close_while_running_fails_the_channel(running: Any) -> None:
     adapter, _, server = running
     server.drop(4004)
@@ -233,6 +246,7 @@ async def test_a_fatal_close_while_running_fails_the_channel(running: Any) -> No
     assert "4004" in reason and "DISCORD_BOT_TOKEN" in reason
 
 
+@pytest.mark.asyncio
 async def test_reconnects_back_off_and_give_up_with_a_reason(discord: DiscordServer) -> None:
     adapter = make_channel(discord, reconnect_attempts=3, reconnect_backoff=0.2)
     adapter.bind(Inbox())
@@ -250,6 +264,7 @@ async def test_reconnects_back_off_and_give_up_with_a_reason(discord: DiscordSer
         await adapter.stop()
 
 
+@pytest.mark.asyncio
 async def test_a_gateway_that_is_down_fails_start(discord: DiscordServer) -> None:
     discord.reject_connections = 1011
     adapter = make_channel(discord)
@@ -258,6 +273,7 @@ async def test_a_gateway_that_is_down_fails_start(discord: DiscordServer) -> Non
         await adapter.start()
 
 
+@pytest.mark.asyncio
 async def test_no_session_starts_left_is_reported(discord: DiscordServer) -> None:
     discord.session_starts_remaining = 0
     adapter = make_channel(discord)
@@ -266,6 +282,7 @@ async def test_no_session_starts_left_is_reported(discord: DiscordServer) -> Non
         await adapter.start()
 
 
+@pytest.mark.asyncio
 async def test_interactions_only_mode_opens_no_gateway(discord: DiscordServer) -> None:
     adapter = make_channel(discord, gateway=False)
     adapter.bind(Inbox())

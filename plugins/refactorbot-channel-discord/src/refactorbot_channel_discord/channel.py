@@ -26,7 +26,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 from refactorbot import (
@@ -208,6 +208,14 @@ class DiscordChannel(ChannelAdapter):
             trust_env=False,
             headers={"User-Agent": "DiscordBot (https://github.com/refactorbot, 0.1)"},
         )
+        try:
+            await self._connect()
+        except BaseException:
+            await self.stop()  # nothing left open by a start that failed
+            raise
+
+    async def _connect(self) -> None:
+        """Check the token (``/users/@me``), find the Gateway and wait for its READY."""
         me = await self._startup_get("/users/@me")
         self.bot_id, self.bot_name = str(me.get("id", "")), str(me.get("username", ""))
         if not _SNOWFLAKE.match(self.bot_id):
@@ -227,11 +235,7 @@ class DiscordChannel(ChannelAdapter):
         self._gateway_url = url
         self._ready = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._gateway_main(), name="discord-gateway")
-        try:
-            await self._ready
-        except BaseException:
-            await self.stop()
-            raise
+        await self._ready
 
     async def _startup_get(self, path: str) -> dict[str, Any]:
         import httpx
@@ -669,8 +673,10 @@ class DiscordChannel(ChannelAdapter):
             raise SendFailed("Discord answered without a message id")
         return [message_id]
 
-    async def edit(self, chat_id: str, message_id: str, text: str) -> None:
-        """Replace a sent message's text (``PATCH /channels/{id}/messages/{id}``)."""
+    async def edit(
+        self, chat_id: str, message_id: str, text: str, *, text_format: Literal["platform", "plain"] = "platform"
+    ) -> None:
+        """Replace a sent message's text (``PATCH /channels/{id}/messages/{id}``); Discord takes both formats."""
         if self._client is None:
             raise SendFailed("the discord channel is not running")
         if not _SNOWFLAKE.match(chat_id) or not _SNOWFLAKE.match(message_id):
