@@ -24,18 +24,21 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import ChannelConfig as ChannelConfig
     from refactorbot.channels import ChannelError as ChannelError
     from refactorbot.channels import Delivery as Delivery
+    from refactorbot.channels import DeliveryStatus as DeliveryStatus
     from refactorbot.channels import DmPolicy as DmPolicy
     from refactorbot.channels import FormattingRejected as FormattingRejected
     from refactorbot.channels import Inbound as Inbound
     from refactorbot.channels import ReplayCacheFull as ReplayCacheFull
     from refactorbot.channels import ReplayGuard as ReplayGuard
     from refactorbot.channels import SendFailed as SendFailed
+    from refactorbot.channels import TextPart as TextPart
     from refactorbot.channels import WebhookRequest as WebhookRequest
     from refactorbot.channels import WebhookResponse as WebhookResponse
     from refactorbot.channels import hmac_sha256_hex as hmac_sha256_hex
     from refactorbot.channels import markdown_to_plain as markdown_to_plain
     from refactorbot.channels import parse_retry_after as parse_retry_after
     from refactorbot.channels import signatures_match as signatures_match
+    from refactorbot.channels import split_parts as split_parts
     from refactorbot.channels import split_text as split_text
     from refactorbot.chat import MasterChat as MasterChat
     from refactorbot.client import SERVER_FILE as SERVER_FILE
@@ -72,8 +75,11 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.errors import one_line as one_line
     from refactorbot.events import Event as Event
     from refactorbot.events import EventBus as EventBus
+    from refactorbot.events import EventRejected as EventRejected
     from refactorbot.events import InMemoryEventBus as InMemoryEventBus
+    from refactorbot.events import SubscriptionOptions as SubscriptionOptions
     from refactorbot.events import subscribe as subscribe
+    from refactorbot.events import subscription_options as subscription_options
     from refactorbot.home import default_home as default_home
     from refactorbot.llm import LLMCall as LLMCall
     from refactorbot.llm import LLMChunk as LLMChunk
@@ -145,6 +151,9 @@ _LAZY = {
     "parse_retry_after": "channels",
     "signatures_match": "channels",
     "split_text": "channels",
+    "split_parts": "channels",
+    "TextPart": "channels",
+    "DeliveryStatus": "channels",
     "MasterChat": "chat",
     "SERVER_FILE": "client",
     "TOKEN_FILE": "client",
@@ -180,8 +189,11 @@ _LAZY = {
     "one_line": "errors",
     "Event": "events",
     "EventBus": "events",
+    "EventRejected": "events",
     "InMemoryEventBus": "events",
     "subscribe": "events",
+    "SubscriptionOptions": "events",
+    "subscription_options": "events",
     "default_home": "home",
     "LLMCall": "llm",
     "LLMChunk": "llm",

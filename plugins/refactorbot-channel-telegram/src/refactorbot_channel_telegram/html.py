@@ -12,7 +12,7 @@ import bisect
 import html as _html
 import re
 
-from refactorbot.channels import TextPart
+from refactorbot import TextPart
 
 __all__ = ["html_to_plain", "render_html", "split_html", "split_html_parts", "utf16_len"]
 

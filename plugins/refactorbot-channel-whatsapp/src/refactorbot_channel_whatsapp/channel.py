@@ -39,6 +39,7 @@ from refactorbot import (
     ChannelConfig,
     ChannelError,
     Delivery,
+    DeliveryStatus,
     EnvVarName,
     IncomingMessage,
     MediaRef,
@@ -51,7 +52,6 @@ from refactorbot import (
     parse_retry_after,
     signatures_match,
 )
-from refactorbot.channels import DeliveryStatus
 
 from refactorbot_channel_whatsapp import formatting
 

@@ -44,8 +44,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
-from refactorbot import Event, EventBus, RefactorbotError, SliceDatabase, one_line
-from refactorbot.events import EventRejected, subscription_options
+from refactorbot import Event, EventBus, EventRejected, RefactorbotError, SliceDatabase, one_line, subscription_options
 
 from refactorbot_slice_eventbus.config import EventBusConfig
 
