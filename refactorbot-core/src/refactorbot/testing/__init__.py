@@ -42,7 +42,11 @@ if TYPE_CHECKING:
     from refactorbot.testing.platforms import PlatformServer as PlatformServer
     from refactorbot.testing.platforms import WebhookReceiver as WebhookReceiver
     from refactorbot.testing.platforms import sign_webhook as sign_webhook
+    from refactorbot.testing.telegram import TelegramHtmlError as TelegramHtmlError
+    from refactorbot.testing.telegram import TelegramServer as TelegramServer
+    from refactorbot.testing.telegram import parse_telegram_html as parse_telegram_html
     from refactorbot.testing.tool_contract import ToolContract as ToolContract
+    from refactorbot.testing.whatsapp import WhatsAppServer as WhatsAppServer
 
 _LAZY = {
     "BuiltPlugin": "builders",
@@ -63,7 +67,11 @@ _LAZY = {
     "PlatformServer": "platforms",
     "WebhookReceiver": "platforms",
     "sign_webhook": "platforms",
+    "TelegramHtmlError": "telegram",
+    "TelegramServer": "telegram",
+    "parse_telegram_html": "telegram",
     "ToolContract": "tool_contract",
+    "WhatsAppServer": "whatsapp",
 }
 __all__ = sorted(_LAZY)
 
