@@ -60,6 +60,19 @@ _FINISH = (
 )
 
 
+async def _finished(coro: Any) -> Any:
+    """Await ``coro`` to the end even if the caller is cancelled (then re-raise the cancellation).
+
+    A run's record must reach the database before ``stop`` closes it.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
 class JobNotFound(RefactorbotError):
     """Raise when a job name is unknown."""
 
@@ -143,7 +156,8 @@ class SchedulingSlice(AtomicSlice):
 
     async def _write(self, sql: str, params: Any = ()) -> int:
         assert self.db is not None
-        return await asyncio.shield(self.db.execute(sql, params))
+        row_id: int = await _finished(self.db.execute(sql, params))
+        return row_id
 
     def _arm(self, job: JobRow) -> None:
         if self._timer is not None:
@@ -374,7 +388,7 @@ class SchedulingSlice(AtomicSlice):
                     (job.id, job.id, keep),
                 )
 
-        await asyncio.shield(record())
+        await _finished(record())
         if job.next_run_at is None and job.kind == "at" and self._timer is not None:
             self._arm(job)
 
