@@ -598,30 +598,25 @@ class _LongConnection:
 
     async def _run(self) -> None:
         """Read frames and ping until stopped; reconnect with backoff; report failure when it cannot."""
-        failures = 0
         while not self._closing:
-            if self.websocket is None:
-                delay = min(
-                    self.settings.reconnect_backoff * 2 ** max(failures - 1, 0), self.settings.reconnect_backoff_max
-                )
-                await asyncio.sleep(delay * (0.75 + random.random() / 2) if failures else 0)
-                try:
-                    await self._connect()
-                except (_ApiError, ChannelError) as exc:
-                    failures += 1
-                    reason = exc.reason if isinstance(exc, _ApiError) else str(exc)
-                    log.warning("feishu: reconnect %d failed: %s", failures, reason)
-                    if failures >= self.settings.reconnect_attempts:
-                        self.channel.fail(f"long connection lost and {failures} reconnects failed: {reason}")
-                        return
-                    continue
-            failures = 0
             reason = await self._serve()
             await self._disconnect()
             if self._closing:
                 return
             log.warning("feishu: long connection dropped (%s); reconnecting", reason)
-            failures = 1
+            attempt = 0
+            while self.websocket is None:
+                attempt += 1
+                delay = min(self.settings.reconnect_backoff * 2 ** (attempt - 1), self.settings.reconnect_backoff_max)
+                await asyncio.sleep(delay * (0.75 + random.random() / 2))
+                try:
+                    await self._connect()
+                except (_ApiError, ChannelError) as exc:
+                    why = exc.reason if isinstance(exc, _ApiError) else str(exc)
+                    log.warning("feishu: reconnect %d failed: %s", attempt, why)
+                    if attempt >= self.settings.reconnect_attempts:
+                        self.channel.fail(f"long connection lost and {attempt} reconnects failed: {why}")
+                        return
 
     async def _serve(self) -> str:
         """Serve the open websocket until it closes; return why it ended."""

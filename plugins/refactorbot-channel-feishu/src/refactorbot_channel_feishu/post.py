@@ -23,7 +23,7 @@ _INLINE = re.compile(
     r"(?P<image>!\[(?P<alt>[^\]\n]*)\]\((?P<src>[^)\s]+)\))"
     r"|(?P<link>\[(?P<label>[^\]\n]+)\]\((?P<href>[^)\s]+)\))"
     r"|(?P<code>`(?P<code_text>[^`\n]+)`)"
-    r"|(?P<bold>(\*\*|__)(?=\S)(?P<bold_text>.+?)(?<=\S)\7)"
+    r"|(?P<bold>(?P<mark>\*\*|__)(?=\S)(?P<bold_text>.+?)(?<=\S)(?P=mark))"
     r"|(?P<strike>~~(?=\S)(?P<strike_text>.+?)(?<=\S)~~)"
     r"|(?P<italic>(?<![\w*])\*(?=\S)(?P<italic_text>[^*\n]+?)(?<=\S)\*(?![\w*])"
     r"|(?<![\w_])_(?=\S)(?P<italic_text2>[^_\n]+?)(?<=\S)_(?![\w_]))"

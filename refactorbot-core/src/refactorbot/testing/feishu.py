@@ -449,7 +449,7 @@ class FeishuServer(PlatformServer):
         """Stop both servers."""
         server, self._ws_server = self._ws_server, None
         if server is not None:
-            self.drop()
+            self._close_sockets()
             server.shutdown()
         if self._ws_thread is not None:
             self._ws_thread.join(timeout=5)
@@ -728,7 +728,11 @@ class FeishuServer(PlatformServer):
             return self.acks[key]
 
     def drop(self) -> None:
-        """Close every open long connection (the client should reconnect)."""
+        """Close every open long connection (waiting for one to be open first); the client should reconnect."""
+        self.wait_until(lambda: self.connected > 0)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         with self._changed:
             sockets = list(self._sockets)
         for socket in sockets:
@@ -736,4 +740,4 @@ class FeishuServer(PlatformServer):
                 socket.close(code=1011, reason="loopback drop")
             except Exception:
                 pass
-        self.wait_until(lambda: self.connected == 0)
+        self.wait_until(lambda: not any(socket in self._sockets for socket in sockets))
