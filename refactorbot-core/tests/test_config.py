@@ -75,3 +75,11 @@ def test_env_var_name_and_url_settings_refuse_keys_and_bad_urls(tmp_path):
     assert "NAME of an environment variable" in str(info.value) and "sk-secret-123" not in str(info.value)
     with pytest.raises(ConfigError, match="base_url: Value error, must start with http"):
         validate_section(Section, {"base_url": "ftp://x"}, "[s]")
+
+
+def test_core_timezone_is_an_iana_zone(tmp_path):
+    assert load_settings(tmp_path, env={"RB_TIMEZONE": "Europe/Berlin"}).core.timezone == "Europe/Berlin"
+    with pytest.raises(ConfigError, match="unknown time zone 'Mars/Base'"):
+        load_settings(tmp_path, env={"RB_TIMEZONE": "Mars/Base"})
+    assert load_settings(tmp_path, env={"TZ": "Asia/Tokyo"}).core.timezone == "Asia/Tokyo"
+    assert load_settings(tmp_path, env={}).core.timezone  # the machine's zone, never empty

@@ -238,6 +238,9 @@ def load_settings(
         overrides = {k: v for k, v in _env_fields(model, "RB_", env).items() if v}
         if overrides and isinstance(data.get(table, {}), dict):
             data[table] = {**data.get(table, {}), **overrides}
+    core = data.setdefault("core", {})
+    if isinstance(core, dict) and "timezone" not in core:
+        core["timezone"] = machine_timezone(env)  # from the env given, not the process's
     data["home"] = home_dir
     data["config_file"] = path if path.is_file() else None
     return validate_section(Settings, data, str(path))
