@@ -155,7 +155,14 @@ async def test_edit_replaces_a_sent_message(ws_channel: Any) -> None:
     assert adapter.supports_edit
     (message_id,) = await adapter.send(outgoing("draft"))
     await adapter.edit("oc_chat1", message_id, "**final**")
-    assert feishu.edits == [{"message_id": message_id, "text": "final"}]
+    await adapter.edit("oc_chat1", message_id, "plain **stars**", text_format="plain")
+    assert feishu.edits == [
+        {"message_id": message_id, "text": "final"},
+        {"message_id": message_id, "text": "plain **stars**"},
+    ]
+    feishu.script(feishu_error(230001, "invalid content"))
+    with pytest.raises(FormattingRejected):
+        await adapter.edit("oc_chat1", message_id, "**x**")
     with pytest.raises(SendFailed, match="230011"):
         await adapter.edit("oc_chat1", "om_missing", "x")
 

@@ -335,12 +335,19 @@ class FeishuChannel(ChannelAdapter):
             raise SendFailed("Feishu answered without a message_id", permanent=True)
         return [message_id]
 
-    async def edit(self, chat_id: str, message_id: str, text: str) -> None:
-        """Replace a sent message's content with ``text`` (rendered Markdown) as a post."""
-        body = {"msg_type": "post", "content": dumps(markdown_to_post(text))}
+    async def edit(
+        self, chat_id: str, message_id: str, text: str, *, text_format: Literal["platform", "plain"] = "platform"
+    ) -> None:
+        """Replace a sent message's content: a post of ``text`` (rendered Markdown), or plain text."""
+        if text_format == "plain":
+            body = {"msg_type": "text", "content": dumps({"text": text})}
+        else:
+            body = {"msg_type": "post", "content": dumps(markdown_to_post(text))}
         try:
             await self._api("PUT", f"/open-apis/im/v1/messages/{_path_id(message_id)}", body)
         except _ApiError as exc:
+            if text_format != "plain" and exc.code in CONTENT_REFUSED:
+                raise FormattingRejected(exc.reason) from None
             raise SendFailed(exc.reason, retry_after=exc.retry_after, permanent=not exc.retryable) from None
 
     # -- in -----------------------------------------------------------------------------------------
