@@ -4,6 +4,7 @@ answered with a deferred response and replied to through the interaction's webho
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -224,3 +225,19 @@ async def test_a_malformed_public_key_fails_start_without_repeating_it(discord: 
     with pytest.raises(ChannelError, match="64 hex digits") as caught:
         await adapter.start()
     assert "secretvalue" not in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_interaction_tokens_stay_out_of_the_http_log(endpoint: Any, caplog: pytest.LogCaptureFixture) -> None:
+    adapter, inbox, server = endpoint
+    interaction = server.interaction(DM, "ask", {"question": "quiet"})
+    body = json.dumps(interaction).encode()
+    await adapter.handle_webhook(request(body, sign(body)))
+    reply = OutgoingMessage(
+        channel="discord", chat_id=DM, text="ok", reply_to=interaction["id"], text_format="platform"
+    )
+    with caplog.at_level(logging.DEBUG):
+        await adapter.send(reply)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+    assert any("/webhooks/" in line and "<token>" in line for line in lines), lines
+    assert not any(interaction["token"] in line for line in lines)

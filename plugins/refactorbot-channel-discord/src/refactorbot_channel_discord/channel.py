@@ -95,6 +95,35 @@ _IMAGE = re.compile(r"!\[([^\]\n]*)\]\(([^)\s]+)\)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
+_WEBHOOK_TOKEN = re.compile(r"(/webhooks/[0-9]+/)[A-Za-z0-9_.-]+")
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with interaction tokens in webhook URLs replaced by ``<token>``."""
+    return _WEBHOOK_TOKEN.sub(r"\1<token>", text)
+
+
+class _RedactInteractionTokens(logging.Filter):
+    """Keep interaction tokens (credentials for 15 minutes) out of the HTTP client's request log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/webhooks/" in message:
+            record.msg, record.args = redact(message), ()
+        return True
+
+
+_FILTER = _RedactInteractionTokens()
+
+
+def redact_http_logs() -> None:
+    """Install the interaction-token filter on httpx's and httpcore's loggers (once)."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
 class DiscordConfig(ChannelConfig):
     """``[channels.discord]`` (every field also ``RB_DISCORD_<FIELD>``)."""
 
@@ -199,6 +228,7 @@ class DiscordChannel(ChannelAdapter):
         self._public_key = parse_public_key(public_key) if public_key else None
         import httpx
 
+        redact_http_logs()
         self._reset_gateway_state()
         self._token = token
         self._auth = {"Authorization": f"Bot {token}"}
