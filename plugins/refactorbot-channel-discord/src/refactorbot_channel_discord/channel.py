@@ -389,7 +389,7 @@ class DiscordChannel(ChannelAdapter):
             finally:
                 if heartbeat is not None:
                     heartbeat.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):  # a beat on a closed socket
                         await heartbeat
                 self._ws = None
         code = ws.close_code
