@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
     from typing import TypeAlias
 
     import click
@@ -152,5 +152,5 @@ def message_sent(message: OutgoingMessage) -> Observed:
 
 
 @hookspec(firstresult=True)
-def provide_event_bus(config: Settings) -> EventBus | Awaitable[EventBus | None] | None:
-    """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``), or ``None`` to keep it."""
+def provide_event_bus(config: Settings, env: Mapping[str, str]) -> EventBus | Awaitable[EventBus | None] | None:
+    """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``, ``env``: the host's), or ``None``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -130,7 +131,9 @@ class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
         self._saved_log_level = package_logger.level
         if package_logger.getEffectiveLevel() > level:  # let [core] log_level reach the unified log
             package_logger.setLevel(level)
-        provided = await self.plugins.afirstresult("provide_event_bus", config=self.settings)
+        provided = await self.plugins.afirstresult(
+            "provide_event_bus", config=self.settings, env=os.environ if self.env is None else self.env
+        )
         if provided is not None:
             self.bus = provided
         await self.bus.start()

@@ -14,7 +14,7 @@ log = logging.getLogger("refactorbot.slice.eventbus")
 
 
 @hookimpl
-def provide_event_bus(config: Any) -> Any:
+def provide_event_bus(config: Any, env: Any) -> Any:
     """Return the durable bus of the home, unless the slice is disabled or another process runs it.
 
     In those cases the host keeps its in-memory bus, and this says why in the log.
@@ -25,7 +25,7 @@ def provide_event_bus(config: Any) -> Any:
     from refactorbot_slice_eventbus.config import EventBusConfig
     from refactorbot_slice_eventbus.slice import EventBusSlice
 
-    bus = DurableEventBus(config.home, config.slice_config("eventbus", EventBusConfig), EventBusSlice.migrations())
+    bus = DurableEventBus(config.home, config.slice_config("eventbus", EventBusConfig, env), EventBusSlice.migrations())
     try:
         bus.acquire()
     except BusLocked as exc:
