@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from refactorbot.testing.channel_contract import Inbox as Inbox
     from refactorbot.testing.contracts import SliceContract as SliceContract
     from refactorbot.testing.contracts import check_import_cost as check_import_cost
+    from refactorbot.testing.discord import DiscordServer as DiscordServer
     from refactorbot.testing.feishu import FeishuServer as FeishuServer
     from refactorbot.testing.gateway_contract import GatewayContract as GatewayContract
     from refactorbot.testing.host import build_host as build_host
@@ -56,6 +57,7 @@ _LAZY = {
     "Inbox": "channel_contract",
     "SliceContract": "contracts",
     "check_import_cost": "contracts",
+    "DiscordServer": "discord",
     "FeishuServer": "feishu",
     "GatewayContract": "gateway_contract",
     "build_host": "host",
