@@ -1,7 +1,9 @@
 """``refactorbot schedule``: add, list, show, remove, pause, resume, run now and read the history of jobs.
 
 Each command uses the running server (``refactorbot serve``) when there is one, and the slice
-in-process otherwise (jobs are stored either way; they fire only inside the server).
+in-process otherwise (jobs are stored either way; they fire only inside the server). In-process,
+every command but ``run-now`` starts the scheduling slice alone; ``run-now`` starts every slice,
+since the job's target may call any of them.
 """
 
 from __future__ import annotations
@@ -11,14 +13,40 @@ from datetime import datetime
 from typing import Any
 
 import click
-from refactorbot.cli import Env, call_operation, echo_json, echo_table
+from refactorbot.cli import Env, call_operation, echo_json, echo_table, fail, run
 
 
-def _call(operation: str, payload: dict[str, Any]) -> Any:
+def _env() -> Env:
     env = click.get_current_context().obj
     if not isinstance(env, Env):
         raise click.UsageError("run this through the refactorbot command")
-    return call_operation(env, f"scheduling.{operation}", payload)
+    return env
+
+
+def _call(operation: str, payload: dict[str, Any]) -> Any:
+    return call_operation(_env(), f"scheduling.{operation}", payload)
+
+
+def _run_now(name: str) -> Any:
+    """Run ``scheduling.run_now`` on the server, or in a host of every slice when none runs."""
+    from refactorbot import ServerClient
+
+    env = _env()
+    if ServerClient.discover(env.home) is not None:
+        return _call("run_now", {"name": name})
+
+    async def in_process() -> dict[str, Any]:
+        from refactorbot import committed
+
+        async with env.master() as host:
+            result = await host.call("scheduling.run_now", name=name)
+            await committed()
+            return result.model_dump(mode="json")  # type: ignore[no-any-return]
+
+    response = run(env, in_process)
+    if not response.get("success"):
+        fail(env, response.get("error_message") or "scheduling.run_now failed")
+    return response.get("data")
 
 
 def _local(seconds: float | None) -> str:
@@ -225,17 +253,17 @@ def resume_command(name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def run_now_command(name: str, as_json: bool) -> None:
     """Run job NAME now and wait for its outcome (exit 1 if it did not succeed)."""
-    run = _call("run_now", {"name": name})["run"]
+    record = _run_now(name)["run"]
     if as_json:
-        echo_json(run)
+        echo_json(record)
     else:
-        detail = run.get("error") or run.get("output") or ""
+        detail = record.get("error") or record.get("output") or ""
         click.echo(
-            f"{name}: {run['status']} in {run.get('duration_ms') or 0:.0f} ms" + (f": {detail}" if detail else "")
+            f"{name}: {record['status']} in {record.get('duration_ms') or 0:.0f} ms" + (f": {detail}" if detail else "")
         )
-        if run.get("delivery"):
-            click.echo(f"delivery: {run['delivery']}")
-    if run["status"] != "succeeded":
+        if record.get("delivery"):
+            click.echo(f"delivery: {record['delivery']}")
+    if record["status"] != "succeeded":
         raise SystemExit(1)
 
 

@@ -91,7 +91,10 @@ class SchedulingSlice(AtomicSlice):
     slice_id = "scheduling"
     version = "0.1.0"
     description = "Scheduled jobs (cron in a zone, every, at), run history, heartbeat, liveness and alerts."
-    requires = ("communication", "agent", "session", "providers")
+    # No ``requires``: listing or adding jobs from the command line starts this slice alone. The
+    # slices a target calls are reached through the host when the job runs; in ``refactorbot
+    # serve`` the timer is armed only once the host has brought every slice up (``_begin``).
+    requires = ()
     Config = SchedulingConfig
 
     def __init__(self, ctx: Any, config: BaseModel | None = None) -> None:
@@ -103,6 +106,7 @@ class SchedulingSlice(AtomicSlice):
         self.serving = False
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: JobTimer | None = None
+        self._started_at = 0.0
         self._slots: asyncio.Semaphore | None = None
         self.alerts: AlertManager | None = None
 
@@ -127,15 +131,48 @@ class SchedulingSlice(AtomicSlice):
         await self._load()
         if not self.serving:
             return
+        self._started_at = time.time()
         await self._write(
             "UPDATE runs SET status = 'interrupted', error = 'the scheduler stopped during the run',"
             " ended_at = ? WHERE status IN ('running', 'queued')",
-            (time.time(),),
+            (self._started_at,),
         )
-        self._timer = JobTimer(self._on_due)
-        await self._recover_missed(time.time())
+        self._timer = JobTimer(self._on_due, held=True)
         for job in self.jobs.values():
             self._arm(job)
+        self._spawn(self._begin())
+
+    async def _begin(self) -> None:
+        """Once the host has started every slice: apply misfire policies, then let the timer fire.
+
+        Fires missed before this slice started follow their job's misfire policy; fires that came
+        due while the other slices were starting are ordinary fires, run as the timer is released.
+        """
+        await self._host_started()
+        await self._recover_missed(self._started_at)
+        if self._timer is not None:
+            self._timer.release()
+
+    async def _host_started(self) -> None:
+        """Wait until no other slice of the host is still pending or initializing (bounded)."""
+        host = self.ctx.host
+        if host is None:
+            return
+        core = getattr(self.ctx.settings, "core", None)
+        budget = float(getattr(core, "start_timeout", 30.0)) * max(1, len(host.slice_ids()))
+        deadline = time.monotonic() + budget
+        while True:
+            waiting = [
+                row["slice_id"]
+                for row in host.slice_status()
+                if row["slice_id"] != self.slice_id and row["status"] in ("pending", "initializing")
+            ]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                self.log.warning("arming the job timer while %s still start", ", ".join(waiting))
+                return
+            await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
         """Disarm the timer and cancel the runs in progress (recorded ``interrupted``)."""

@@ -16,8 +16,10 @@ from collections.abc import Callable
 class JobTimer:
     """Due times of jobs (by id); calls ``on_due(ids)`` with every job whose time has come."""
 
-    def __init__(self, on_due: Callable[[list[int]], None]) -> None:
+    def __init__(self, on_due: Callable[[list[int]], None], *, held: bool = False) -> None:
+        """``held``: keep due times but fire nothing until ``release``."""
         self._on_due = on_due
+        self._held = held
         self._heap: list[tuple[float, int]] = []
         self._due: dict[int, float] = {}
         self._handle: asyncio.TimerHandle | None = None
@@ -46,6 +48,11 @@ class JobTimer:
         self._due.clear()
         self._disarm()
 
+    def release(self) -> None:
+        """Start firing (a timer built ``held``): what is already due goes out at once."""
+        self._held = False
+        self._arm()
+
     def _earliest(self) -> float | None:
         while self._heap:
             due, job_id = self._heap[0]
@@ -61,6 +68,8 @@ class JobTimer:
         self._armed_for = None
 
     def _arm(self) -> None:
+        if self._held:
+            return
         earliest = self._earliest()
         if earliest == self._armed_for and self._handle is not None:
             return
