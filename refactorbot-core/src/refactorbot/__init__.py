@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import ChannelConfig as ChannelConfig
     from refactorbot.channels import ChannelError as ChannelError
     from refactorbot.channels import Delivery as Delivery
+    from refactorbot.channels import DeliveryReports as DeliveryReports
     from refactorbot.channels import DeliveryStatus as DeliveryStatus
+    from refactorbot.channels import close_fences as close_fences
     from refactorbot.channels import DmPolicy as DmPolicy
     from refactorbot.channels import FormattingRejected as FormattingRejected
     from refactorbot.channels import Inbound as Inbound
@@ -154,6 +156,8 @@ _LAZY = {
     "split_parts": "channels",
     "TextPart": "channels",
     "DeliveryStatus": "channels",
+    "DeliveryReports": "channels",
+    "close_fences": "channels",
     "MasterChat": "chat",
     "SERVER_FILE": "client",
     "TOKEN_FILE": "client",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from refactorbot.testing.builders import plugin_of as plugin_of
     from refactorbot.testing.channel_contract import ChannelContract as ChannelContract
     from refactorbot.testing.channel_contract import Inbox as Inbox
+    from refactorbot.testing.channel_contract import Report as Report
     from refactorbot.testing.contracts import SliceContract as SliceContract
     from refactorbot.testing.contracts import check_import_cost as check_import_cost
     from refactorbot.testing.discord import DiscordServer as DiscordServer
@@ -55,6 +56,7 @@ _LAZY = {
     "plugin_of": "builders",
     "ChannelContract": "channel_contract",
     "Inbox": "channel_contract",
+    "Report": "channel_contract",
     "SliceContract": "contracts",
     "check_import_cost": "contracts",
     "DiscordServer": "discord",
