@@ -19,6 +19,7 @@ class Echo(Model):
     text: str = "tick"
     fail: bool = False
     hold: bool = False
+    delay: float = 0.0
 
 
 class Recorder(AtomicSlice):
@@ -33,10 +34,12 @@ class Recorder(AtomicSlice):
 
     @operation
     async def echo(self, params: Echo) -> dict[str, Any]:
-        """Record the call; fail when asked or while ``failures`` is positive; hold on ``gate`` when asked."""
+        """Record the call; take ``delay`` seconds; fail when asked or while ``failures`` is positive; hold on ``gate``."""
         import time
 
         type(self).calls.append((params.text, time.time()))
+        if params.delay:
+            await asyncio.sleep(params.delay)  # the work itself takes this long
         if params.hold and type(self).gate is not None:
             if type(self).entered is not None:
                 type(self).entered.set()
@@ -73,3 +76,20 @@ async def until(predicate: Any, timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0.005)
+
+
+async def ok(host: Any, op: str, /, **payload: Any) -> Any:
+    """Call ``op`` through the host; assert it succeeded; return its data."""
+    response = await host.call(op, **payload)
+    assert response.success, response.error_message
+    return response.data
+
+
+def echo(text: str = "tick", **payload: Any) -> dict[str, Any]:
+    """A job target calling ``recorder.echo``."""
+    return {"type": "operation", "operation": "recorder.echo", "payload": {"text": text, **payload}}
+
+
+def quiet(**scheduling: Any) -> dict[str, Any]:
+    """``QUIET`` with these ``[slices.scheduling]`` settings on top."""
+    return {**QUIET, "slices": {"scheduling": {**QUIET["slices"]["scheduling"], **scheduling}}}

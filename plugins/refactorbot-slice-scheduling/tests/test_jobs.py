@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUIET, RECORDER, SCHEDULING, Recorder, until
+from conftest import QUIET, RECORDER, SCHEDULING, Recorder, echo, ok, until
 from refactorbot import AtomicSlice, Event, subscribe
 from refactorbot.testing import host_running, plugin_of
-
-
-def echo(text: str = "tick", **payload: Any) -> dict[str, Any]:
-    return {"type": "operation", "operation": "recorder.echo", "payload": {"text": text, **payload}}
-
-
-async def ok(host: Any, op: str, /, **payload: Any) -> Any:
-    response = await host.call(op, **payload)
-    assert response.success, response.error_message
-    return response.data
 
 
 async def runs(host: Any, name: str) -> list[dict[str, Any]]:

@@ -287,7 +287,8 @@ class AlertManager:
             if row["state"] == "firing" and key not in current:
                 row.update(state="resolved", resolved_at=now, last_seen_at=now)
                 resolved.append(key)
-                await self._notify(row, now)
+                if row["sent_count"]:  # one never announced (held back by the hourly limit) resolves quietly
+                    await self._notify(row, now)
                 await self._save(row)
         return CheckResult(firing=sorted(current), raised=raised, resolved=resolved)
 

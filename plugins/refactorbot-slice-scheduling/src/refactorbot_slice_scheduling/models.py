@@ -287,7 +287,12 @@ class TimelineParams(_Strict):
     """Runs in the last ``hours`` and fires due in the next ``hours``."""
 
     hours: float = Field(24.0, gt=0, le=168)
-    limit: int = Field(2000, ge=1, le=20_000)
+    limit: int = Field(
+        2000, ge=1, le=20_000, description="runs, and fires due, at most (the newest runs, the soonest fires)"
+    )
+    per_job: int = Field(
+        100, ge=1, le=20_000, description="fires due of one job at most, so a frequent job leaves room"
+    )
 
 
 class Upcoming(Model):

@@ -85,12 +85,23 @@ def render_jobs(api: Any) -> None:
         columns, (("Run now", "run_now"), ("Pause", "pause"), ("Resume", "resume")), strict=True
     ):
         if column.button(label, key=f"sched.{operation}"):
-            _, error = call(api, operation, {"name": chosen})
-            st.session_state["sched.result"] = error or f"{label}: {chosen} done."
+            data, error = call(api, operation, {"name": chosen})
+            st.session_state["sched.result"] = (False, error) if error else outcome(label, chosen, data)
             st.rerun()
     result = st.session_state.pop("sched.result", None)
     if result:
-        (st.success if result.endswith("done.") else st.error)(result)
+        good, text = result
+        (st.success if good else st.error)(text)
+
+
+def outcome(label: str, name: str, data: dict[str, Any]) -> tuple[bool, str]:
+    """Return whether a button's operation went well and what to say: a run's status and error, or done."""
+    run = data.get("run") if isinstance(data, dict) else None
+    if run is None:
+        return True, f"{label}: {name} done."
+    said = run.get("error") or run.get("output") or ""
+    text = f"{name}: {run['status']}" + (f": {said[:300]}" if said else "")
+    return run["status"] == "succeeded", text
 
 
 def render_history(api: Any) -> None:

@@ -651,17 +651,18 @@ class SchedulingSlice(AtomicSlice):
         assert self.db is not None
         rows = await self.db.fetchall(
             f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.claimed_at >= ?"
-            " ORDER BY r.claimed_at LIMIT ?",
+            " ORDER BY r.claimed_at DESC LIMIT ?",
             (now - params.hours * 3600, params.limit),
         )
         upcoming: list[Upcoming] = []
-        for job in sorted(self.jobs.values(), key=lambda j: j.next_run_at or 0):
-            at = job.next_run_at
-            while not job.paused and at is not None and at <= horizon and len(upcoming) < params.limit:
+        for job in self.jobs.values():
+            at, count = job.next_run_at, 0
+            while not job.paused and at is not None and at <= horizon and count < params.per_job:
                 upcoming.append(Upcoming(job=job.name, at=at))
-                at = job.next_after(at)
+                at, count = job.next_after(at), count + 1
         upcoming.sort(key=lambda u: u.at)
-        return Timeline(now=now, runs=[run_of(r) for r in rows], upcoming=upcoming[: params.limit])
+        runs = [run_of(r) for r in reversed(rows)]
+        return Timeline(now=now, runs=runs, upcoming=upcoming[: params.limit])
 
     @operation
     async def status(self, params: NoParams) -> Status:

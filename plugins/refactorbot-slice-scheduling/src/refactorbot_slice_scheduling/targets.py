@@ -51,7 +51,12 @@ async def call(ctx: SliceContext, operation: str, payload: dict[str, Any]) -> An
 
 
 async def send(ctx: SliceContext, channel: str, chat_id: str, **message: Any) -> str:
-    """Send through the communication slice; return ``delivered ...`` or raise ``RunFailed`` with ``failed: ...``."""
+    """Send through the communication slice; return ``sent to ...`` or raise ``RunFailed`` with ``failed: ...``.
+
+    ``communication.send`` answers once the platform took the message (its status is ``sent``);
+    later delivery reports of platforms that have them are in the communication slice's message log,
+    under the message number recorded here.
+    """
     try:
         sent = await ctx.call("communication.send", channel=channel, chat_id=chat_id, **message)
     except SliceUnavailable as exc:
@@ -61,7 +66,7 @@ async def send(ctx: SliceContext, channel: str, chat_id: str, **message: Any) ->
         reason = exc.error_message or str(exc)
         raise RunFailed(reason, delivery=f"failed: {reason}") from None
     ids = ", ".join(sent.get("platform_ids") or [])
-    return f"delivered to {channel}:{chat_id} (message {sent['id']}; ids {ids})"
+    return f"{sent.get('status') or 'sent'} to {channel}:{chat_id} (message {sent['id']}; platform ids {ids})"
 
 
 async def prompt(ctx: SliceContext, job: str, text: str, channel: str | None = None, chat_id: str | None = None) -> str:
