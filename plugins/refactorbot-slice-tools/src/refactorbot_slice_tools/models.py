@@ -14,6 +14,11 @@ class ToolsConfig(SliceConfig):
     """``[slices.tools]``: the workspace, timeouts, rate limits and what the log keeps."""
 
     workspace: str | None = Field(None, description="workspace given to tools (default <home>/workspace)")
+    extra_workspace_roots: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="folders under which a tools.execute call may name its own workspace (relative: to the home)",
+    )
     timeout: float = Field(20.0, gt=0, description="seconds a tool may run (keep below the slice's timeout)")
     timeouts: dict[str, float] = Field(default_factory=dict, description="per-tool timeouts in seconds")
     rate_limits: dict[str, float] = Field(default_factory=dict, description="per-tool calls per minute")
@@ -62,6 +67,27 @@ class ExecuteParams(Model):
     session_id: str | None = Field(None, max_length=200)
     user_id: str | None = Field(None, max_length=200)
     call_id: str | None = Field(None, max_length=200, description="the model's tool-call id")
+    workspace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="run in this folder instead of the slice's workspace; it must lie inside an allowed root"
+        " ([slices.tools] extra_workspace_roots, or one a slice registered)",
+    )
+
+
+class WorkspaceRoot(Model):
+    """Arguments of ``tools.allow_workspace_root`` (accepted only from another slice)."""
+
+    model_config = {"extra": "forbid"}
+
+    path: str = Field(min_length=1, max_length=1024, description="absolute folder; workspaces may be made below it")
+
+
+class WorkspaceRoots(Model):
+    """The folders under which a call may name its own workspace."""
+
+    roots: list[str]
 
 
 class ToolName(Model):

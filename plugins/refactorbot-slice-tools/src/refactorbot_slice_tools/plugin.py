@@ -11,6 +11,18 @@ from refactorbot_slice_tools.slice import ToolsSlice
 REFACTORBOT_API = 1
 
 
+#: Operations only another slice may call: the API and the CLI route requests without a caller.
+SLICE_ONLY = frozenset({"allow_workspace_root"})
+
+
+@hookimpl
+def before_operation(request: Any) -> str | None:
+    """Refuse ``tools.allow_workspace_root`` unless another slice asks (``request.caller`` set)."""
+    if request.slice_id == "tools" and request.operation in SLICE_ONLY and request.caller is None:
+        return f"tools.{request.operation} is accepted only from another slice"
+    return None
+
+
 @hookimpl
 def register_slices(register: Any) -> None:
     """Register the tools slice."""

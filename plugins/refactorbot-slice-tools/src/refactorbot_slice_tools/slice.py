@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -42,6 +43,8 @@ from refactorbot_slice_tools.models import (
     ToolsConfig,
     ToolStats,
     ToolUsage,
+    WorkspaceRoot,
+    WorkspaceRoots,
 )
 from refactorbot_slice_tools.redaction import cut, to_log_json
 
@@ -72,6 +75,10 @@ class ToolsSlice(AtomicSlice):
         self.load_errors: dict[str, str] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self.workspace = self._workspace_path()
+        #: Tools whose own section sets ``workspace``: they cannot run in a per-call workspace.
+        self.pinned: set[str] = set()
+        #: Real paths under which a call may name its own workspace: configured, then registered.
+        self.roots: list[Path] = []
         self._writer: BatchWriter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -79,6 +86,10 @@ class ToolsSlice(AtomicSlice):
     async def start(self) -> None:
         """Instantiate every registered tool with its configuration and record it."""
         self.workspace.mkdir(parents=True, exist_ok=True)
+        for configured in self.settings.extra_workspace_roots:
+            self.roots.append(
+                self._checked_root(self._home_relative(configured), "[slices.tools] extra_workspace_roots")
+            )
         assert self.db is not None
         self._writer = self.db.batch_writer(_INSERT_EXECUTION)
         for name, per_minute in self.settings.rate_limits.items():
@@ -152,8 +163,41 @@ class ToolsSlice(AtomicSlice):
         configured = self.settings.workspace
         if not configured:
             return self.ctx.home / "workspace"
+        return self._home_relative(configured)
+
+    def _home_relative(self, configured: str) -> Path:
         path = Path(configured).expanduser()
         return path if path.is_absolute() else self.ctx.home / path
+
+    def _checked_root(self, path: Path, where: str) -> Path:
+        """Return the real path of a workspace root, refusing one that would expose the home or the system."""
+        if "\0" in str(path) or not path.is_absolute():
+            raise ToolError(f"{where}: {str(path)[:200]!r} is not an absolute path")
+        real = Path(os.path.realpath(path))
+        if not real.is_dir():
+            raise ToolError(f"{where}: {real} is not an existing folder")
+        home = Path(os.path.realpath(self.ctx.home))
+        if real == Path(real.anchor) or real == home or real in home.parents:
+            raise ToolError(
+                f"{where}: {real} holds the refactorbot home or is a file-system root; choose a folder below"
+            )
+        if home in real.parents and real.relative_to(home).parts[0] in ("slices", "master.db"):
+            raise ToolError(f"{where}: {real} holds the host's databases")
+        return real
+
+    def _call_workspace(self, tool: Tool, requested: str) -> Path:
+        """Return the per-call workspace ``requested``: an existing folder strictly inside an allowed root."""
+        if tool.name in self.pinned:
+            raise ToolError(f"{tool.name} has its own workspace in [tools.*]; it cannot run in a per-call workspace")
+        path = Path(requested)
+        if "\0" in requested or not path.is_absolute():
+            raise ToolError("workspace must be an absolute path")
+        real = Path(os.path.realpath(path))
+        if not any(root in real.parents for root in self.roots):
+            raise ToolError(f"workspace {requested[:200]} is not inside an allowed workspace root")
+        if not real.is_dir():
+            raise ToolError(f"workspace {requested[:200]} is not an existing folder")
+        return real
 
     def _instantiate(self, name: str, cls: Any) -> Tool | None:
         if not re.match(TOOL_NAME, name):
@@ -169,6 +213,8 @@ class ToolsSlice(AtomicSlice):
                 return None
             if isinstance(raw.get("workspace"), str) and not Path(raw["workspace"]).expanduser().is_absolute():
                 raw["workspace"] = str(self.ctx.home / raw["workspace"])
+            if raw.get("workspace"):
+                self.pinned.add(name)
             try:
                 tool: Tool = cls(raw)
                 cls.schema()
@@ -233,6 +279,21 @@ class ToolsSlice(AtomicSlice):
         info.enabled = enabled
         return info
 
+    # -- per-call workspaces ---------------------------------------------------------------
+
+    @operation
+    async def allow_workspace_root(self, params: WorkspaceRoot) -> WorkspaceRoots:
+        """Let calls name workspaces below this folder (another slice only; refused from the API and CLI)."""
+        root = self._checked_root(Path(params.path), "workspace root")
+        if root not in self.roots:
+            self.roots.append(root)
+        return WorkspaceRoots(roots=[str(r) for r in self.roots])
+
+    @operation
+    async def workspace_roots(self) -> WorkspaceRoots:
+        """List the folders under which a call may name its own workspace."""
+        return WorkspaceRoots(roots=[str(r) for r in self.roots])
+
     # -- execution -------------------------------------------------------------------------
 
     @operation(name="execute")
@@ -290,9 +351,8 @@ class ToolsSlice(AtomicSlice):
             raise ToolError(f"{call.tool} rate limit of {limit:g} calls per minute exceeded; retry later")
 
     async def _run(self, tool: Tool, validated: BaseModel, params: ExecuteParams) -> ToolResult:
-        ctx = ToolContext(
-            workspace=self.workspace, session_id=params.session_id, user_id=params.user_id, slice=self.ctx
-        )
+        workspace = self.workspace if params.workspace is None else self._call_workspace(tool, params.workspace)
+        ctx = ToolContext(workspace=workspace, session_id=params.session_id, user_id=params.user_id, slice=self.ctx)
         timeout = self.settings.timeouts.get(tool.name, self.settings.timeout)
         try:
             result = await asyncio.wait_for(tool.run(validated, ctx), timeout)
