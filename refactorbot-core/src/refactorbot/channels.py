@@ -186,6 +186,18 @@ class WebhookResponse:
         """Return ``{"detail": ...}`` with ``status``."""
         return cls.json({"detail": detail}, status, headers)
 
+    @classmethod
+    def for_delivery(cls, delivery: Delivery, payload: Any, *, not_taken: int | None = None) -> WebhookResponse:
+        """Return the JSON answer to a webhook whose message became ``delivery``.
+
+        The status is ``delivery.http_status`` (or ``not_taken`` for a platform that wants another
+        code when the message was not taken); a message not taken carries ``Retry-After: 5`` so
+        the platform redelivers it later.
+        """
+        if delivery.taken:
+            return cls.json(payload)
+        return cls.json(payload, not_taken or delivery.http_status, {"Retry-After": "5"})
+
 
 def hmac_sha256_hex(secret: str | bytes, message: bytes) -> str:
     """Return the hex HMAC-SHA256 of ``message`` with ``secret``."""
@@ -279,6 +291,16 @@ class Delivery(StrEnum):
     REFUSED = "refused"  # recorded; access control said no, no turn runs
     BUSY = "busy"  # the chat's queue is full: not recorded, the platform may redeliver later
     UNAVAILABLE = "unavailable"  # nothing takes messages (the host is stopping): not recorded
+
+    @property
+    def taken(self) -> bool:
+        """Return whether the host has the message (recorded or deliberately dropped): no redelivery needed."""
+        return self not in (Delivery.BUSY, Delivery.UNAVAILABLE)
+
+    @property
+    def http_status(self) -> int:
+        """Return the HTTP status a webhook answers with: 200 when taken, 429 when busy, 503 when unavailable."""
+        return 200 if self.taken else (429 if self is Delivery.BUSY else 503)
 
 
 class DeliveryStatus(StrEnum):

@@ -475,7 +475,7 @@ class DiscordChannel(ChannelAdapter):
             message = self.incoming(data)
             if message is not None:
                 delivery = await self.deliver(message)
-                if delivery in (Delivery.BUSY, Delivery.UNAVAILABLE):
+                if not delivery.taken:
                     log.warning(
                         "discord: message %s in chat %s not taken (%s)", message.message_id, message.chat_id, delivery
                     )

@@ -128,15 +128,6 @@ class _ApiError(Exception):
         )
 
 
-_ACKS = {
-    Delivery.ACCEPTED: 200,
-    Delivery.DUPLICATE: 200,
-    Delivery.REFUSED: 200,
-    Delivery.BUSY: 429,
-    Delivery.UNAVAILABLE: 503,
-}
-
-
 class FeishuChannel(ChannelAdapter):
     """Feishu / Lark: a bot of a custom app, in direct chats and groups."""
 
@@ -372,8 +363,7 @@ class FeishuChannel(ChannelAdapter):
         delivery = await self.on_event(event)
         if delivery is None:
             return WebhookResponse.json({"msg": "ignored"})
-        headers = {"Retry-After": "5"} if delivery is Delivery.BUSY else None
-        return WebhookResponse.json({"msg": delivery.value}, _ACKS[delivery], headers)
+        return WebhookResponse.for_delivery(delivery, {"msg": delivery.value})
 
     def _open_encrypted(self, request: WebhookRequest) -> WebhookResponse | tuple[dict[str, Any], bool]:
         """Verify the signature, then decrypt; an unsigned body may only be the URL-verification challenge."""
@@ -718,7 +708,7 @@ class _LongConnection:
                 log.exception("feishu: an event could not be handed over")
                 delivery = Delivery.UNAVAILABLE
             if delivery is not None:
-                code = 200 if _ACKS[delivery] == 200 else 500
+                code = 200 if delivery.taken else 500
         elapsed = str(int((time.monotonic() - started) * 1000))
         answer = frames.Frame(
             seq_id=frame.seq_id,

@@ -23,7 +23,6 @@ from refactorbot import (
     ChannelAdapter,
     ChannelConfig,
     ChannelError,
-    Delivery,
     EnvVarName,
     FormattingRejected,
     HttpUrl,
@@ -84,15 +83,6 @@ class TelegramConfig(ChannelConfig):
         if value is not None and not value.startswith("https://"):
             raise ValueError("Telegram delivers webhooks to https:// URLs only")
         return value
-
-
-_ANSWERS = {
-    Delivery.ACCEPTED: 200,
-    Delivery.DUPLICATE: 200,
-    Delivery.REFUSED: 200,
-    Delivery.BUSY: 429,
-    Delivery.UNAVAILABLE: 503,
-}
 
 
 class TelegramChannel(ChannelAdapter):
@@ -272,7 +262,7 @@ class TelegramChannel(ChannelAdapter):
             message = None
         while message is not None:
             delivery = await self.deliver(message)
-            if delivery not in (Delivery.BUSY, Delivery.UNAVAILABLE):
+            if delivery.taken:
                 break
             await asyncio.sleep(self.settings.busy_wait)  # its chat's queue is full: the update waits its turn
         self._offset = update_id + 1
@@ -310,8 +300,7 @@ class TelegramChannel(ChannelAdapter):
         if message is None:
             return WebhookResponse.json({"ok": True, "status": "ignored"})
         delivery = await self.deliver(message)
-        headers = {"Retry-After": "5"} if delivery is Delivery.BUSY else None
-        return WebhookResponse.json({"ok": True, "status": delivery.value}, _ANSWERS[delivery], headers)
+        return WebhookResponse.for_delivery(delivery, {"ok": True, "status": delivery.value})
 
     # -- sending ----------------------------------------------------------------------------------
 

@@ -25,7 +25,6 @@ from refactorbot import (
     ChannelAdapter,
     ChannelConfig,
     ChannelError,
-    Delivery,
     EnvVarName,
     HttpUrl,
     IncomingMessage,
@@ -93,15 +92,6 @@ class InboundMessage(Model):
     mentions_bot: bool = False
     reply_to: str | None = Field(None, min_length=1, max_length=200)
     media: list[MediaRef] = Field(default_factory=list, max_length=20)
-
-
-_ANSWERS = {
-    Delivery.ACCEPTED: 200,
-    Delivery.DUPLICATE: 200,
-    Delivery.REFUSED: 200,
-    Delivery.BUSY: 429,
-    Delivery.UNAVAILABLE: 503,
-}
 
 
 class WebhookChannel(ChannelAdapter):
@@ -211,8 +201,7 @@ class WebhookChannel(ChannelAdapter):
             raw=payload,
         )
         delivery = await self.deliver(message)
-        headers = {"Retry-After": "5"} if delivery is Delivery.BUSY else None
-        return WebhookResponse.json({"status": delivery.value, "id": body.id}, _ANSWERS[delivery], headers)
+        return WebhookResponse.for_delivery(delivery, {"status": delivery.value, "id": body.id})
 
     # -- out ------------------------------------------------------------------------------------------
 

@@ -84,14 +84,6 @@ _HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _RECENT = 2000  # sent messages remembered for a template fallback announced by a status
 _CHATS = 10_000  # chats whose last incoming message id is remembered (typing indicator)
 
-_ANSWERS = {
-    Delivery.ACCEPTED: 200,
-    Delivery.DUPLICATE: 200,
-    Delivery.REFUSED: 200,
-    Delivery.BUSY: 503,
-    Delivery.UNAVAILABLE: 503,
-}
-
 
 def signature(app_secret: str, body: bytes) -> str:
     """Return the ``X-Hub-Signature-256`` value Meta sends with ``body``."""
@@ -300,10 +292,9 @@ class WhatsAppChannel(ChannelAdapter):
                 if await self._status(raw):
                     statuses += 1
         answer = {"status": "ok", "messages": [d.value for d in deliveries], "statuses": statuses}
-        worst = max((_ANSWERS[d] for d in deliveries), default=200)
-        if worst != 200:
+        if not all(delivery.taken for delivery in deliveries):  # Meta redelivers on any non-2xx
             answer["status"] = "retry later"
-            return WebhookResponse.json(answer, worst, {"Retry-After": "5"})
+            return WebhookResponse.json(answer, 503, {"Retry-After": "5"})
         return WebhookResponse.json(answer)
 
     def normalize(self, raw: Any, names: Mapping[str, str]) -> IncomingMessage | None:
