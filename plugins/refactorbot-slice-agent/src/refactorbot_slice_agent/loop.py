@@ -195,6 +195,7 @@ class AgentRun:
         ok, output, failure = False, "", error
         if failure is None:
             try:
+                where = {} if self.params.workspace is None else {"workspace": self.params.workspace}
                 result = await self.ctx.call(
                     "tools.execute",
                     tool=name,
@@ -202,6 +203,7 @@ class AgentRun:
                     session_id=self.params.session_id,
                     user_id=self.params.user_id,
                     call_id=call_id,
+                    **where,
                 )
                 ok, output = bool(result.get("ok", True)), str(result.get("output") or "")
                 failure = None if ok else str(result.get("error") or "the tool failed")

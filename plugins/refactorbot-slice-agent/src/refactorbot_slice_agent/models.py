@@ -41,6 +41,12 @@ class RunParams(_Params):
     model: str | None = Field(None, max_length=200, description="override the configured model(s)")
     memories: list[str] | None = Field(None, max_length=50, description="already recalled memories (skips the search)")
     max_steps: int | None = Field(None, ge=1, le=100)
+    workspace: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="folder every tool call of this run works in (absolute; the tools slice checks it is allowed)",
+    )
 
 
 class ToolCallRecord(Model):
