@@ -134,6 +134,9 @@ class ChannelContract:
     plugin: ClassVar[str]
     #: Chats and senders the contract uses.
     chat_id: ClassVar[str] = "contract-chat"
+    #: A second chat, for checks that send to two (``None``: ``chat_id`` + ``-2``; set it where
+    #: chat ids have a fixed form, such as numbers).
+    second_chat_id: ClassVar[str | None] = None
     sender_id: ClassVar[str] = "contract-sender"
 
     # -- what a subclass provides ---------------------------------------------------------------
@@ -216,12 +219,13 @@ class ChannelContract:
 
     @pytest.mark.asyncio
     async def test_send_returns_platform_ids(self, platform: Any) -> None:
+        other_chat = self.second_chat_id or f"{self.chat_id}-2"
         adapter = self.make_adapter(platform)
         adapter.bind(Inbox())
         await adapter.start()
         try:
             first = await adapter.send(self._outgoing("first reply"))
-            second = await adapter.send(self._outgoing("second reply", chat_id=f"{self.chat_id}-2"))
+            second = await adapter.send(self._outgoing("second reply", chat_id=other_chat))
         finally:
             await adapter.stop()
         for ids in (first, second):
@@ -231,7 +235,7 @@ class ChannelContract:
         received = await self.wait_delivered(platform, adapter, 2)
         assert [(chat, text.strip()) for chat, text in received[-2:]] == [
             (self.chat_id, "first reply"),
-            (f"{self.chat_id}-2", "second reply"),
+            (other_chat, "second reply"),
         ]
 
     @pytest.mark.asyncio
