@@ -22,6 +22,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
+    from os import PathLike
     from typing import TypeAlias
 
     import click
@@ -54,6 +55,7 @@ REGISTRATION_HOOKS = (
     "register_tools",
     "register_gateways",
     "register_dashboard_pages",
+    "register_skills",
 )
 
 #: Hooks that may refuse what they inspect: ``None`` allows, a non-empty string refuses with that reason.
@@ -86,6 +88,11 @@ def register_gateways(register: Callable[[type[LLMGateway]], None]) -> None:
 @hookspec
 def register_dashboard_pages(register: Callable[[DashboardPage], None]) -> None:
     """Register dashboard pages: call ``register(DashboardPage(...))`` for each page."""
+
+
+@hookspec
+def register_skills(register: Callable[[str | PathLike[str]], None]) -> None:
+    """Register skill packs: call ``register(path)`` with each folder of skills the distribution ships."""
 
 
 @hookspec

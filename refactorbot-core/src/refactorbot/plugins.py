@@ -248,6 +248,7 @@ class Registry:
         "register_tools": "tools",
         "register_gateways": "gateways",
         "register_dashboard_pages": "pages",
+        "register_skills": "skills",
     }
 
     def __init__(self) -> None:
@@ -256,6 +257,8 @@ class Registry:
         self.tools: dict[str, Registered] = {}
         self.gateways: dict[str, Registered] = {}
         self.pages: dict[str, Registered] = {}
+        #: Skill-pack folders, by their resolved path; the skills slice reads them.
+        self.skills: dict[str, Registered] = {}
 
     def of(self, kind: str) -> dict[str, Registered]:
         """Return the mapping for ``kind`` (``slices``, ``tools``, ...)."""
@@ -265,11 +268,25 @@ class Registry:
 
 def registered_name(kind: str, obj: Any) -> str:
     """Return the name ``obj`` registers under, or raise ``TypeError`` saying what is missing."""
+    if kind == "skills":
+        return _skill_folder(obj)
     attr = {"slices": "slice_id", "pages": "key"}.get(kind, "name")
     name = getattr(obj, attr, None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{kind[:-1]} {obj!r} has no {attr!r} string attribute")
     return name
+
+
+def _skill_folder(obj: Any) -> str:
+    """Return a skill pack's folder as a resolved path, or raise saying why it cannot be one."""
+    from pathlib import Path
+
+    if not isinstance(obj, str | os.PathLike) or not str(obj):
+        raise TypeError(f"skills: register takes the path of a folder of skills, not {obj!r}")
+    path = Path(obj).resolve()
+    if not path.is_dir():
+        raise TypeError(f"skills: {str(path)!r} is not a folder")
+    return str(path)
 
 
 class PluginHost:
