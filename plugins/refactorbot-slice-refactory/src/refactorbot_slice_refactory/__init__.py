@@ -1,0 +1,1 @@
+"""refactorbot refactory slice: request, plan, coders on git worktrees, a test-gated merge queue."""
