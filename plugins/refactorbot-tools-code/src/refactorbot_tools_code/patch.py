@@ -36,6 +36,8 @@ class Hunk:
     #: The last old / new line has no newline at the end ("\ No newline at end of file").
     old_no_eol: bool = False
     new_no_eol: bool = False
+    #: How many of the last lines were empty in the patch (not even a space): maybe not part of the hunk.
+    blank_tail: int = 0
 
     @property
     def old_lines(self) -> list[str]:
@@ -169,14 +171,17 @@ def _read_hunk(current: FilePatch, match: re.Match[str], lines: list[str], index
                 hunk.new_no_eol = True
         elif line == "":
             hunk.lines.append((" ", ""))  # a blank context line whose space was stripped
+            hunk.blank_tail += 1
         elif line[0] in " -+":
             hunk.lines.append((line[0], line[1:]))
+            hunk.blank_tail = 0
         else:
             break  # commentary after the hunk
         index += 1
     # trailing blank lines beyond the stated counts belong to the text around the patch
-    while hunk.lines and hunk.lines[-1] == (" ", "") and _counts(hunk) > (old_count, new_count):
+    while hunk.blank_tail and _counts(hunk) > (old_count, new_count):
         hunk.lines.pop()
+        hunk.blank_tail -= 1
     if not hunk.lines:
         raise ToolError(f"patch line {number}: empty hunk in '{current.shown}'")
     current.hunks.append(hunk)
@@ -272,7 +277,16 @@ def apply_hunks(rel: str, original: str, hunks: list[Hunk], max_offset: int) -> 
         expected = (hunk.old_start - 1 if old else hunk.old_start) + drift
         if not old and hunk.old_start == 0:
             expected = 0
-        position, loose = _locate(rel, lines, old, expected, cursor, max_offset, number, hunk)
+        try:
+            position, loose = _locate(rel, lines, old, expected, cursor, max_offset, number, hunk)
+        except ToolError:
+            if not hunk.blank_tail:
+                raise
+            # empty lines after the hunk may be spacing around the patch rather than blank context
+            del hunk.lines[-hunk.blank_tail :]
+            hunk.blank_tail = 0
+            old = hunk.old_lines
+            position, loose = _locate(rel, lines, old, expected, cursor, max_offset, number, hunk)
         if position != expected:
             notes.append(f"{rel}: hunk {number} applied at line {position + 1} (offset {position - expected:+d})")
         if loose:
