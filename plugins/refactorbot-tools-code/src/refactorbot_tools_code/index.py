@@ -207,8 +207,8 @@ class CodeIndex:
                 stats.chunks_removed += self._drop_file(path)
             stats.removed = len(removed)
             for count, rel in enumerate(pending, start=1):
-                if deadline is not None and time.monotonic() > deadline:
-                    stats.complete = False
+                if deadline is not None and count > 1 and time.monotonic() > deadline:
+                    stats.complete = False  # at least one file per refresh, so every search makes progress
                     break
                 self._update_file(rel, current[rel], known.get(rel), stats)
                 if count % _BATCH == 0:
