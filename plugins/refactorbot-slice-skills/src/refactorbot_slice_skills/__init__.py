@@ -1,0 +1,1 @@
+"""refactorbot-slice-skills: Agent Skills for refactorbot agents."""
