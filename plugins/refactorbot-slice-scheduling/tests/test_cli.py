@@ -65,7 +65,7 @@ def test_job_commands_start_only_the_scheduling_slice_and_run_now_starts_the_tar
 
     missing = cli(home, "schedule", "run-now", "nothing")
     assert missing.returncode == 1
-    assert missing.stderr.strip() == "Error: no job named 'nothing' (refactorbot schedule list shows them)"
+    assert missing.stderr.splitlines()[0] == "Error: no job named 'nothing' (refactorbot schedule list shows them)"
 
 
 @pytest.mark.asyncio

@@ -43,21 +43,15 @@ from refactorbot_slice_scheduling.models import (
     Upcoming,
 )
 from refactorbot_slice_scheduling.schedules import ScheduleError, check_cron, parse_at, parse_every, zone
-from refactorbot_slice_scheduling.store import JOB_COLUMNS, RUN_COLUMNS, JobRow, run_of
+from refactorbot_slice_scheduling.store import JOB_COLUMNS, RUN_COLUMNS, Finished, FinishWriter, JobRow, run_of
 
 if TYPE_CHECKING:
     from refactorbot_slice_scheduling.alerts import AlertManager
     from refactorbot_slice_scheduling.timer import JobTimer
 
 SYSTEM_PREFIX = "system."
-_CLAIM = (
-    "INSERT INTO runs (job_id, scheduled_for, trigger, status, claimed_at, error) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (job_id, scheduled_for) DO NOTHING"
-)
-_FINISH = (
-    "UPDATE runs SET status = ?, attempts = ?, started_at = ?, ended_at = ?, duration_ms = ?, output = ?, error = ?,"
-    " delivery = ?, steps = ? WHERE id = ?"
-)
+#: Fires claimed per INSERT statement (6 parameters each, well within SQLite's limit of 32,766).
+_CLAIM_CHUNK = 1000
 
 
 async def _finished(coro: Any) -> Any:
@@ -107,6 +101,7 @@ class SchedulingSlice(AtomicSlice):
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: JobTimer | None = None
         self._started_at = 0.0
+        self._records: FinishWriter | None = None
         self._slots: asyncio.Semaphore | None = None
         self.alerts: AlertManager | None = None
 
@@ -127,6 +122,8 @@ class SchedulingSlice(AtomicSlice):
         self.serving = self.ctx.host is not None and self.ctx.host.serving
         self._slots = asyncio.Semaphore(self.settings.max_concurrent_runs)
         self.alerts = AlertManager(self)
+        assert self.db is not None
+        self._records = FinishWriter(self.db)
         await self._sync_system_jobs()
         await self._load()
         if not self.serving:
@@ -185,6 +182,8 @@ class SchedulingSlice(AtomicSlice):
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._records is not None:
+            await self._records.close()
 
     async def _load(self) -> None:
         assert self.db is not None
@@ -268,30 +267,46 @@ class SchedulingSlice(AtomicSlice):
         self._dispatch(claims)
 
     async def _claim(self, fires: list[tuple[JobRow, list[float], str, float | None]]) -> list[Claim]:
-        """Insert a run row per fire (skipped, queued or running by the overlap policy) and store next runs."""
+        """Insert a run row per fire (skipped, queued or running by the overlap policy) and store next runs.
+
+        One transaction for every fire due at the same instant: multi-row INSERTs that return the
+        rows they claimed (a fire claimed before, by a run that was interrupted, is not claimed
+        again), and one statement for the jobs' next runs.
+        """
         assert self.db is not None
         now = time.time()
-        claims: list[Claim] = []
-        busy = {job_id for job_id, n in self.running.items() if n}
+        busy = {job.id for job, _, _, _ in fires if self.running.get(job.id)}
+        rows: list[tuple[Any, ...]] = []
+        wanted: dict[tuple[int, float], tuple[JobRow, str]] = {}
+        for job, times, trigger, _ in fires:
+            for n, scheduled in enumerate(times):
+                # Caught-up fires of one job run one after another, whatever its overlap policy.
+                status, error = ("queued", None) if n else self._overlap(job, busy)
+                rows.append((job.id, scheduled, trigger, status, now, error))
+                if status != "skipped":
+                    wanted[(job.id, scheduled)] = (job, status)
+                if status == "running" and job.policy.get("overlap") != "allow":
+                    busy.add(job.id)
+        claimed: dict[tuple[int, float], int] = {}
         async with self.db.transaction() as conn:
-            for job, times, trigger, next_at in fires:
-                for n, scheduled in enumerate(times):
-                    # Caught-up fires of one job run one after another, whatever its overlap policy.
-                    status, error = ("queued", None) if n else self._overlap(job, busy)
-                    async with conn.execute(_CLAIM, (job.id, scheduled, trigger, status, now, error)) as cur:
-                        claimed = cur.rowcount == 1
-                        run_id = cur.lastrowid
-                    if claimed and status != "skipped" and run_id is not None:
-                        claims.append(Claim(job, run_id, scheduled, status))
-                        if status == "running" and job.policy.get("overlap") != "allow":
-                            busy.add(job.id)
-                job.next_run_at = next_at
-                await conn.execute(
-                    "UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ?", (next_at, now, job.id)
+            for start in range(0, len(rows), _CLAIM_CHUNK):
+                chunk = rows[start : start + _CLAIM_CHUNK]
+                sql = (
+                    "INSERT INTO runs (job_id, scheduled_for, trigger, status, claimed_at, error) VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+                    + " ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id, job_id, scheduled_for"
                 )
-        for job, _, _, _ in fires:
+                async with conn.execute(sql, [value for row in chunk for value in row]) as cur:
+                    for run_id, job_id, scheduled in await cur.fetchall():
+                        claimed[(job_id, scheduled)] = run_id
+            await conn.executemany(
+                "UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ?",
+                [(next_at, now, job.id) for job, _, _, next_at in fires],
+            )
+        for job, _, _, next_at in fires:
+            job.next_run_at = next_at
             self._arm(job)
-        return claims
+        return [Claim(job, claimed[key], key[1], status) for key, (job, status) in wanted.items() if key in claimed]
 
     def _overlap(self, job: JobRow, busy: set[int]) -> tuple[str, str | None]:
         if job.id not in busy:
@@ -309,6 +324,10 @@ class SchedulingSlice(AtomicSlice):
                 self.queued.setdefault(claim.job.id, []).append(claim)
             else:
                 self._start(claim)
+        for claim in claims:  # queued behind a fire that was claimed before (and is not running): go
+            waiting = self.queued.get(claim.job.id)
+            if waiting and not self.running.get(claim.job.id):
+                self._start(waiting.pop(0))
 
     def _start(self, claim: Claim) -> None:
         self.running[claim.job.id] = self.running.get(claim.job.id, 0) + 1
@@ -397,12 +416,11 @@ class SchedulingSlice(AtomicSlice):
         keep = int(job.policy.get("keep_runs") or 100)
         assert self.db is not None
 
-        async def record() -> None:
-            assert self.db is not None
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    _FINISH,
-                    (
+        assert self._records is not None
+        await _finished(
+            self._records.write(
+                Finished(
+                    run=(
                         status,
                         attempts,
                         started,
@@ -414,18 +432,11 @@ class SchedulingSlice(AtomicSlice):
                         json.dumps(steps) if steps is not None else None,
                         claim.run_id,
                     ),
+                    job=(started, status, job.consecutive_failures, job.id),
+                    trim=(job.id, job.id, keep),
                 )
-                await conn.execute(
-                    "UPDATE jobs SET last_run_at = ?, last_status = ?, consecutive_failures = ? WHERE id = ?",
-                    (started, status, job.consecutive_failures, job.id),
-                )
-                await conn.execute(
-                    "DELETE FROM runs WHERE job_id = ? AND status NOT IN ('running', 'queued') AND id <="
-                    " (SELECT id FROM runs WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (job.id, job.id, keep),
-                )
-
-        await _finished(record())
+            )
+        )
         if job.next_run_at is None and job.kind == "at" and self._timer is not None:
             self._arm(job)
 
