@@ -68,6 +68,7 @@ class AgentRun:
         )
         self.max_steps = params.max_steps or self.config.max_steps
         self.result: RunResult | None = None
+        self.skills_used: list[str] = []
 
     # -- context ---------------------------------------------------------------------------
 
@@ -128,6 +129,25 @@ class AgentRun:
             return []
         return [m["content"] for m in memories]
 
+    async def _skills(self, schemas: list[dict[str, Any]]) -> str:
+        """Return the skills slice's prompt block (and activate ``$mentions``); swap in its tool schemas."""
+        if not self.ctx.has_slice("skills"):
+            return ""
+        try:
+            block = await self.ctx.call(
+                "skills.prompt",
+                message=self.params.message,
+                session_id=self.params.session_id,
+                execution_id=self.execution_id,
+            )
+        except (SliceUnavailable, OperationFailed) as exc:
+            self.agent.log.warning("skills.prompt failed: %s", exc)
+            return ""
+        self.skills_used = list(block.get("activated", []))
+        replaced = block.get("tool_schemas") or {}
+        schemas[:] = [replaced.get(s["function"]["name"], s) for s in schemas]
+        return str(block.get("text") or "")
+
     def _rules(self) -> str:
         path = self.agent.rules_path()
         try:
@@ -147,6 +167,7 @@ class AgentRun:
     async def _context(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None, str | None]:
         """Return (messages, native tool schemas or None, execution model)."""
         schemas = await self._tool_schemas()
+        skills = await self._skills(schemas)
         history = await self._history()
         memories = await self._memories()
         values = {
@@ -172,7 +193,8 @@ class AgentRun:
             self.plan = final_answer(response.content)[0] or None
             if self.plan:
                 values["plan"] = f"Plan to follow, step by step:\n{self.plan}"
-        system = {"role": "system", "content": render(self.agent.prompt("system"), values)}
+        system_text = render(self.agent.prompt("system"), values)
+        system = {"role": "system", "content": f"{system_text}\n\n{skills}" if skills else system_text}
         return [system, *history, user], (schemas if native and schemas else None), execution_model
 
     # -- model and tools -------------------------------------------------------------------
@@ -362,7 +384,27 @@ class AgentRun:
         )
         self.result = result
         self.agent.record(self.params, result)
+        await self._skill_outcome(result)
         return result
+
+    async def _skill_outcome(self, result: RunResult) -> None:
+        """Tell the skills slice how a turn that used skills ended."""
+        used = [
+            *self.skills_used,
+            *(str(c.arguments.get("name")) for c in self.records if c.tool == "skill_activate" and c.ok),
+        ]
+        if not used:
+            return
+        try:
+            await self.ctx.call(
+                "skills.outcome",
+                execution_id=self.execution_id,
+                names=list(dict.fromkeys(used)),
+                success=result.success,
+                error=result.error,
+            )
+        except (SliceUnavailable, OperationFailed) as exc:
+            self.agent.log.warning("skills.outcome failed: %s", exc)
 
 
 def workspace_path(home: Path, configured: str | None) -> Path:
