@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from refactorbot import Workspace
+from refactorbot import PathOutsideWorkspace, Workspace
 
 from refactorbot_tools_code.chunking import Chunk, chunk_file
 from refactorbot_tools_code.embeddings import Embedder, rrf
@@ -244,7 +244,7 @@ class CodeIndex:
     def _update_file(self, rel: str, info: os.stat_result, known: tuple[Any, ...] | None, stats: RefreshStats) -> None:
         try:
             fd = self.workspace.open_file(self.workspace.root / rel)
-        except (OSError, Exception):  # vanished, or became a symlink: forget it
+        except (OSError, PathOutsideWorkspace):  # vanished, or became a symlink: forget it
             if known is not None:
                 stats.chunks_removed += self._drop_file(rel)
             return
