@@ -261,6 +261,10 @@ async def test_dry_run_writes_nothing(workspace: Path, ctx: ToolContext) -> None
         ("--- a/README.md\n+++ b/README.md\n-# demo\n", "outside any hunk"),
         ("diff --git a/i.png b/i.png\nBinary files a/i.png and b/i.png differ\n", "binary patches are not supported"),
         (
+            "diff --git a/l b/l\nnew file mode 120000\n--- /dev/null\n+++ b/l\n@@ -0,0 +1 @@\n+/etc/passwd\n",
+            "symlinks and submodules are not supported",
+        ),
+        (
             "--- /dev/null\n+++ b/d\n@@ -0,0 +1 @@\n+x\n--- /dev/null\n+++ b/d/e\n@@ -0,0 +1 @@\n+y\n",
             "cannot both be files",
         ),

@@ -124,6 +124,8 @@ def parse_patch(text: str) -> list[FilePatch]:
 
 def _git_extended(current: FilePatch, line: str, number: int) -> bool:
     """Read one git extended header line into ``current``; return whether it was one."""
+    if line.startswith(("new file mode 120000", "new mode 120000", "new file mode 160000", "new mode 160000")):
+        raise ToolError(f"patch line {number}: symlinks and submodules are not supported ('{current.shown}')")
     if line.startswith("new file mode "):
         current.old = None
         current.new_mode = _mode(line[len("new file mode ") :])
