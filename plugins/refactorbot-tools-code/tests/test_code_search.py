@@ -264,15 +264,20 @@ async def test_hybrid_ranking_finds_what_bm25_misses_and_embeds_only_new_chunks(
     assert again["results"][0]["path"] == "other.py"
 
 
-def test_bm25_only_is_said_once_in_warnings_unless_switched_off() -> None:
+@pytest.mark.asyncio
+async def test_bm25_only_is_said_once_in_the_log_not_as_a_warning(
+    ctx: ToolContext, caplog: pytest.LogCaptureFixture
+) -> None:
     from refactorbot_tools_code.embeddings import model_available
 
-    warnings = CodeSearch({}).warnings()
-    if model_available():
-        assert warnings == []
-    else:
-        assert len(warnings) == 1 and warnings[0].startswith("BM25 only")
-    assert CodeSearch({"embeddings": "off"}).warnings() == []
+    tool = CodeSearch({})
+    assert tool.warnings() == []  # not a degraded tools slice: BM25 alone is a working search
+    CodeSearch._said_bm25_only = False
+    with caplog.at_level("INFO", logger="refactorbot.tools.code"):
+        await search(ctx, "anything", tool)
+        await search(ctx, "anything else", tool)
+    said = [r for r in caplog.records if "BM25 only" in r.getMessage()]
+    assert len(said) == (0 if model_available() else 1)
 
 
 def test_index_opened_for_another_workspace_starts_empty(tmp_path: Path) -> None:

