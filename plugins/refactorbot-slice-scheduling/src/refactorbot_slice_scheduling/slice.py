@@ -296,9 +296,8 @@ class SchedulingSlice(AtomicSlice):
                     + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
                     + " ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id, job_id, scheduled_for"
                 )
-                async with conn.execute(sql, [value for row in chunk for value in row]) as cur:
-                    for run_id, job_id, scheduled in await cur.fetchall():
-                        claimed[(job_id, scheduled)] = run_id
+                for run_id, job_id, scheduled in await conn.execute_fetchall(sql, [v for row in chunk for v in row]):
+                    claimed[(job_id, scheduled)] = run_id
             await conn.executemany(
                 "UPDATE jobs SET next_run_at = ?, updated_at = ? WHERE id = ?",
                 [(next_at, now, job.id) for job, _, _, next_at in fires],
