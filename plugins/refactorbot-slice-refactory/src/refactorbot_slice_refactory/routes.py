@@ -5,8 +5,7 @@ operation log and hooks apply as for ``POST /slices/refactory/operations/...``. 
 422 with the operation's one-line reason, an unknown record 404, a refused step 409.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the handlers' annotations at run time.
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
 PREFIX = "/refactory"
 
 
-def add_routes(router: APIRouter) -> None:
+def add_routes(router: "APIRouter") -> None:
     """Add the refactory endpoints to ``router`` (a FastAPI ``APIRouter`` mounted under ``/plugins``)."""
     from fastapi import Body, HTTPException, Query, Request
     from refactorbot import SliceRequest
