@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from refactory_fixtures import PLUGINS, config, finished, git, nothing_locked
 from refactorbot.testing import ModelServer, Reply, host_running
-
 from refactorbot_slice_refactory import script
+from refactory_fixtures import PLUGINS, config, finished, git, nothing_locked
 
 
 async def _plan(host: Any, repo: Path) -> dict[str, Any]:
