@@ -24,7 +24,6 @@ async def one_run(agents: int, latency: float) -> tuple[float, dict[str, Any]]:
     import refactorbot.testing.loopback as loopback
     from refactorbot import PluginHost
     from refactorbot.testing import ModelServer, Reply
-
     from refactorbot_slice_refactory import script
     from refactorbot_slice_refactory.demo import play
 
@@ -56,9 +55,13 @@ def main() -> None:
             elapsed, orch = asyncio.run(one_run(agents, args.latency))
             assert orch["status"] == "done" and orch["report"]["tests_green"], orch["report"]
             results[agents].append(elapsed)
-    print(f"refactory demo, 3 tasks (1 conflict re-queued), model latency {args.latency:g}s per reply, {args.rounds} rounds")
+    print(
+        f"refactory demo, 3 tasks (1 conflict re-queued), model latency {args.latency:g}s per reply, {args.rounds} rounds"
+    )
     for agents, times in results.items():
-        print(f"  {agents} coder(s): median {statistics.median(times):.2f}s (min {min(times):.2f}s, max {max(times):.2f}s)")
+        print(
+            f"  {agents} coder(s): median {statistics.median(times):.2f}s (min {min(times):.2f}s, max {max(times):.2f}s)"
+        )
     print(f"  speed-up with 2 coders: {statistics.median(results[1]) / statistics.median(results[2]):.2f}x")
 
 
