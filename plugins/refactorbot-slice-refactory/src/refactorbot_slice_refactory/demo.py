@@ -102,8 +102,7 @@ async def run_demo(env: Env, agents: int) -> None:
     The folder is kept: the repository, with its task and integration branches, is the result.
     """
     try:
-        import refactorbot.testing.loopback as loopback
-        from refactorbot.testing import ModelServer
+        from refactorbot.testing import LoopbackGateway, ModelServer, plugin_of
     except ImportError as exc:
         fail(env, f"refactorbot refactory demo needs the testing kit: pip install 'refactorbot-core[testing]' ({exc})")
     from refactorbot_slice_refactory.cli import print_report
@@ -113,7 +112,7 @@ async def run_demo(env: Env, agents: int) -> None:
     if missing:
         fail(env, f"refactorbot refactory demo needs {', '.join(missing)}: pip install {' '.join(missing)}")
     if "loopback" not in plugins.registry.of("gateways"):
-        plugins.register(loopback, name="refactorbot-testing-loopback")
+        plugins.register(plugin_of(gateways=[LoopbackGateway], name="refactorbot-testing-loopback"))
     folder = Path(tempfile.mkdtemp(prefix="refactorbot-refactory-demo-"))
     repo = script.build_repo(folder / "repo")
     click.secho("refactorbot refactory demo — real git, real slices, an offline scripted model", bold=True)
