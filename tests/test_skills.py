@@ -24,6 +24,13 @@ PLUGINS = [
 QUIET: dict[str, Any] = {"core": {"health_interval": 3600}, "slices": {"skills": {"rescan_interval": 0}}}
 
 
+@pytest.fixture(autouse=True)
+def user_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point HOME at an empty folder, so ``~/.agents/skills`` is the test's, never the developer's."""
+    (tmp_path / "user-home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+
+
 def write_skill(root: Path, name: str, description: str, body: str, extra: str = "") -> None:
     (root / name).mkdir(parents=True)
     (root / name / "SKILL.md").write_text(f"---\nname: {name}\ndescription: {description}\n{extra}---\n{body}\n")

@@ -69,6 +69,7 @@ async def test_sources_in_precedence_order_with_shadowed_skills_listed(tmp_path:
 async def test_the_prompt_block_keeps_its_budget_and_names_what_it_left_out(rb_host: Any) -> None:
     for i in range(30):
         write_skill(rb_host.home / "skills", f"skill-{i:02d}", f"Handles task number {i} " + "in detail " * 10)
+    await ok(rb_host, "skills.reload")
     block = await ok(rb_host, "skills.prompt", message="hi", budget_chars=2000)
     assert len(block["text"]) <= 2000
     assert block["listed"] and block["omitted"]

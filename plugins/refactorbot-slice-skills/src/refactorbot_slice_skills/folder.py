@@ -136,11 +136,15 @@ def content_hash(folder: Path, files: list[Entry] | tuple[Entry, ...]) -> str:
     return digest.hexdigest()
 
 
-def load_folder(folder: Path) -> SkillFolder:
-    """Return the checked skill in ``folder``, or raise ``SkillError`` with one line."""
+def load_folder(folder: Path, name: str | None = None) -> SkillFolder:
+    """Return the checked skill in ``folder``, or raise ``SkillError`` with one line.
+
+    ``name`` is the name the skill must carry (default: the folder's); a skill reached through a
+    symlink carries the link's name.
+    """
     files = walk(folder)
     text = read_skill_md(folder)
-    spec = parse_skill(text, folder.name)
+    spec = parse_skill(text, name or folder.name)
     return SkillFolder(
         path=folder, spec=spec, files=tuple(files), content_hash=content_hash(folder, files), skill_md=text
     )

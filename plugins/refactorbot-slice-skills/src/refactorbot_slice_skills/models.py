@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 from refactorbot import Model, SliceConfig
 
 SkillName = Annotated[
@@ -40,8 +40,25 @@ class SkillsConfig(SliceConfig):
     )
     read_max_bytes: int = Field(65_536, ge=1024, le=4 * 1024 * 1024, description="most bytes skill_read returns")
     max_mentions: int = Field(8, ge=0, le=64, description="most $skill-name activations taken from one message")
-    rescan_interval: float = Field(2.0, ge=0, le=3600, description="seconds a scan of the sources is reused")
+    user_skills_dir: str = Field(
+        "~/.agents/skills",
+        max_length=4096,
+        description="the user's skills shared with other agents, after <workspace>/.agents/skills ('' turns it off)",
+    )
+    rescan_interval: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="seconds between checks of the sources for changes under refactorbot serve (0: no background checks)",
+    )
     keep_versions: int = Field(20, ge=2, le=1000, description="versions of each SKILL.md kept for rollback")
+
+    @field_validator("rescan_interval")
+    @classmethod
+    def _not_busy(cls, value: float) -> float:
+        if 0 < value < 0.1:
+            raise ValueError("rescan_interval is 0 (off) or at least 0.1 seconds")
+        return value
 
 
 class NameParams(Strict):

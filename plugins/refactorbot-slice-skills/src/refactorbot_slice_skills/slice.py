@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -10,7 +11,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from refactorbot import AtomicSlice, BatchWriter, RefactorbotError, SliceUnavailable, Workspace, operation
+from refactorbot import (
+    AtomicSlice,
+    BatchWriter,
+    HealthState,
+    HealthStatus,
+    RefactorbotError,
+    SliceUnavailable,
+    Workspace,
+    operation,
+)
 
 from refactorbot_slice_skills import catalog, gating, workshop
 from refactorbot_slice_skills.folder import SKILL_FILE, load_folder
@@ -82,8 +92,9 @@ class SkillsSlice(AtomicSlice):
         super().__init__(ctx, config)
         self._scanner = Scanner()
         self._view = View((), {}, 0)
-        self._scanned_at = float("-inf")
         self._scan_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+        self._one_shot = False
         self._disabled: set[str] = set()
         self._versions: dict[str, tuple[int, str]] = {}
         self._notes: dict[str, str] = {}
@@ -104,8 +115,52 @@ class SkillsSlice(AtomicSlice):
         self._writer = self.db.batch_writer(_ACTIVATION)
 
     async def start(self) -> None:
-        """Scan the sources once, so the first turn finds the skills ready."""
-        await self.refresh(force=True)
+        """Scan the sources once, so the first turn finds the skills ready; under ``serve``, keep watching them.
+
+        One-shot commands scan once. Under ``refactorbot serve`` a background task checks the
+        sources every ``rescan_interval`` seconds (stat calls only; a folder is parsed again only
+        when one of its files changed), so a turn never waits for a scan.
+        """
+        await self.refresh()
+        host = self.ctx.host
+        self._one_shot = host is not None and not host.serving
+        if host is not None and host.serving and self.config.rescan_interval > 0:
+            self._watcher = asyncio.create_task(self._watch(), name="skills.watch")
+
+    async def stop(self) -> None:
+        """Stop watching the sources."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        await super().stop()
+
+    @property
+    def watching(self) -> bool:
+        """Whether a background task rescans the sources when they change (``refactorbot serve``)."""
+        return self._watcher is not None and not self._watcher.done()
+
+    @property
+    def scans(self) -> int:
+        """How many scans of the sources this slice has run (start, watcher, reloads and changes)."""
+        return self._scanner.scans
+
+    async def _watch(self) -> None:
+        interval = self.config.rescan_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except Exception:  # a source that cannot be read now may be readable at the next check
+                self.log.exception("skills rescan failed; trying again in %.1f s", interval)
+
+    async def health_check(self) -> HealthStatus:
+        """Unhealthy when the database is; degraded when the background rescan stopped under ``serve``."""
+        health = await super().health_check()
+        if health.healthy and self._watcher is not None and self._watcher.done():
+            return HealthStatus(status=HealthState.DEGRADED, message="the skills rescan task stopped")
+        return health
 
     async def shutdown(self) -> None:
         """Flush the activation records and close the database."""
@@ -127,6 +182,17 @@ class SkillsSlice(AtomicSlice):
         """Return ``<home>/skills``, where installs and workshop changes go."""
         return self.ctx.home / "skills"
 
+    def user_skills(self) -> Path | None:
+        """Return the user's skills shared with other agents (``~/.agents/skills``), or None when turned off."""
+        configured = self.config.user_skills_dir.strip()
+        if not configured:
+            return None
+        if configured == "~" or configured.startswith("~/"):
+            home = self.ctx.env.get("HOME") or os.path.expanduser("~")
+            configured = home + configured[1:]
+        path = Path(configured).expanduser()
+        return path if path.is_absolute() else self.ctx.home / path
+
     def sources(self) -> list[Source]:
         """Return the skill sources, in precedence order."""
         ws = self.workspace()
@@ -135,6 +201,9 @@ class SkillsSlice(AtomicSlice):
             Source("home", "home", self.home_skills()),
             Source("agents", ".agents", ws / ".agents" / "skills"),
         ]
+        user = self.user_skills()
+        if user is not None:
+            found.append(Source("user", "~/.agents", user))
         for index, extra in enumerate(self.config.extra_dirs):
             path = Path(extra).expanduser()
             found.append(Source("extra", f"extra {index + 1}", path if path.is_absolute() else self.ctx.home / path))
@@ -144,23 +213,33 @@ class SkillsSlice(AtomicSlice):
             found.append(Source("pack", f"pack {registered.plugin}", Path(folder), writable=False))
         return found
 
-    async def refresh(self, *, force: bool = False) -> View:
-        """Return the current view, scanning the sources again when it is older than ``rescan_interval``."""
-        if not force and time.monotonic() - self._scanned_at < self.config.rescan_interval:
-            return self._view
+    async def refresh(self) -> View:
+        """Scan the sources now (stat calls; changed folders parsed again) and return the new view.
+
+        Turns never call this: they read the last view (``self._view``), which the watcher, the
+        management operations and ``reload`` keep current. When the view changed, ``skills.changed``
+        is published with the new generation.
+        """
         async with self._scan_lock:
-            if not force and time.monotonic() - self._scanned_at < self.config.rescan_interval:
-                return self._view
-            found = tuple(await asyncio.to_thread(self._scanner.scan, self.sources()))
+            found = tuple(await asyncio.to_thread(self._scanner.scan, self.sources(), (self.workspace(),)))
             await self._record_versions(found)
             status = {f.name: self._status_of(f) for f in found if f.skill is not None}
             generation = self._view.generation
-            if found != self._view.found or status != self._view.status:
+            changed = found != self._view.found or status != self._view.status
+            if changed:
                 generation += 1
                 self._blocks.clear()
             self._view = View(found, status, generation)
-            self._scanned_at = time.monotonic()
-            return self._view
+        if changed:
+            await self.ctx.publish(
+                "skills.changed",
+                {"generation": generation, "available": [f.name for f in self._view.available()]},
+            )
+        return self._view
+
+    async def _fresh(self) -> View:
+        """Return the view for a management operation: scanned now, or at start in a one-shot command."""
+        return self._view if self._one_shot else await self.refresh()
 
     def _status_of(self, item: Found) -> tuple[str, str | None]:
         assert item.skill is not None
@@ -268,7 +347,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def prompt(self, params: PromptParams) -> PromptBlock:
         """Return the system prompt's skills block: available skills within the budget, then activated bodies."""
-        view = await self.refresh()
+        view = self._view
         block = self._block(view, params.budget_chars or self.config.prompt_budget_chars)
         parts = [block.text] if block.text else []
         activated: list[str] = []
@@ -315,7 +394,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def activate(self, params: ActivateParams) -> Activation:
         """Load a skill's body (and the list of its files); record the activation."""
-        view = await self.refresh()
+        view = self._view
         item = self._loaded(view, params.name)
         self._activated(item, params.how, params.session_id, params.execution_id)
         version = self._versions.get(item.name, (0, ""))[0]
@@ -324,7 +403,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def read(self, params: ReadParams) -> FileText:
         """Read a file of a skill, confined to the skill's folder (no symlink out of it, no '..')."""
-        view = await self.refresh()
+        view = self._view
         item = self._loaded(view, params.name)
         limit = self.config.read_max_bytes
         data, size, rel = await asyncio.to_thread(_read_confined, item.path, params.path, limit)
@@ -337,7 +416,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def run_script(self, params: RunScriptParams) -> dict[str, Any]:
         """Run a script of a skill through the exec tool (``tools.execute`` of ``exec_run``) and its policy."""
-        view = await self.refresh()
+        view = self._view
         item = self._loaded(view, params.name)
         path = Workspace(item.path, create=False).resolve(params.script)
         rel = os.path.relpath(path, os.path.realpath(item.path))
@@ -412,7 +491,7 @@ class SkillsSlice(AtomicSlice):
     @operation(name="list")
     async def list_skills(self) -> SkillList:
         """List every skill met: available ones first, then unavailable, disabled, refused and shadowed, with why."""
-        view = await self.refresh()
+        view = await self._fresh()
         usage = await self._usage()
         order = {"available": 0, "unavailable": 1, "disabled": 2, "invalid": 3, "shadowed": 4}
         infos = [self._info(view, f, usage) for f in view.found]
@@ -421,7 +500,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def show(self, params: NameParams) -> SkillDetail:
         """Return one skill: status, body, files, requirements, metadata, usage and versions."""
-        view = await self.refresh()
+        view = await self._fresh()
         matches = [f for f in view.found if f.name == params.name]
         if not matches:
             raise RefactorbotError(f"no skill {params.name!r} in any source")
@@ -445,7 +524,7 @@ class SkillsSlice(AtomicSlice):
         return detail
 
     async def _set_disabled(self, name: str, disabled: bool) -> SkillInfo:
-        view = await self.refresh()
+        view = await self._fresh()
         item = self._loaded(view, name, available=False)
         assert self.db is not None
         if disabled:
@@ -456,7 +535,7 @@ class SkillsSlice(AtomicSlice):
         else:
             await self.db.execute("DELETE FROM disabled WHERE name = ?", (name,))
             self._disabled.discard(name)
-        view = await self.refresh(force=True)
+        view = await self.refresh()
         return self._info(view, item, (await self._usage()).get(name, {}))
 
     @operation
@@ -472,7 +551,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def reload(self) -> SkillList:
         """Scan every source again now, and list the skills."""
-        await self.refresh(force=True)
+        await self.refresh()
         return await self.list_skills()
 
     @operation
@@ -504,7 +583,7 @@ class SkillsSlice(AtomicSlice):
         except SkillError as exc:
             raise RefactorbotError(f"not installed: {exc}") from None
         self._notes[name] = "installed"
-        view = await self.refresh(force=True)
+        view = await self._fresh()
         item = next(f for f in view.found if f.name == name and f.source.kind == "home")
         return self._info(view, item, {})
 
@@ -551,7 +630,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def propose(self, params: ProposeParams) -> Proposal:
         """Propose a new or changed skill (a whole SKILL.md); nothing is written until it is applied."""
-        view = await self.refresh(force=True)
+        view = await self._fresh()
         assert self.db is not None
         return await workshop.propose(self.db, view.winner(params.name), params)
 
@@ -565,7 +644,7 @@ class SkillsSlice(AtomicSlice):
     async def apply(self, params: ProposalId) -> Proposal:
         """Apply a pending proposal: refused as stale when the skill changed since; versions the skill."""
         assert self.db is not None
-        view = await self.refresh(force=True)
+        view = await self._fresh()
         row = await workshop.pending(self.db, params.id)
         current = view.winner(row["name"])
         problem = workshop.stale_reason(row, current)
@@ -574,7 +653,7 @@ class SkillsSlice(AtomicSlice):
             raise RefactorbotError(f"proposal {params.id} is stale: {problem}; propose it again")
         await asyncio.to_thread(self._write_skill_md, row["name"], current, row["skill_md"])
         self._notes[row["name"]] = f"proposal {params.id}"
-        await self.refresh(force=True)
+        await self.refresh()
         version = self._versions.get(row["name"], (None, ""))[0]
         return await workshop.decide(self.db, params.id, "applied", None, version)
 
@@ -589,7 +668,7 @@ class SkillsSlice(AtomicSlice):
     async def rollback(self, params: NameParams) -> SkillDetail:
         """Restore the previous recorded version of a skill's SKILL.md."""
         assert self.db is not None
-        view = await self.refresh(force=True)
+        view = await self._fresh()
         item = self._loaded(view, params.name, available=False)
         current = self._versions.get(params.name, (0, ""))[0]
         row = await self.db.fetchone(
@@ -600,20 +679,21 @@ class SkillsSlice(AtomicSlice):
             raise RefactorbotError(f"skill {params.name!r} has no version before {current} to roll back to")
         await asyncio.to_thread(self._write_skill_md, params.name, item, row["skill_md"])
         self._notes[params.name] = f"rollback to version {row['version']}"
-        await self.refresh(force=True)
+        await self.refresh()
         return await self.show(NameParams(name=params.name))
 
     def _write_skill_md(self, name: str, current: Found | None, text: str) -> None:
         """Write a SKILL.md where the skill lives, or in ``<home>/skills`` (new skills, skill packs' copies)."""
         import shutil
 
-        if current is not None and current.source.writable:
-            root, folder = current.source.path, current.path
+        if current is not None and current.writable:
+            real = Path(os.path.realpath(current.linked_to or current.path))  # a linked skill changes where it is
+            root, folder = real.parent, real
         else:
             root, folder = self.home_skills(), self.home_skills() / name
             root.mkdir(parents=True, exist_ok=True)
             if current is not None and not folder.exists():  # a pack's skill: changed in a copy that shadows it
-                shutil.copytree(current.path, folder, symlinks=True)
+                shutil.copytree(current.linked_to or current.path, folder, symlinks=True)
         space = Workspace(root, create=False)
         target = space.resolve(f"{folder.name}/{SKILL_FILE}", write=True)
         space.write_file(target, text)
