@@ -104,10 +104,12 @@ def _check_members(archive: zipfile.ZipFile) -> tuple[list[tuple[zipfile.ZipInfo
         parts = _member_parts(info)
         if not parts:
             continue
-        mode = (info.external_attr >> 16) & 0xFFFF
-        if stat.S_ISLNK(mode):
+        # Unix mode bits; many archivers (Python's zipfile, Windows) set permissions without a file
+        # type, or nothing at all: such members are files or folders (by a trailing '/').
+        kind = stat.S_IFMT((info.external_attr >> 16) & 0xFFFF)
+        if kind == stat.S_IFLNK:
             raise SkillError(f"archive member {info.filename[:120]!r} is a symlink")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise SkillError(f"archive member {info.filename[:120]!r} is not a regular file")
         if info.flag_bits & 0x1:
             raise SkillError(f"archive member {info.filename[:120]!r} is encrypted")

@@ -491,7 +491,9 @@ class SkillsSlice(AtomicSlice):
     @operation(name="list")
     async def list_skills(self) -> SkillList:
         """List every skill met: available ones first, then unavailable, disabled, refused and shadowed, with why."""
-        view = await self._fresh()
+        return await self._list(await self._fresh())
+
+    async def _list(self, view: View) -> SkillList:
         usage = await self._usage()
         order = {"available": 0, "unavailable": 1, "disabled": 2, "invalid": 3, "shadowed": 4}
         infos = [self._info(view, f, usage) for f in view.found]
@@ -551,8 +553,7 @@ class SkillsSlice(AtomicSlice):
     @operation
     async def reload(self) -> SkillList:
         """Scan every source again now, and list the skills."""
-        await self.refresh()
-        return await self.list_skills()
+        return await self._list(await self.refresh())
 
     @operation
     async def validate(self, params: PathParams) -> Validation:
@@ -583,8 +584,10 @@ class SkillsSlice(AtomicSlice):
         except SkillError as exc:
             raise RefactorbotError(f"not installed: {exc}") from None
         self._notes[name] = "installed"
-        view = await self._fresh()
-        item = next(f for f in view.found if f.name == name and f.source.kind == "home")
+        view = await self.refresh()
+        item = next((f for f in view.found if f.name == name and f.source.kind == "home"), None)
+        if item is None:  # removed or replaced between the copy and the scan
+            raise RefactorbotError(f"{name} was installed in {self.home_skills()} but is no longer there")
         return self._info(view, item, {})
 
     @operation
