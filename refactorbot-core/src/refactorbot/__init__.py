@@ -82,6 +82,12 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.events import SubscriptionOptions as SubscriptionOptions
     from refactorbot.events import subscribe as subscribe
     from refactorbot.events import subscription_options as subscription_options
+    from refactorbot.gitenv import GIT_FIXED as GIT_FIXED
+    from refactorbot.gitenv import GitConfigUnreadable as GitConfigUnreadable
+    from refactorbot.gitenv import git_config_keys as git_config_keys
+    from refactorbot.gitenv import git_environment as git_environment
+    from refactorbot.gitenv import git_neutral as git_neutral
+    from refactorbot.gitenv import git_overrides as git_overrides
     from refactorbot.home import default_home as default_home
     from refactorbot.llm import LLMCall as LLMCall
     from refactorbot.llm import LLMChunk as LLMChunk
@@ -170,6 +176,12 @@ _LAZY = {
     "load_settings": "config",
     "validate_section": "config",
     "DashboardPage": "dashboard",
+    "GIT_FIXED": "gitenv",
+    "GitConfigUnreadable": "gitenv",
+    "git_config_keys": "gitenv",
+    "git_environment": "gitenv",
+    "git_neutral": "gitenv",
+    "git_overrides": "gitenv",
     "BatchWriteFailed": "database",
     "BatchWriter": "database",
     "DatabaseFileLost": "database",
