@@ -17,7 +17,6 @@ from refactorbot.errors import ToolError
 from refactorbot.testing.tool_fixtures import snapshot
 from refactorbot.tools import ToolContext, ToolResult
 from refactorbot_tools_exec import ExecRun
-from refactorbot_tools_exec.gitenv import FIXED, neutral
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",
@@ -209,19 +208,3 @@ async def test_git_folders_pointing_outside_are_refused(
     (workspace / "sub" / ".git" / "commondir").write_text(str(elsewhere / ".git"))
     with pytest.raises(ToolError, match="commondir' points outside"):
         await git(tool, ctx, "log", cwd="sub")
-
-
-def test_neutral_values_cover_every_command_setting() -> None:
-    fixed = {key.lower() for key, _ in FIXED}
-    for key in ("core.hookspath", "core.fsmonitor", "core.pager", "core.editor", "core.sshcommand", "gpg.program"):
-        assert key in fixed
-    assert neutral("filter.Mixed.Case.clean") == ""
-    assert neutral("filter.x.process") == ""
-    assert neutral("filter.x.required") == "false"
-    assert neutral("diff.t.textconv") == "cat"
-    assert neutral("diff.external") == ""
-    assert neutral("merge.m.driver") == "false"
-    assert neutral("pager.log") == "false"
-    assert neutral("sendemail.tocmd") is None or neutral("sendemail.smtpserver") is None
-    assert neutral("mergetool.vim.cmd") == ""
-    assert neutral("user.name") is None and neutral("core.autocrlf") is None

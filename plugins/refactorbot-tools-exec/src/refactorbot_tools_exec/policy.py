@@ -185,7 +185,7 @@ class PreparedCommand:
     args: tuple[str, ...]
     cwd: Path
     shown: str
-    #: when the program is git: its subcommand ("" for none); git's environment is isolated (gitenv)
+    #: when the program is git: its subcommand ("" for none); git's environment is isolated (refactorbot.git_environment)
     git: str | None = None
 
     @property

@@ -74,15 +74,20 @@ class Sandbox:
     available: bool = False
     reason: str = ""
 
-    def argv(self, argv: Sequence[str], workspace: Path, cwd: Path) -> list[str]:
+    def argv(
+        self, argv: Sequence[str], workspace: Path, cwd: Path, mounts: Sequence[tuple[str, Path]] = ()
+    ) -> list[str]:
         """Return ``argv`` wrapped: bwrap, its options, ``--``, then the command itself.
+
+        ``mounts`` are folders or files beyond the workspace, in order, ``("rw", path)`` writable or
+        ``("ro", path)`` read-only (a later mount inside an earlier one wins).
 
         bwrap looks a program name up on the child's ``PATH`` (the configured folders, all
         mounted), so ``argv[0]`` may stay the name the model wrote.
         """
-        return [self.bwrap, *self.options(workspace, cwd), "--", *argv]
+        return [self.bwrap, *self.options(workspace, cwd, mounts), "--", *argv]
 
-    def options(self, workspace: Path, cwd: Path) -> list[str]:
+    def options(self, workspace: Path, cwd: Path, mounts: Sequence[tuple[str, Path]] = ()) -> list[str]:
         """Return bwrap's options for a command in ``cwd`` with ``workspace`` writable."""
         opts = ["--unshare-all", "--unshare-user", "--disable-userns"]
         if self.network:
@@ -101,7 +106,10 @@ class Sandbox:
         for path in [*etc, *extra, *self.ro_paths]:
             opts += ["--ro-bind-try", path, path]
         opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
-        opts += ["--bind", str(workspace), str(workspace), "--chdir", str(cwd)]
+        opts += ["--bind", str(workspace), str(workspace)]
+        for mode, target in mounts:
+            opts += ["--bind" if mode == "rw" else "--ro-bind", str(target), str(target)]
+        opts += ["--chdir", str(cwd)]
         return opts
 
 

@@ -8,12 +8,26 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from refactorbot import Model, Tool, ToolContext, ToolError, ToolResult, Workspace, workspace_for
+from refactorbot import (
+    GitConfigUnreadable,
+    Model,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    Workspace,
+    git_config_keys,
+    git_environment,
+    git_overrides,
+    workspace_for,
+)
 
-from refactorbot_tools_exec import gitenv
+from refactorbot_tools_exec import repository as repo
 from refactorbot_tools_exec.policy import CommandPolicy, ExecConfig, PreparedCommand
 from refactorbot_tools_exec.sandbox import Sandbox, probe
 
@@ -91,22 +105,33 @@ class ExecRun(Tool):
         prepared = self.policy.prepare(params.command, ws, params.cwd, sandboxed=sandbox is not None)
         timeout = min(params.timeout or self.settings.timeout, self.settings.max_timeout)
         env = self.policy.environment(ws)
+        mounts: list[tuple[str, Path]] = []
         if prepared.git is not None:
-            env.update(await self._git_environment(prepared, ws, env, timeout))
-        return await self.execute(prepared, env, timeout, sandbox=sandbox, workspace=ws)
+            git_env, mounts = await self._git_environment(prepared, ws, env, timeout)
+            env.update(git_env)
+        return await self.execute(prepared, env, timeout, sandbox=sandbox, workspace=ws, mounts=mounts)
 
     async def _git_environment(
         self, prepared: PreparedCommand, ws: Workspace, env: dict[str, str], timeout: float
-    ) -> dict[str, str]:
-        """Return git's isolated environment: its repository in the workspace, risky settings neutralized."""
-        repository = await asyncio.to_thread(gitenv.find_repository, ws, prepared.cwd)
+    ) -> tuple[dict[str, str], list[tuple[str, Path]]]:
+        """Return git's isolated environment (its repository pinned, risky settings neutralized) and
+        the sandbox mounts a linked worktree's repository needs."""
+        found = await asyncio.to_thread(repo.find_repository, ws, prepared.cwd)
         init = prepared.git == "init"
-        git_env = gitenv.base_environment(ws, repository, init=init)
+        git_env = repo.git_variables(ws, found, init=init)
         keys: list[str] = []
-        if repository is not None and not init:
-            keys = await gitenv.repository_keys(prepared.program, {**env, **git_env}, prepared.cwd, min(timeout, 10.0))
-        git_env.update(gitenv.config_environment(gitenv.overrides(keys)))
-        return git_env
+        if found is not None and not init:
+            probe_env = {**env, **git_environment(env, home=ws.root, settings=()), **git_env}
+            try:
+                keys = await git_config_keys(prepared.cwd, probe_env, timeout=min(timeout, 10.0), git=prepared.program)
+            except GitConfigUnreadable as exc:
+                raise ToolError(str(exc)) from None
+        try:
+            settings = git_overrides(keys)
+        except GitConfigUnreadable as exc:
+            raise ToolError(str(exc)) from None
+        git_env.update(git_environment(env, home=ws.root, settings=settings))
+        return git_env, found.mounts() if found is not None and not init else []
 
     async def execute(
         self,
@@ -116,8 +141,10 @@ class ExecRun(Tool):
         *,
         sandbox: Sandbox | None = None,
         workspace: Workspace | None = None,
+        mounts: Sequence[tuple[str, Path]] = (),
     ) -> ToolResult:
-        """Run ``prepared`` in its own process group (in ``sandbox`` if given); kill it on timeout."""
+        """Run ``prepared`` in its own process group (in ``sandbox`` if given, with ``mounts`` beyond the
+        workspace); kill it on timeout."""
         started = time.perf_counter()
         cap = self.settings.max_output_bytes
         argv0 = os.path.basename(prepared.program)  # argv[0] as the model wrote it; run by absolute path
@@ -125,7 +152,7 @@ class ExecRun(Tool):
         argv = [argv0, *prepared.args]
         if sandbox is not None:
             root = workspace.root if workspace is not None else prepared.cwd
-            argv = sandbox.argv([argv0, *prepared.args], root, prepared.cwd)
+            argv = sandbox.argv([argv0, *prepared.args], root, prepared.cwd, mounts)
             executable = sandbox.bwrap
         try:
             proc = await asyncio.create_subprocess_exec(
