@@ -100,6 +100,70 @@ async def test_a_transaction_cancelled_while_it_begins_leaves_the_connection_usa
     await db.close()
 
 
+def _insert_then(conn, values, fail):
+    for v in values:
+        conn.execute("INSERT INTO t VALUES (?)", (v,))
+    if fail:
+        raise ValueError("refused after the inserts")
+    return conn.execute("SELECT count(*) FROM t").fetchone()[0]
+
+
+def _thread_name(conn):
+    import threading
+
+    return threading.current_thread().name
+
+
+@pytest.mark.asyncio
+async def test_atomic_runs_a_function_as_one_transaction_on_the_database_thread(tmp_path):
+    import threading
+
+    db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await db.open()
+    assert await db.atomic(_insert_then, [1, 2, 3], False) == 3
+    with pytest.raises(ValueError, match="refused after the inserts"):
+        await db.atomic(_insert_then, [4, 5], True)
+    assert await db.scalar("SELECT group_concat(v) FROM t") == "1,2,3"  # 4 and 5 rolled back
+    assert not db.conn.in_transaction
+    assert await db.run(_thread_name) != threading.current_thread().name
+    # the same rows another connection sees: committed, on disk
+    other = sqlite3.connect(tmp_path / "s.db")
+    assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 3
+    other.close()
+
+    # Concurrent atomic calls and transactions never interleave.
+    async def tx(v: int) -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t VALUES (?)", (v,))
+            await asyncio.sleep(0)
+            await conn.execute("INSERT INTO t VALUES (?)", (v,))
+
+    await asyncio.gather(*(db.atomic(_insert_then, [10 + i, 10 + i], False) for i in range(5)), tx(20), tx(21))
+    rows = [r[0] for r in await db.fetchall("SELECT v FROM t WHERE v >= 10 ORDER BY rowid")]
+    assert rows[0::2] == rows[1::2] and sorted(rows[0::2]) == [10, 11, 12, 13, 14, 20, 21]
+    await db.close()
+
+
+@pytest.mark.asyncio
+async def test_queries_return_rows_and_ids(tmp_path):
+    db = SliceDatabase(
+        tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);")
+    )
+    await db.open()
+    assert await db.execute("INSERT INTO t (v) VALUES (?)", ("a",)) == 1
+    assert await db.execute("INSERT INTO t (v) VALUES (?)", ("b",)) == 2
+    await db.executemany("INSERT INTO t (v) VALUES (?)", [("c",), ("d",)])
+    row = await db.fetchone("SELECT id, v FROM t WHERE v = ?", ("b",))
+    assert (row["id"], row["v"]) == (2, "b")
+    assert await db.fetchone("SELECT id FROM t WHERE v = 'zz'") is None
+    assert [r["v"] for r in await db.fetchall("SELECT v FROM t ORDER BY id")] == ["a", "b", "c", "d"]
+    assert await db.scalar("SELECT count(*) FROM t") == 4
+    with pytest.raises(sqlite3.IntegrityError):
+        await db.executemany("INSERT INTO t (id, v) VALUES (?, ?)", [(10, "x"), (1, "dup")])
+    assert await db.scalar("SELECT count(*) FROM t") == 4  # all or nothing
+    await db.close()
+
+
 @pytest.mark.asyncio
 async def test_batch_writer_groups_rows_and_flushes_on_close(tmp_path):
     db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
@@ -186,6 +250,8 @@ async def test_a_database_file_deleted_or_replaced_while_open_is_noticed(tmp_pat
     with pytest.raises(DatabaseFileLost):
         async with db.transaction() as conn:
             await conn.execute("INSERT INTO t VALUES (4)")
+    with pytest.raises(DatabaseFileLost, match=f"was {what} while open; write refused"):
+        await db.atomic(_insert_then, [4], False)
     with pytest.raises(BatchWriteFailed, match=f"was {what} while open"):
         await writer.write((5,))
     await db.close()

@@ -17,10 +17,10 @@ import re
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -28,6 +28,8 @@ from refactorbot.errors import MigrationError, RefactorbotError
 from refactorbot.home import create_private_file, make_private, private_dir
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Every batch writer of the process, for ``committed``.
 _WRITERS: weakref.WeakSet[BatchWriter] = weakref.WeakSet()
@@ -62,6 +64,47 @@ PRAGMAS = (
     "PRAGMA busy_timeout=5000",
     "PRAGMA temp_store=MEMORY",
 )
+
+
+def _execute_one(conn: sqlite3.Connection, sql: str, params: Any) -> int:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.lastrowid or 0
+    finally:
+        cursor.close()
+
+
+def _execute_many(conn: sqlite3.Connection, sql: str, rows: list[Any]) -> None:
+    conn.executemany(sql, rows).close()
+
+
+def _fetch_all(conn: sqlite3.Connection, sql: str, params: Any) -> list[Any]:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchone()
+    finally:
+        cursor.close()
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Run ``fn(conn, *args)`` between BEGIN and COMMIT (on the database thread); roll back if it raises."""
+    conn.execute("BEGIN").close()
+    try:
+        result = fn(conn, *args)
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    conn.commit()
+    return result
 
 
 def migration_files(source: Traversable | Path | None) -> list[tuple[int, str, Traversable | Path]]:
@@ -229,6 +272,30 @@ class SliceDatabase:
         return [r[0] for r in await self.fetchall("SELECT version FROM schema_migrations ORDER BY version")]
 
     # -- queries ---------------------------------------------------------------------------
+    # Each query is one trip to the connection's thread: the statement, its rows and closing its
+    # cursor run there together (aiosqlite's cursor API costs a trip for each of those steps).
+
+    async def run(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run ``fn(connection, *args)`` on the database's thread, in one trip; return its result.
+
+        ``connection`` is the ``sqlite3.Connection`` (rows are ``sqlite3.Row``). ``fn`` must not
+        block on anything but SQLite. Statements run in autocommit mode unless ``fn`` is given to
+        ``atomic`` or runs inside ``transaction``. Nothing checks the file first: use ``atomic`` or
+        ``execute`` for writes.
+        """
+        conn = self.conn
+        return await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call,no-any-return]
+
+    async def atomic(self, fn: Callable[..., T], /, *args: Any) -> T:
+        """Run ``fn(connection, *args)`` as one transaction on the database's thread, in one trip.
+
+        Committed when ``fn`` returns, rolled back when it raises (the exception is raised here).
+        Like ``transaction`` it waits for other transactions of this database and refuses to
+        write (``DatabaseFileLost``) once the file was deleted or replaced while open.
+        """
+        async with self._tx_lock:
+            self._check_file()
+            return await self.run(_in_transaction, fn, args)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement (committed at once unless inside ``transaction``); return lastrowid.
@@ -236,29 +303,25 @@ class SliceDatabase:
         Raise ``DatabaseFileLost`` when the file was deleted or replaced while open.
         """
         self._check_file()
-        async with self.conn.execute(sql, params) as cur:
-            return cur.lastrowid or 0
+        return await self.run(_execute_one, sql, params)
 
     async def execute_alone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
         """Run one statement as its own transaction, never inside another caller's ``transaction``."""
         async with self._tx_lock:
             self._check_file()
-            await self.conn.execute(sql, params)
+            await self.run(_execute_one, sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> None:
         """Run one statement for many rows, atomically."""
-        async with self.transaction():
-            await self.conn.executemany(sql, rows)
+        await self.atomic(_execute_many, sql, list(rows))
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
         """Return every row of a query."""
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return await self.run(_fetch_all, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         """Return the first row of a query, or None."""
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        return await self.run(_fetch_one, sql, params)
 
     async def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         """Return the first column of the first row, or None."""

@@ -47,29 +47,45 @@ class SliceLimiter:
         self.in_flight = 0
         self.refused = 0
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Hold a concurrency slot for the body; refuse at once when over the rate limit."""
+    def take_token(self) -> None:
+        """Take one token of the rate limit; raise ``RateLimited`` when there is none."""
         if self.bucket is not None and not self.bucket.try_take():
             self.refused += 1
             raise RateLimited(
                 f"slice '{self.slice_id}' rate limit of {self.limits.rate_limit:g}/s exceeded; retry later"
             )
-        try:
-            await asyncio.wait_for(self.semaphore.acquire(), timeout=self.limits.timeout)
-        except TimeoutError:
-            self.refused += 1
-            raise ResourceLimitExceeded(
-                f"slice '{self.slice_id}' is busy: max_concurrency={self.limits.max_concurrency} reached"
-                f" for {self.limits.timeout:g}s; retry later or raise [slices.{self.slice_id}.resources]"
-                " max_concurrency"
-            ) from None
+
+    async def acquire(self) -> None:
+        """Take a concurrency slot, waiting at most ``timeout``; raise ``ResourceLimitExceeded`` after that."""
+        semaphore = self.semaphore
+        if not semaphore.locked():  # a free slot: taken at once, without a timer task
+            await semaphore.acquire()
+        else:
+            try:
+                await asyncio.wait_for(semaphore.acquire(), timeout=self.limits.timeout)
+            except TimeoutError:
+                self.refused += 1
+                raise ResourceLimitExceeded(
+                    f"slice '{self.slice_id}' is busy: max_concurrency={self.limits.max_concurrency} reached"
+                    f" for {self.limits.timeout:g}s; retry later or raise [slices.{self.slice_id}.resources]"
+                    " max_concurrency"
+                ) from None
         self.in_flight += 1
+
+    def release(self) -> None:
+        """Give back the slot ``acquire`` took."""
+        self.in_flight -= 1
+        self.semaphore.release()
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold a concurrency slot for the body; refuse at once when over the rate limit."""
+        self.take_token()
+        await self.acquire()
         try:
             yield
         finally:
-            self.in_flight -= 1
-            self.semaphore.release()
+            self.release()
 
 
 class ResourceAllocator:
@@ -88,11 +104,15 @@ class ResourceAllocator:
 
     async def run(self, slice_id: str, target: str, coro: Any) -> Any:
         """Await ``coro`` within ``slice_id``'s limits; raise a clear error when one is hit."""
-        limiter = self.limiter(slice_id)
+        limiter = self._limiters.get(slice_id) or self.limiter(slice_id)
         try:
-            async with limiter.admit():
+            limiter.take_token()
+            await limiter.acquire()
+            try:
                 async with asyncio.timeout(limiter.limits.timeout):
                     return await coro
+            finally:
+                limiter.release()
         except TimeoutError:
             raise OperationTimeout(f"{target} timed out after {limiter.limits.timeout:g}s") from None
         finally:
