@@ -425,3 +425,66 @@ async def test_astream_limits_and_early_exit(tmp_path):
         agent.gate = None
         direct = await host.call("agent.stream_run", message="direct")
         assert direct.success and direct.data["answer"] == "echo direct | memories: none"
+
+
+class BeginTurn(GetOrCreate):
+    content: str
+    model: str | None = None
+
+
+class TurnSession(MiniSession):
+    """A session slice that starts a turn in one call (``begin_turn``), like refactorbot-slice-session."""
+
+    @operation
+    async def begin_turn(self, params: BeginTurn) -> dict:
+        """Get or create the session, store the user's message, return the history."""
+        if self.fail_appends:
+            raise RuntimeError("disk full")
+        sid = f"{params.channel}:{params.chat_id}"
+        stored = self.messages.setdefault(sid, [])
+        stored.append({"session_id": sid, "role": "user", "content": params.content})
+        history = [{"role": m["role"], "content": m.get("content", "")} for m in stored]
+        return {"session": {"session_id": sid}, "message": {"id": len(stored)}, "history": {"messages": history}}
+
+
+class RunWithHistory(Run):
+    history: list[dict[str, Any]] | None = None
+
+
+class HistoryAgent(MiniAgent):
+    """An agent that takes the history from its caller, and says how many messages it got."""
+
+    @operation
+    async def run(self, params: RunWithHistory) -> dict:
+        """Answer a message."""
+        result = self._answer(params)
+        result["answer"] += f" | history: {'none' if params.history is None else len(params.history)}"
+        return result
+
+
+@pytest.mark.asyncio
+async def test_a_turn_starts_with_one_session_call_and_hands_its_history_to_the_agent(tmp_path):
+    async with host_running(tmp_path, [slices_plugin(TurnSession, HistoryAgent)], config=CONFIG) as host:
+        chat = MasterChat(host)
+        first = await chat.process_message(incoming("hello"))
+        assert first.text == "echo hello | memories: none | history: 1" and first.metadata["session_id"] == "test:c1"
+        second = await chat.process_message(incoming("again"))
+        assert second.text.endswith("| history: 5")  # hello, the 3 messages of the first answer, again
+        stored = host.instance("session").messages["test:c1"]
+        assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"] * 2
+        counts = {target: stats["count"] for target, stats in host.metrics.snapshot().items()}
+        # begin_turn and agent.run once a turn, no get_or_create and no append of the user's message;
+        # this session slice has no extend: the answer's messages fall back to one append each
+        assert counts == {"session.begin_turn": 2, "agent.run": 2, "session.extend": 2, "session.append": 6}
+
+        host.instance("session").fail_appends = True
+        degraded = await chat.process_message(incoming("hi"))
+        assert degraded.text == "echo hi | memories: none | history: none"
+        assert any("session.begin_turn" in d and "disk full" in d for d in degraded.metadata["degraded"])
+
+
+@pytest.mark.asyncio
+async def test_an_agent_that_takes_no_history_is_not_given_one(tmp_path):
+    async with host_running(tmp_path, [slices_plugin(TurnSession, MiniAgent)], config=CONFIG) as host:
+        reply = await MasterChat(host).process_message(incoming("hello"))
+        assert reply.text == "echo hello | memories: none" and reply.metadata["degraded"] == []

@@ -201,6 +201,71 @@ async def test_context_has_history_memories_and_rules(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_history_given_by_the_caller_is_used_instead_of_reading_it_again(tmp_path):
+    with ModelServer() as server:
+        server.responder = lambda body: Reply.text("fine")
+        async with host_running(tmp_path, [AGENT, SESSION, LOOPBACK], config=config_for(server)) as host:
+            start = (
+                await host.call("session.begin_turn", channel="cli", chat_id="c", user_id="ann", content="first")
+            ).data
+            sid = start["session"]["session_id"]
+            await host.call("session.append", session_id=sid, role="assistant", content="stored answer")
+            start = (
+                await host.call("session.begin_turn", channel="cli", chat_id="c", user_id="ann", content="second")
+            ).data
+            given = [{"role": "system", "content": "dropped"}, *start["history"]["messages"]]
+            await run(host, message="second", session_id=sid, user_id="ann", history=given)
+            assert [(m["role"], m["content"]) for m in server.requests[-1]["messages"][1:]] == [
+                ("user", "first"),
+                ("assistant", "stored answer"),
+                ("user", "second"),
+            ]
+            assert "session.history" not in host.metrics.snapshot("session")  # not read again
+            # what is given is what the model sees: the caller read it for this run
+            await run(host, message="third", session_id=sid, user_id="ann", history=[])
+            assert [m["content"] for m in server.requests[-1]["messages"][1:]] == ["third"]
+            assert "session.history" not in host.metrics.snapshot("session")
+
+
+@pytest.mark.asyncio
+async def test_an_agent_with_its_own_history_budget_reads_the_history_itself(tmp_path):
+    with ModelServer() as server:
+        server.responder = lambda body: Reply.text("fine")
+        config = config_for(server, history_tokens=12)
+        async with host_running(tmp_path, [AGENT, SESSION, LOOPBACK], config=config) as host:
+            for text in ("one", "two", "three"):
+                start = (
+                    await host.call("session.begin_turn", channel="cli", chat_id="c", user_id="ann", content=text)
+                ).data
+            sid = start["session"]["session_id"]
+            await run(host, message="three", session_id=sid, user_id="ann", history=start["history"]["messages"])
+            # history_tokens = 12 keeps the two newest messages (5 + 6 tokens), not the three given
+            assert [m["content"] for m in server.requests[-1]["messages"][1:]] == ["two", "three"]
+            assert host.metrics.snapshot("session")["session.history"]["count"] == 1
+
+
+@pytest.mark.asyncio
+async def test_the_rules_file_is_read_again_when_it_changes(tmp_path):
+    with ModelServer() as server:
+        server.responder = lambda body: Reply.text("fine")
+        rules = tmp_path / "workspace" / "AGENTS.md"
+        async with host_running(tmp_path, [AGENT, LOOPBACK], config=config_for(server)) as host:
+            await run(host, message="no rules yet")
+            assert "Project rules" not in server.requests[-1]["messages"][0]["content"]
+            rules.parent.mkdir()
+            rules.write_text("Answer in French.")
+            await run(host, message="rules now")
+            assert "Answer in French." in server.requests[-1]["messages"][0]["content"]
+            rules.write_text("Answer in German, always.")
+            await run(host, message="changed")
+            system = server.requests[-1]["messages"][0]["content"]
+            assert "Answer in German, always." in system and "French" not in system
+            rules.unlink()
+            await run(host, message="gone")
+            assert "Project rules" not in server.requests[-1]["messages"][0]["content"]
+
+
+@pytest.mark.asyncio
 async def test_runs_without_tools_or_other_slices(tmp_path):
     with ModelServer() as server:
         server.script(Reply.text("just text"))

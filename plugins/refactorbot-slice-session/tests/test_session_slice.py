@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -16,6 +17,7 @@ class TestSessionContract(SliceContract):
     plugin = PLUGIN
     valid_payloads = {
         "get_or_create": {"channel": "cli", "chat_id": "c1", "user_id": "alice"},
+        "begin_turn": {"channel": "cli", "chat_id": "c1", "user_id": "alice", "content": "hi"},
         "list": {},
         "archive_idle": {"idle_days": 1},
         "stats": {},
@@ -208,3 +210,93 @@ async def test_extend_adds_a_turn_atomically(tmp_path):
         assert got["message_count"] == 3 and got["token_count"] == sum(m["tokens"] for m in added)
         empty = await host.call("session.extend", session_id=s["session_id"], messages=[])
         assert not empty.success and empty.error_type == "invalid_payload"
+
+
+@pytest.mark.asyncio
+async def test_begin_turn_is_get_or_create_append_and_history_in_one_call(tmp_path):
+    async with host_running(tmp_path, [PLUGIN], config=CONFIG) as host:
+        created, added = [], []
+
+        async def on_created(event):
+            created.append(event.payload)
+
+        async def on_added(event):
+            added.append(event.payload)
+
+        host.bus.subscribe("session.created", on_created)
+        host.bus.subscribe("session.message_added", on_added)
+        first = await ok(host, "session.begin_turn", channel="cli", chat_id="c", user_id="u", content="hello")
+        session = first["session"]
+        assert session["created"] and session["user_id"] == "u" and session["message_count"] == 1
+        assert first["message"]["role"] == "user" and first["message"]["content"] == "hello"
+        assert first["message"]["tokens"] == message_tokens("hello")
+        assert first["history"]["messages"] == [{"role": "user", "content": "hello"}]
+        assert first["history"]["budget"] == 8192 - 1024 and first["history"]["dropped"] == 0
+        sid = session["session_id"]
+        await ok(host, "session.append", session_id=sid, role="assistant", content="hi there")
+
+        second = await ok(host, "session.begin_turn", channel="cli", chat_id="c", user_id="u", content="again")
+        assert second["session"]["session_id"] == sid and not second["session"]["created"]
+        assert second["session"]["message_count"] == 3
+        # the same history session.history gives after the append, with the new message last
+        assert second["history"] == await ok(host, "session.history", session_id=sid)
+        assert [m["content"] for m in second["history"]["messages"]] == ["hello", "hi there", "again"]
+        got = await ok(host, "session.get", session_id=sid)
+        assert got["message_count"] == 3 and got["token_count"] == second["history"]["tokens"]
+
+        # the budget: explicit, or from the model's window, trimmed like history
+        small = await ok(
+            host, "session.begin_turn", channel="cli", chat_id="c", user_id="u", content="third", max_tokens=8
+        )
+        assert [m["content"] for m in small["history"]["messages"]] == ["third"] and small["history"]["dropped"] == 3
+        assert small["history"] == await ok(host, "session.history", session_id=sid, max_tokens=8)
+
+        for _ in range(100):
+            if len(added) == 4 and created:
+                break
+            await asyncio.sleep(0.01)
+        assert created == [{"session_id": sid, "user_id": "u"}]
+        assert [(e["role"], e["session_id"]) for e in added] == [("user", sid), ("assistant", sid), ("user", sid)] + [
+            ("user", sid)
+        ]
+
+        # an archived session's chat starts a new one
+        await ok(host, "session.archive", session_id=sid)
+        fresh = await ok(host, "session.begin_turn", channel="cli", chat_id="c", user_id="u", content="new")
+        assert fresh["session"]["created"] and fresh["session"]["session_id"] != sid
+        assert fresh["history"]["messages"] == [{"role": "user", "content": "new"}]
+
+        long = "x" * 200_001
+        refused = await host.call("session.begin_turn", channel="cli", chat_id="c", user_id="u", content=long)
+        assert not refused.success and "the limit is 200000" in refused.error_message
+        after = await ok(host, "session.get", session_id=fresh["session"]["session_id"])
+        assert after["message_count"] == 1  # nothing stored by the refused turn
+
+
+@pytest.mark.asyncio
+async def test_concurrent_first_turns_of_a_chat_share_one_session(tmp_path):
+    async with host_running(tmp_path, [PLUGIN], config=CONFIG) as host:
+        results = await asyncio.gather(
+            *(host.call("session.get_or_create", channel="cli", chat_id="new", user_id="u") for _ in range(10)),
+            *(
+                host.call("session.begin_turn", channel="cli", chat_id="new", user_id="u", content=f"m{i}")
+                for i in range(10)
+            ),
+        )
+        assert all(r.success for r in results), [r.error_message for r in results if not r.success]
+        ids = {r.data["session_id"] for r in results[:10]} | {r.data["session"]["session_id"] for r in results[10:]}
+        assert len(ids) == 1
+        created = [r.data for r in results[:10] if r.data["created"]]
+        created += [r.data["session"] for r in results[10:] if r.data["session"]["created"]]
+        assert len(created) == 1
+        got = await ok(host, "session.get", session_id=ids.pop())
+        assert got["message_count"] == 10
+
+
+@pytest.mark.asyncio
+async def test_history_of_an_unknown_session_is_an_error(tmp_path):
+    async with host_running(tmp_path, [PLUGIN], config=CONFIG) as host:
+        missing = await host.call("session.history", session_id="nope")
+        assert not missing.success and "no session 'nope'" in missing.error_message
+        extended = await host.call("session.extend", session_id="nope", messages=[{"role": "user", "content": "x"}])
+        assert not extended.success and "no session 'nope'" in extended.error_message

@@ -1,6 +1,6 @@
 """``MasterChat``: one chat turn through whatever slices are installed.
 
-session (get or create, store the user's turn) → memory recall → agent (LLM + tools) → session
+session (get or create, store the user's turn, read the history: ``session.begin_turn``) → memory recall → agent (LLM + tools) → session
 (store the turn's messages) → memory (facts the agent marked) → reply. Each step degrades when
 its slice is absent or fails: the turn still gets a clear answer, never an exception.
 """
@@ -30,6 +30,7 @@ class ChatTurn:
         self.started = time.perf_counter()
         self.session_id: str | None = None
         self.memories: list[str] | None = None
+        self.history: list[dict[str, Any]] | None = None  # the session's history, when begin_turn read it
         self.result: dict[str, Any] = {}
         self.degraded: list[str] = []
         self.error: str | None = None  # why the turn failed, when the agent could not run
@@ -59,15 +60,28 @@ class MasterChat:
             return None
         return response.data
 
+    def _offers(self, slice_id: str, operation: str, field: str | None = None) -> bool:
+        """Return whether the running ``slice_id`` has ``operation`` (taking the payload ``field``, when named)."""
+        instance = self.host.instance(slice_id)
+        spec = type(instance).operations().get(operation) if instance is not None else None
+        return spec is not None and (field is None or field in spec.input_model.model_fields)
+
     async def _begin(self, message: IncomingMessage) -> ChatTurn:
         turn = ChatTurn(message)
         await self._hook("message_received", message=message)
-        session = await self._call(
-            turn, "session.get_or_create", channel=message.channel, chat_id=message.chat_id, user_id=message.sender_id
-        )
-        if session is not None:
-            turn.session_id = session["session_id"]
-            await self._call(turn, "session.append", session_id=turn.session_id, role="user", content=message.text)
+        where = {"channel": message.channel, "chat_id": message.chat_id, "user_id": message.sender_id}
+        if self._offers("session", "begin_turn"):
+            # one call: the chat's session, the user's message stored, the history the agent reads
+            budget = {"model": self.model} if self.model else {}
+            started = await self._call(turn, "session.begin_turn", **where, content=message.text, **budget)
+            if started is not None:
+                turn.session_id = started["session"]["session_id"]
+                turn.history = started["history"]["messages"]
+        else:
+            session = await self._call(turn, "session.get_or_create", **where)
+            if session is not None:
+                turn.session_id = session["session_id"]
+                await self._call(turn, "session.append", session_id=turn.session_id, role="user", content=message.text)
         if self.host.has_slice("memory") and self.recall_limit:
             found = await self._call(
                 turn, "memory.search", user_id=message.sender_id, query=message.text, limit=self.recall_limit
@@ -78,7 +92,7 @@ class MasterChat:
                 turn.memories = [m["content"] for m in found["memories"]]
         return turn
 
-    def _run_payload(self, turn: ChatTurn) -> dict[str, Any]:
+    def _run_payload(self, turn: ChatTurn, target: str) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "message": turn.message.text,
             "session_id": turn.session_id,
@@ -88,6 +102,8 @@ class MasterChat:
         }
         if self.model:
             payload["model"] = self.model
+        if turn.history is not None and self._offers("agent", target.partition(".")[2], "history"):
+            payload["history"] = turn.history  # read by session.begin_turn: the agent need not read it again
         return payload
 
     async def _end(self, turn: ChatTurn, answer: str) -> OutgoingMessage:
@@ -182,7 +198,8 @@ class MasterChat:
             if announce_failure:
                 yield reply.text
             return
-        stream = self.host.astream(self._stream_target(), **self._run_payload(turn))
+        target = self._stream_target()
+        stream = self.host.astream(target, **self._run_payload(turn, target))
         shown: list[str] = []
         async for chunk in stream:
             text = str(chunk)
@@ -216,7 +233,7 @@ class MasterChat:
     async def _answer(self, turn: ChatTurn) -> OutgoingMessage:
         if not self.host.has_slice("agent"):
             return await self._end(turn, NO_AGENT)
-        response = await self.host.call("agent.run", **self._run_payload(turn))
+        response = await self.host.call("agent.run", **self._run_payload(turn, "agent.run"))
         if not response.success:
             failure = self._failed(turn, f"agent.run: {response.error_message}", response.error_message)
             return await self._end(turn, failure)

@@ -95,7 +95,17 @@ class AgentRun:
             schemas = listed
         return [s for s in schemas or [] if isinstance(s, dict) and "function" in s]
 
+    def _given_history(self) -> list[dict[str, Any]] | None:
+        """Return the history the caller passed, when it was read with the budget this run would use."""
+        given = self.params.history
+        if given is None or self.config.history_tokens or (self.config.model and not self.params.model):
+            return None
+        return [m for m in given if m.get("role") != "system"]
+
     async def _history(self) -> list[dict[str, Any]]:
+        given = self._given_history()
+        if given is not None:
+            return given
         if not self.params.session_id or not self.ctx.has_slice("session"):
             return []
         payload: dict[str, Any] = {"session_id": self.params.session_id}
@@ -149,12 +159,7 @@ class AgentRun:
         return str(block.get("text") or "")
 
     def _rules(self) -> str:
-        path = self.agent.rules_path()
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")[: self.config.rules_max_chars]
-        except OSError:
-            return ""
-        return f"Project rules ({path.name}):\n{text.strip()}" if text.strip() else ""
+        return self.agent.rules_text()
 
     def _tools_text(self, schemas: list[dict[str, Any]]) -> str:
         lines = []

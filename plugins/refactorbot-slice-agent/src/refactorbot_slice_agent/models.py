@@ -40,6 +40,15 @@ class RunParams(_Params):
     mode: Mode = Field("auto", description="auto (chosen from the request), single or two_phase")
     model: str | None = Field(None, max_length=200, description="override the configured model(s)")
     memories: list[str] | None = Field(None, max_length=50, description="already recalled memories (skips the search)")
+    history: list[dict[str, Any]] | None = Field(
+        None,
+        max_length=10_000,
+        description=(
+            "the session's history as the caller just read it (session.begin_turn or session.history with this"
+            " run's model), oldest first: used instead of reading session.history again, unless"
+            " [slices.agent] sets its own budget (history_tokens, or model when the run names none)"
+        ),
+    )
     max_steps: int | None = Field(None, ge=1, le=100)
     workspace: str | None = Field(
         None,

@@ -43,6 +43,7 @@ class AgentSlice(AtomicSlice):
         super().__init__(ctx, config)
         self._prompts: dict[str, tuple[int, str]] = {}
         self._writer: BatchWriter | None = None
+        self._rules: tuple[tuple[str, int, int, int], str] | None = None  # (file, mtime, size, inode), text
 
     async def initialize(self) -> None:
         """Open the database, add the default prompt templates once and load the newest versions."""
@@ -72,6 +73,27 @@ class AgentSlice(AtomicSlice):
             path = Path(self.config.rules_file).expanduser()
             return path if path.is_absolute() else self.ctx.home / path
         return workspace_path(self.ctx.home, self.config.workspace) / "AGENTS.md"
+
+    def rules_text(self) -> str:
+        """Return the project rules for the system prompt ("" without a rules file).
+
+        The file is read again only when its size or modification time changed (one ``stat`` a run).
+        """
+        path = self.rules_path()
+        try:
+            info = path.stat()
+        except OSError:
+            return ""
+        key = (str(path), info.st_mtime_ns, info.st_size, info.st_ino)
+        if self._rules is not None and self._rules[0] == key:
+            return self._rules[1]
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")[: self.config.rules_max_chars]
+        except OSError:
+            return ""
+        rendered = f"Project rules ({path.name}):\n{text.strip()}" if text.strip() else ""
+        self._rules = (key, rendered)
+        return rendered
 
     def record(self, params: RunParams, result: RunResult) -> None:
         """Queue the run for the executions table (written in batches, off the request path)."""

@@ -93,6 +93,18 @@ class HistoryParams(_Params):
     limit: int | None = Field(None, ge=1, le=10_000, description="newest messages at most")
 
 
+class BeginTurnParams(_Params):
+    channel: str = Field(description="channel name, e.g. 'cli' or 'telegram'", **_ID)
+    chat_id: str = Field(description="the chat on that channel", **_ID)
+    user_id: str = Field(description="who is talking (the owner of a session created now)", **_ID)
+    content: str = Field(description="the user's message, stored in the session")
+    title: str | None = Field(None, max_length=200, description="title of a session created now")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="metadata of a session created now")
+    max_tokens: int | None = Field(None, ge=1, description="history budget (default: context window minus reserve)")
+    model: str | None = Field(None, max_length=200, description="pick the budget from this model's context window")
+    limit: int | None = Field(None, ge=1, le=10_000, description="newest messages of the history at most")
+
+
 class History(Model):
     """A session's messages in chat format, trimmed to a token budget."""
 
@@ -138,3 +150,11 @@ class SessionStats(Model):
     by_role: dict[str, int]
     span_seconds: float = Field(description="first to last message (one session) or mean span per session")
     mean_response_ms: float | None = Field(None, description="mean duration of assistant turns")
+
+
+class TurnStart(Model):
+    """What ``begin_turn`` returns: the session, the user's stored message, the history ending with it."""
+
+    session: Session
+    message: Message
+    history: History

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from typing import Any
@@ -14,6 +15,7 @@ from refactorbot_slice_session.models import (
     AppendParams,
     ArchiveIdleParams,
     ArchiveResult,
+    BeginTurnParams,
     ExtendParams,
     GetOrCreateParams,
     History,
@@ -26,6 +28,7 @@ from refactorbot_slice_session.models import (
     SessionIdParams,
     SessionStats,
     StatsParams,
+    TurnStart,
 )
 from refactorbot_slice_session.tokens import message_tokens
 
@@ -96,6 +99,124 @@ def trim_to_budget(rows: list[tuple[dict[str, Any], int]], budget: int) -> tuple
     return messages, used, len(rows) - len(kept)
 
 
+# -- work done on the database's thread, each call in one trip (SliceDatabase.run / atomic) ----------
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, name, tokens, duration_ms, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _new_session(params: GetOrCreateParams | BeginTurnParams) -> tuple[Any, ...]:
+    """Return the row of a session to create: id, channel, chat, user, title, metadata (JSON)."""
+    return (uuid.uuid4().hex, params.channel, params.chat_id, params.user_id, params.title, json.dumps(params.metadata))
+
+
+def _find_or_create(
+    conn: sqlite3.Connection, channel: str, chat_id: str, new: tuple[Any, ...]
+) -> tuple[sqlite3.Row, bool]:
+    """Return the chat's active session row and whether it was created now.
+
+    Two callers racing for a new chat both end with the same session: the unique index on active
+    ``(channel, chat_id)`` lets one insert win, the other reads it.
+    """
+    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"
+    row = conn.execute(query, (channel, chat_id)).fetchone()
+    if row is not None:
+        return row, False
+    now = time.time()
+    inserted = conn.execute(
+        "INSERT INTO sessions (id, channel, chat_id, user_id, title, metadata, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        (*new, now, now),
+    ).rowcount
+    row = conn.execute(query, (channel, chat_id)).fetchone()
+    return row, inserted == 1
+
+
+def _insert_messages(conn: sqlite3.Connection, session_id: str, rows: list[tuple[Any, ...]], now: float) -> list[int]:
+    ids = [
+        conn.execute(_INSERT_MESSAGE, (session_id, *row, now)).lastrowid or 0  # role ... duration_ms
+        for row in rows
+    ]
+    conn.execute(
+        "UPDATE sessions SET message_count = message_count + ?, token_count = token_count + ?,"
+        " updated_at = ? WHERE id = ?",
+        (len(rows), sum(row[5] for row in rows), now, session_id),
+    )
+    return ids
+
+
+def _active_status(conn: sqlite3.Connection, session_id: str) -> None:
+    row = conn.execute("SELECT status FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if row is None:
+        raise SessionNotFound(f"no session '{session_id}'")
+    if row[0] != "active":
+        raise SessionArchived(f"session '{session_id}' is archived; get_or_create starts a new one")
+
+
+def _add_messages(conn: sqlite3.Connection, session_id: str, rows: list[tuple[Any, ...]]) -> tuple[float, list[int]]:
+    """Store messages (role, content, tool_calls JSON, tool_call_id, name, tokens, duration_ms) in an active session."""
+    _active_status(conn, session_id)
+    now = time.time()
+    return now, _insert_messages(conn, session_id, rows, now)
+
+
+def _begin_turn(
+    conn: sqlite3.Connection,
+    channel: str,
+    chat_id: str,
+    new: tuple[Any, ...],
+    content: str,
+    tokens: int,
+    budget: int,
+    limit: int,
+) -> tuple[sqlite3.Row, bool, int, float, tuple[list[dict[str, Any]], int, int]]:
+    row, created = _find_or_create(conn, channel, chat_id, new)
+    session_id = row["id"]
+    now = time.time()
+    (message_id,) = _insert_messages(conn, session_id, [("user", content, None, None, None, tokens, None)], now)
+    row = conn.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    return row, created, message_id, now, _read_history(conn, session_id, budget, limit, row["message_count"])
+
+
+def _read_history_of(
+    conn: sqlite3.Connection, session_id: str, budget: int, limit: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    total = conn.execute("SELECT message_count FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    if total is None:
+        raise SessionNotFound(f"no session '{session_id}'")
+    return _read_history(conn, session_id, budget, limit, total[0])
+
+
+def _read_history(
+    conn: sqlite3.Connection, session_id: str, budget: int, limit: int, total: int
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Return ``(messages, tokens, dropped)``: the newest messages within ``budget`` (see ``trim_to_budget``)."""
+    columns = "id, role, content, tool_calls, tool_call_id, name, tokens"
+    rows: list[sqlite3.Row] = []
+    spent, before = 0, 2**62
+    while len(rows) < limit and spent <= budget:  # pages of the newest, until the budget is certainly spent
+        size = min(200, limit - len(rows))
+        page = conn.execute(
+            f"SELECT {columns} FROM messages WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (session_id, before, size),
+        ).fetchall()
+        rows.extend(page)
+        spent += sum(r["tokens"] for r in page)
+        if len(page) < size:
+            break  # the session's first message was read
+        before = page[-1]["id"]
+    first = conn.execute(
+        f"SELECT {columns} FROM messages WHERE session_id = ? ORDER BY id LIMIT 1", (session_id,)
+    ).fetchone()
+    ordered = [(chat_message(r), r["tokens"]) for r in reversed(rows)]
+    if first is not None and first["role"] == "system" and (not rows or rows[-1]["id"] != first["id"]):
+        ordered.insert(0, (chat_message(first), first["tokens"]))
+    messages, tokens, dropped = trim_to_budget(ordered, budget)
+    return messages, tokens, max(dropped, int(total or 0) - len(messages))
+
+
 class SessionSlice(AtomicSlice):
     """Conversations keyed by channel and chat: history with token counts, trimming, archival, analytics."""
 
@@ -130,24 +251,10 @@ class SessionSlice(AtomicSlice):
         row = await self._db.fetchone(query, (params.channel, params.chat_id))
         if row is not None:
             return _session(row)
-        now = time.time()
-        session_id = uuid.uuid4().hex
-        await self._db.execute(
-            "INSERT INTO sessions (id, channel, chat_id, user_id, title, metadata, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                session_id,
-                params.channel,
-                params.chat_id,
-                params.user_id,
-                params.title,
-                json.dumps(params.metadata),
-                now,
-                now,
-            ),
-        )
-        await self.ctx.publish("session.created", {"session_id": session_id, "user_id": params.user_id})
-        return _session(await self._get(session_id), created=True)
+        row, created = await self._db.atomic(_find_or_create, params.channel, params.chat_id, _new_session(params))
+        if created:
+            await self.ctx.publish("session.created", {"session_id": row["id"], "user_id": params.user_id})
+        return _session(row, created=created)
 
     @operation
     async def get(self, params: SessionIdParams) -> Session:
@@ -165,7 +272,44 @@ class SessionSlice(AtomicSlice):
         """Add several messages at once (one transaction), e.g. a turn's tool calls, results and answer."""
         return await self._add(params.session_id, params.messages)
 
-    async def _add(self, session_id: str, items: list[NewMessage]) -> list[Message]:
+    @operation
+    async def begin_turn(self, params: BeginTurnParams) -> TurnStart:
+        """Start a chat turn in one call: ``get_or_create``, ``append`` of the user's message, then ``history``.
+
+        One transaction: the chat's active session (created when there is none), the user's
+        message stored in it, and the session's history with that message last, trimmed to the
+        budget as ``history`` trims it. Publishes what those operations publish.
+        """
+        self._check_items([NewMessage(role="user", content=params.content)])
+        budget = self.budget(params.max_tokens, params.model)
+        tokens = message_tokens(params.content)
+        row, created, message_id, now, history = await self._db.atomic(
+            _begin_turn,
+            params.channel,
+            params.chat_id,
+            _new_session(params),
+            params.content,
+            tokens,
+            budget,
+            params.limit or 10_000,
+        )
+        session_id = row["id"]
+        if created:
+            await self.ctx.publish("session.created", {"session_id": session_id, "user_id": params.user_id})
+        await self.ctx.publish(
+            "session.message_added",
+            {"session_id": session_id, "message_id": message_id, "role": "user", "tokens": tokens},
+        )
+        messages, used, dropped = history
+        return TurnStart(
+            session=_session(row, created=created),
+            message=Message(
+                id=message_id, session_id=session_id, role="user", content=params.content, tokens=tokens, created_at=now
+            ),
+            history=History(session_id=session_id, messages=messages, tokens=used, budget=budget, dropped=dropped),
+        )
+
+    def _check_items(self, items: list[NewMessage]) -> None:
         for item in items:
             if len(item.content) > self.config.max_content_chars:
                 raise RefactorbotError(
@@ -173,43 +317,26 @@ class SessionSlice(AtomicSlice):
                 )
             if item.tool_calls and item.role != "assistant":
                 raise RefactorbotError("only assistant messages carry tool_calls")
-        row = await self._get(session_id)
-        if row["status"] != "active":
-            raise SessionArchived(f"session '{session_id}' is archived; get_or_create starts a new one")
-        now = time.time()
-        added: list[Message] = []
-        async with self._db.transaction() as conn:
-            for item in items:
-                tokens = message_tokens(item.content, item.tool_calls)
-                cursor = await conn.execute(
-                    "INSERT INTO messages (session_id, role, content, tool_calls, tool_call_id, name, tokens,"
-                    " duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        session_id,
-                        item.role,
-                        item.content,
-                        json.dumps(item.tool_calls) if item.tool_calls else None,
-                        item.tool_call_id,
-                        item.name,
-                        tokens,
-                        item.duration_ms,
-                        now,
-                    ),
-                )
-                added.append(
-                    Message(
-                        id=cursor.lastrowid or 0,
-                        session_id=session_id,
-                        tokens=tokens,
-                        created_at=now,
-                        **item.model_dump(),
-                    )
-                )
-            await conn.execute(
-                "UPDATE sessions SET message_count = message_count + ?, token_count = token_count + ?,"
-                " updated_at = ? WHERE id = ?",
-                (len(added), sum(m.tokens for m in added), now, session_id),
+
+    async def _add(self, session_id: str, items: list[NewMessage]) -> list[Message]:
+        self._check_items(items)
+        rows = [
+            (
+                item.role,
+                item.content,
+                json.dumps(item.tool_calls) if item.tool_calls else None,
+                item.tool_call_id,
+                item.name,
+                message_tokens(item.content, item.tool_calls),
+                item.duration_ms,
             )
+            for item in items
+        ]
+        now, ids = await self._db.atomic(_add_messages, session_id, rows)
+        added = [
+            Message(id=message_id, session_id=session_id, tokens=row[5], created_at=now, **item.model_dump())
+            for item, row, message_id in zip(items, rows, ids, strict=True)
+        ]
         for message in added:
             await self.ctx.publish(
                 "session.message_added",
@@ -227,38 +354,11 @@ class SessionSlice(AtomicSlice):
     @operation
     async def history(self, params: HistoryParams) -> History:
         """Return a session's messages, oldest first, trimmed to a token budget."""
-        await self._get(params.session_id)
         budget = self.budget(params.max_tokens, params.model)
-        rows = await self._newest_within(params.session_id, budget, params.limit or 10_000)
-        first = await self._db.fetchone(
-            "SELECT id, role, content, tool_calls, tool_call_id, name, tokens FROM messages"
-            " WHERE session_id = ? ORDER BY id LIMIT 1",
-            (params.session_id,),
+        messages, tokens, dropped = await self._db.run(
+            _read_history_of, params.session_id, budget, params.limit or 10_000
         )
-        ordered = [(chat_message(r), r["tokens"]) for r in reversed(rows)]
-        if first is not None and first["role"] == "system" and (not rows or rows[-1]["id"] != first["id"]):
-            ordered.insert(0, (chat_message(first), first["tokens"]))
-        messages, tokens, dropped = trim_to_budget(ordered, budget)
-        total = await self._db.scalar("SELECT message_count FROM sessions WHERE id = ?", (params.session_id,))
-        dropped = max(dropped, int(total or 0) - len(messages))
         return History(session_id=params.session_id, messages=messages, tokens=tokens, budget=budget, dropped=dropped)
-
-    async def _newest_within(self, session_id: str, budget: int, limit: int) -> list[aiosqlite.Row]:
-        """Return the newest messages, newest first, reading pages until ``budget`` is certainly spent."""
-        rows: list[aiosqlite.Row] = []
-        spent, before = 0, None
-        while len(rows) < limit and spent <= budget:
-            page = await self._db.fetchall(
-                "SELECT id, role, content, tool_calls, tool_call_id, name, tokens FROM messages"
-                " WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                (session_id, before if before is not None else 2**62, min(200, limit - len(rows))),
-            )
-            if not page:
-                break
-            rows.extend(page)
-            spent += sum(r["tokens"] for r in page)
-            before = page[-1]["id"]
-        return rows
 
     @operation(name="list")
     async def list_sessions(self, params: ListParams) -> list[Session]:
