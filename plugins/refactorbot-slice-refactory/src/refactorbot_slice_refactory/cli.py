@@ -70,8 +70,14 @@ def _print_plan(plan: dict[str, Any]) -> None:
     click.echo(
         f"Plan {plan['id']} of request {plan['request_id']} ({plan['planner']} planner), base {plan['base_commit'][:12]}"
     )
+    if plan.get("planner_fallback"):
+        click.secho(f"  planned WITHOUT a model (templated planner): {plan['planner_fallback']}", fg="red", bold=True)
     for warning in plan["warnings"]:
-        click.secho(f"  warning: {warning}", fg="yellow")
+        if not (plan.get("planner_fallback") and warning.startswith("planned without a model")):
+            click.secho(f"  warning: {warning}", fg="yellow")
+    unreviewed = [t for t in plan["tasks"] if t.get("review_fallback")]
+    for task in unreviewed:
+        click.secho(f"  task {task['id']} reviewed WITHOUT a model: {task['review_fallback']}", fg="yellow")
     echo_table(
         ["TASK", "STATE", "AGENT", "ATTEMPTS", "DEPENDS", "TITLE"],
         [
@@ -117,6 +123,10 @@ def print_report(orch: dict[str, Any]) -> None:
     if "error" in report:
         click.echo(f"  error: {report['error']}")
         return
+    if report.get("planner_fallback"):
+        click.secho(f"  planned WITHOUT a model (templated planner): {report['planner_fallback']}", fg="red")
+    for unreviewed in report.get("reviewed_without_model", []):
+        click.secho(f"  task {unreviewed['task']} reviewed WITHOUT a model: {unreviewed['reason']}", fg="yellow")
     for merged in report.get("merged", []):
         click.echo(f"  merged  task {merged['task']}: {merged['title']} (attempts {merged['attempts']})")
     for failed in report.get("failed", []):
@@ -127,7 +137,10 @@ def print_report(orch: dict[str, Any]) -> None:
         f"  integration branch: {report.get('integration_branch')} at {str(report.get('integration_head'))[:12]}"
     )
     click.echo(f"  repository: {report.get('repo')}")
-    click.echo(f"  land: {report.get('land')}")
+    if orch.get("land") and not report.get("landed"):
+        click.secho(f"  land: {report.get('land')}", fg="red")
+    else:
+        click.echo(f"  land: {report.get('land')}")
 
 
 async def _run_here(env: Env, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -176,8 +189,8 @@ def _start(env: Env, operation: str, payload: dict[str, Any], wait: bool, interv
     else:
         orch = run(env, lambda: _run_here(env, operation, payload))
     print_report(orch)
-    if orch["status"] != "done":
-        raise SystemExit(1)
+    if orch["status"] != "done" or (orch.get("land") and not (orch.get("report") or {}).get("landed")):
+        raise SystemExit(1)  # something failed, or landing was asked and refused
 
 
 @refactory_group.command("orchestrate")

@@ -1,11 +1,11 @@
 """Real git, run without a shell, with its configuration isolated.
 
-Every git command gets an environment without system or global configuration and without the
-user's ``HOME`` (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL=/dev/null``), command-scope settings
-(``GIT_CONFIG_COUNT``/``KEY``/``VALUE``, which win over every configuration file) that switch off
-hooks, signing, pagers, editors, credential helpers and transports, and a fixed identity for the
-commits the workflow makes. The repository's own ``.git/config`` still applies (its branches and
-remotes), but none of the settings listed here can run a program.
+Every git command gets ``refactorbot.git_environment``: no system or global configuration, not
+the user's ``HOME``, and command-scope settings (which win over every configuration file) that
+switch off hooks, signing, pagers, editors, credential helpers and transports — plus the few
+settings the workflow relies on (``EXTRA``) and a fixed identity for the commits it makes. The
+repository's own ``.git/config`` still applies (its branches and remotes), but none of the
+settings listed in ``refactorbot.GIT_FIXED`` can run a program.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from refactorbot import RefactorbotError
+from refactorbot import GIT_FIXED, RefactorbotError
+from refactorbot import git_environment as isolated_environment
 
 #: Identity of every commit the workflow makes.
 IDENTITY = {
@@ -28,26 +29,9 @@ IDENTITY = {
     "GIT_COMMITTER_EMAIL": "refactory@refactorbot.invalid",
 }
 
-#: Command-scope settings: no hooks, no program git would start by itself, no transport.
-FIXED: tuple[tuple[str, str], ...] = (
-    ("core.hooksPath", "/dev/null"),
-    ("core.fsmonitor", "false"),
-    ("core.pager", "cat"),
-    ("core.editor", "true"),
-    ("sequence.editor", "true"),
-    ("core.attributesFile", "/dev/null"),
-    ("core.sshCommand", "false"),
-    ("core.askPass", ""),
-    ("credential.helper", ""),
-    ("protocol.allow", "never"),
-    ("submodule.recurse", "false"),
-    ("gc.auto", "0"),
-    ("maintenance.auto", "false"),
-    ("init.templateDir", ""),
+#: Settings of the workflow on top of ``GIT_FIXED``: stable output, no external diff, renames followed.
+EXTRA: tuple[tuple[str, str], ...] = (
     ("init.defaultBranch", "main"),
-    ("commit.gpgSign", "false"),
-    ("tag.gpgSign", "false"),
-    ("gpg.program", "false"),
     ("merge.renames", "true"),
     ("diff.external", ""),
     ("advice.detachedHead", "false"),
@@ -77,29 +61,9 @@ class Completed:
 
 
 def git_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Return the environment every git command runs with."""
-    source = os.environ if base is None else base
-    env = {key: source[key] for key in ("PATH", "LANG", "LC_ALL", "TZ") if key in source}
-    env.setdefault("PATH", os.defpath)
-    env.update(
-        {
-            "HOME": tempfile.gettempdir(),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_ATTR_NOSYSTEM": "1",
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_PAGER": "cat",
-            "GIT_EDITOR": "true",
-            "GIT_SEQUENCE_EDITOR": "true",
-            "GIT_MERGE_AUTOEDIT": "no",
-            "GIT_OPTIONAL_LOCKS": "0",
-            **IDENTITY,
-            "GIT_CONFIG_COUNT": str(len(FIXED)),
-        }
-    )
-    for index, (key, value) in enumerate(FIXED):
-        env[f"GIT_CONFIG_KEY_{index}"] = key
-        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    """Return the environment every git command of the workflow runs with."""
+    env = isolated_environment(base, home=tempfile.gettempdir(), settings=(*GIT_FIXED, *EXTRA), identity=IDENTITY)
+    env["GIT_OPTIONAL_LOCKS"] = "0"
     return env
 
 

@@ -224,6 +224,7 @@ class TaskOut(Model):
     test_ok: bool | None
     risks: list[str]
     review: str | None
+    review_fallback: str | None = Field(None, description="why the review was made without a model")
     failure: str | None
     updated_at: float
     diff: str | None = None
@@ -247,6 +248,9 @@ class PlanOut(Model):
     design: str
     base_commit: str
     planner: str
+    planner_fallback: str | None = Field(
+        None, description="why the templated planner was used although a model was asked for (auto mode)"
+    )
     warnings: list[str]
     created_at: float
     tasks: list[TaskOut]

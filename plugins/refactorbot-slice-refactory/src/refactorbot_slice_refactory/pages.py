@@ -41,8 +41,14 @@ def render_board(api: Any) -> None:
     plan = _data(api, "get_plan", {"id": plan_id})
     if plan is None:
         return
+    st.caption(f"plan {plan['id']} · {plan['planner']} planner · base {plan['base_commit'][:12]}")
+    if plan.get("planner_fallback"):
+        st.error(f"Planned without a model (templated planner): {plan['planner_fallback']}")
     for warning in plan["warnings"]:
         st.warning(warning)
+    unreviewed = [t for t in plan["tasks"] if t.get("review_fallback")]
+    if unreviewed:
+        st.warning("Reviewed without a model: " + "; ".join(f"#{t['id']} ({t['review_fallback']})" for t in unreviewed))
     with st.expander("Design"):
         st.markdown(plan["design"])
     shown = [s for s in STATES if plan["board"].get(s)]
@@ -69,6 +75,8 @@ def render_task(api: Any) -> None:
     for risk in task["risks"]:
         st.warning(risk)
     st.markdown("**Review**")
+    if task.get("review_fallback"):
+        st.warning(f"Reviewed without a model: {task['review_fallback']}")
     st.write(task["review"] or "not reviewed yet")
     st.markdown("**Diff**")
     st.code(task["diff"] or "", language="diff")
@@ -98,5 +106,10 @@ def render_queue(api: Any) -> None:
         ],
         hide_index=True,
     )
-    if orchestration["report"]:
-        st.json(orchestration["report"])
+    report = orchestration["report"]
+    if report:
+        if report.get("planner_fallback"):
+            st.error(f"Planned without a model (templated planner): {report['planner_fallback']}")
+        for unreviewed in report.get("reviewed_without_model", []):
+            st.warning(f"Task #{unreviewed['task']} reviewed without a model: {unreviewed['reason']}")
+        st.json(report)

@@ -196,7 +196,7 @@ class RefactorySlice(AtomicSlice):
             raise RefactoryError(f"branch {request.target_branch!r} does not exist in {repo}") from None
         files = (await self.git.out(repo, "ls-tree", "-r", "--name-only", base)).splitlines()
         warnings: list[str] = []
-        draft, used = None, "template"
+        draft, used, fallback = None, "template", None
         if params.planner != "template" and (params.planner == "model" or self.settings.use_model_planner):
             try:
                 draft = await planner.model_plan(self._planner_call, request.title, request.description, files)
@@ -206,7 +206,9 @@ class RefactorySlice(AtomicSlice):
             except RefactorbotError as exc:
                 if params.planner == "model":
                     raise RefactoryError(f"the model planner is unavailable: {exc}") from None
+                fallback = f"the model planner was unavailable: {str(exc)[:300]}"
                 warnings.append(f"planned without a model: {str(exc)[:300]}")
+                self.log.warning("plan of request %s made by the templated planner: %s", request.id, fallback)
         if draft is None:
             draft = planner.templated(request.title, request.description, request.test_command)
         ordered = planner.order(draft)
@@ -214,9 +216,9 @@ class RefactorySlice(AtomicSlice):
         now = time.time()
         async with self.db.transaction() as conn:
             cur = await conn.execute(
-                "INSERT INTO plans (request_id, design, base_commit, planner, warnings, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (request.id, draft.design, base, used, json.dumps(warnings), now),
+                "INSERT INTO plans (request_id, design, base_commit, planner, planner_fallback, warnings, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request.id, draft.design, base, used, fallback, json.dumps(warnings), now),
             )
             plan_id = cur.lastrowid
             ids: dict[str, int] = {}
@@ -261,6 +263,7 @@ class RefactorySlice(AtomicSlice):
             design=row["design"],
             base_commit=row["base_commit"],
             planner=row["planner"],
+            planner_fallback=row["planner_fallback"],
             warnings=json.loads(row["warnings"]),
             created_at=row["created_at"],
             tasks=tasks,
@@ -616,7 +619,7 @@ class RefactorySlice(AtomicSlice):
             risks.append(f"a large diff: {lines} lines")
         if not tested.ok:
             risks.append("the repository's tests fail in this task's worktree")
-        review, model_risks = await self._review(task, diff, stat)
+        review, model_risks, review_fallback = await self._review(task, diff, stat)
         await update_task(
             self.db,
             task.id,
@@ -630,6 +633,7 @@ class RefactorySlice(AtomicSlice):
             test_ok=tested.ok,
             test_output=tested.output,
             review=review,
+            review_fallback=review_fallback,
             risks=risks + model_risks,
         )
         if accepted.ok:
@@ -651,10 +655,11 @@ class RefactorySlice(AtomicSlice):
         )
         return await self._run(json.loads(str(raw)), tree)
 
-    async def _review(self, task: TaskOut, diff: str, stat: str) -> tuple[str, list[str]]:
-        """Return the review agent's summary and the risks it flags (``RISK:`` lines); without a model, a note."""
+    async def _review(self, task: TaskOut, diff: str, stat: str) -> tuple[str, list[str], str | None]:
+        """Return the review agent's summary, the risks it flags (``RISK:`` lines) and, when no model
+        reviewed it, why."""
         if not self.settings.use_model_reviewer:
-            return f"Diff: {stat.splitlines()[-1] if stat else 'empty'}. (model review off)", []
+            return f"Diff: {stat.splitlines()[-1] if stat else 'empty'}. (model review off)", [], "model review off"
         messages = [
             {
                 "role": "system",
@@ -666,13 +671,15 @@ class RefactorySlice(AtomicSlice):
         try:
             response = await self.ctx.complete(messages, model=self.settings.reviewer_model, temperature=0)
         except RefactorbotError as exc:
-            return f"No model review: {str(exc)[:300]}", []
+            reason = f"the model reviewer was unavailable: {str(exc)[:300]}"
+            self.log.warning("task %s reviewed without a model: %s", task.id, reason)
+            return f"Diff: {stat.splitlines()[-1] if stat else 'empty'}. No model review.", [], reason
         text = response.content or ""
         risks = [
             line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().upper().startswith("RISK:")
         ]
         summary = "\n".join(line for line in text.splitlines() if not line.strip().upper().startswith("RISK:")).strip()
-        return summary or text, [r for r in risks if r]
+        return summary or text, [r for r in risks if r], None
 
     async def _requeue(self, task: TaskOut, reason: str, context: str | None) -> None:
         """Give the task back to its coder with the reason in context, or fail it once attempts run out."""
@@ -714,11 +721,13 @@ class RefactorySlice(AtomicSlice):
             await self._requeue(await self._task(task.id), detail, await self._conflict_context(task, files, orch))
             return
         after = await self.git.out(tree, "rev-parse", "HEAD")
-        failures = []
+        failures, broken = [], []
         for other in [t for t in await self._tasks(orch.plan_id) if t.state == "merged"] + [task]:
             accepted = await self._run(other.acceptance, tree)
             if not accepted.ok:
                 failures.append(f"task {other.id}'s acceptance command fails:\n{accepted.output[-1500:]}")
+                if other.id != task.id:
+                    broken.append(other)
         tested = await self._run_tests(orch.plan_id, tree)
         was_green = bool(await self.db.scalar("SELECT tests_green FROM orchestrations WHERE id = ?", (orch.id,)))
         if was_green and not tested.ok:
@@ -729,8 +738,13 @@ class RefactorySlice(AtomicSlice):
             await self.git.undo_merge(tree, before)
             detail = failures[0].splitlines()[0]
             await self._attempt(attempt_id, "red", "\n".join(failures)[:5000])
-            context = "Merged on top of the integration branch, it made the checks fail:\n" + "\n".join(failures)
-            await self._requeue(await self._task(task.id), f"red after merge: {detail}", context[:8000])
+            checks = ("Merged on top of the integration branch, it made the checks fail:\n" + "\n".join(failures))[
+                :8000
+            ]
+            holding = broken or [t for t in await self._tasks(orch.plan_id) if t.state == "merged"]
+            intro = "You now start from the integration branch, which already holds these merged tasks:"
+            context = checks + "\n" + await self._intents(task, holding, intro)
+            await self._requeue(await self._task(task.id), f"red after merge: {detail}", context)
             return
         await self._attempt(attempt_id, "merged", "tests green" if tested.ok else "acceptance green", after)
         async with self.db.transaction() as conn:
@@ -754,10 +768,15 @@ class RefactorySlice(AtomicSlice):
     async def _conflict_context(self, task: TaskOut, files: list[str], orch: OrchestrationOut) -> str:
         """Both intents: what the integration branch already holds for these files, and this task's own."""
         merged = [t for t in await self._tasks(orch.plan_id) if t.state == "merged" and set(t.files) & set(files)]
-        lines = [
-            f"Its branch conflicts with the integration branch in: {', '.join(files)}.",
-            "You now start from the integration branch, which already holds these merged tasks:",
-        ]
+        intro = (
+            f"Its branch conflicts with the integration branch in: {', '.join(files)}.\n"
+            "You now start from the integration branch, which already holds these merged tasks:"
+        )
+        return await self._intents(task, merged, intro)
+
+    async def _intents(self, task: TaskOut, merged: list[TaskOut], intro: str) -> str:
+        """The merged tasks' intents, this task's own, and its previous diff: what a re-queued coder keeps."""
+        lines = [intro]
         for other in merged:
             lines.append(f"- task {other.id} ({other.title}): {other.detail}")
         lines += [
@@ -783,8 +802,13 @@ class RefactorySlice(AtomicSlice):
         landed, land_note = False, "not asked (--land)"
         if orch.land:
             landed, land_note = await self._land(repo, orch, final.ok and not failed)
+        plan = await self._plan(orch.plan_id)
+        unreviewed = [{"task": t.id, "reason": t.review_fallback} for t in tasks if t.review_fallback]
         report = {
             "plan_id": orch.plan_id,
+            "planner": plan.planner,
+            "planner_fallback": plan.planner_fallback,
+            "reviewed_without_model": unreviewed,
             "integration_branch": orch.integration,
             "integration_head": orch.integration_head,
             "repo": str(repo),

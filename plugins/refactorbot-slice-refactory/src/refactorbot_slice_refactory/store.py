@@ -29,6 +29,7 @@ TASK_COLUMNS = frozenset(
         "test_ok",
         "test_output",
         "review",
+        "review_fallback",
         "risks",
         "coder_answer",
         "requeue_context",
@@ -87,6 +88,7 @@ def task_of(row: Any, *, full: bool = False) -> TaskOut:
         test_ok=_flag(row["test_ok"]),
         risks=_loads(row["risks"], []),
         review=row["review"],
+        review_fallback=row["review_fallback"],
         failure=row["failure"],
         updated_at=row["updated_at"],
     )
