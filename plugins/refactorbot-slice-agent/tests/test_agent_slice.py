@@ -266,6 +266,27 @@ async def test_the_rules_file_is_read_again_when_it_changes(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_a_run_with_its_own_workspace_reads_the_rules_there(tmp_path):
+    with ModelServer() as server:
+        server.responder = lambda body: Reply.text("fine")
+        (tmp_path / "workspace").mkdir()
+        (tmp_path / "workspace" / "AGENTS.md").write_text("Configured workspace rules.")
+        per_run = tmp_path / "runs" / "task-1"
+        per_run.mkdir(parents=True)
+        (per_run / "AGENTS.md").write_text("Rules of the task's worktree.")
+        async with host_running(tmp_path, [AGENT, LOOPBACK], config=config_for(server)) as host:
+            await run(host, message="in the worktree", workspace=str(per_run))
+            system = server.requests[-1]["messages"][0]["content"]
+            assert "Rules of the task's worktree." in system and "Configured workspace" not in system
+            await run(host, message="in the configured workspace")
+            system = server.requests[-1]["messages"][0]["content"]
+            assert "Configured workspace rules." in system and "worktree" not in system
+            (per_run / "AGENTS.md").unlink()
+            await run(host, message="a worktree without rules", workspace=str(per_run))
+            assert "Project rules" not in server.requests[-1]["messages"][0]["content"]
+
+
+@pytest.mark.asyncio
 async def test_runs_without_tools_or_other_slices(tmp_path):
     with ModelServer() as server:
         server.script(Reply.text("just text"))

@@ -159,7 +159,7 @@ class AgentRun:
         return str(block.get("text") or "")
 
     def _rules(self) -> str:
-        return self.agent.rules_text()
+        return self.agent.rules_text(self.params.workspace)
 
     def _tools_text(self, schemas: list[dict[str, Any]]) -> str:
         lines = []

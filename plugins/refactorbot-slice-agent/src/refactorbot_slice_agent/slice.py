@@ -67,19 +67,22 @@ class AgentSlice(AtomicSlice):
         """Return the newest version of a prompt template."""
         return self._prompts.get(name, (0, DEFAULTS.get(name, "")))[1]
 
-    def rules_path(self) -> Path:
-        """Return the project rules file: configured, or ``AGENTS.md`` in the workspace."""
+    def rules_path(self, workspace: str | None = None) -> Path:
+        """Return the project rules file: configured, or ``AGENTS.md`` in the run's workspace
+        (``workspace``, given per run) or else the configured one."""
         if self.config.rules_file:
             path = Path(self.config.rules_file).expanduser()
             return path if path.is_absolute() else self.ctx.home / path
+        if workspace:
+            return Path(workspace) / "AGENTS.md"
         return workspace_path(self.ctx.home, self.config.workspace) / "AGENTS.md"
 
-    def rules_text(self) -> str:
+    def rules_text(self, workspace: str | None = None) -> str:
         """Return the project rules for the system prompt ("" without a rules file).
 
         The file is read again only when its size or modification time changed (one ``stat`` a run).
         """
-        path = self.rules_path()
+        path = self.rules_path(workspace)
         try:
             info = path.stat()
         except OSError:
