@@ -158,3 +158,18 @@ class TurnStart(Model):
     session: Session
     message: Message
     history: History
+
+
+class SearchParams(_Params):
+    query: str = Field(
+        min_length=1, max_length=200, description="text found in a session's id, title, chat, user or messages"
+    )
+    status: Status | None = None
+    limit: int = Field(50, ge=1, le=500)
+
+
+class SessionMatch(Session):
+    """A session a search found, and where: the newest matching message's text around the match."""
+
+    matched: Literal["session", "message"] = Field(description="the session's own fields, or a message")
+    snippet: str = Field("", description="up to 160 characters of the matching message")

@@ -23,9 +23,11 @@ from refactorbot_slice_session.models import (
     ListParams,
     Message,
     NewMessage,
+    SearchParams,
     Session,
     SessionConfig,
     SessionIdParams,
+    SessionMatch,
     SessionStats,
     StatsParams,
     TurnStart,
@@ -215,6 +217,48 @@ def _read_history(
         ordered.insert(0, (chat_message(first), first["tokens"]))
     messages, tokens, dropped = trim_to_budget(ordered, budget)
     return messages, tokens, max(dropped, int(total or 0) - len(messages))
+
+
+def _snippet(text: str, needle: str) -> str:
+    """Return up to 160 characters of ``text`` around the first ``needle`` (ASCII case-insensitive)."""
+    at = max(0, text.lower().find(needle) - 60)
+    cut = text[at : at + 160]
+    return ("…" if at else "") + cut + ("…" if at + 160 < len(text) else "")
+
+
+def _search(conn: sqlite3.Connection, query: str, status: str | None, limit: int) -> list[SessionMatch]:
+    """Find sessions by their own fields, then by their messages' text, newest activity first."""
+    needle = query.lower()
+    scope, args = (" AND status = ?", [status]) if status else ("", [])
+    fields = " OR ".join(
+        f"instr(lower(COALESCE({c}, '')), ?) > 0" for c in ("id", "title", "channel", "chat_id", "user_id")
+    )
+    rows = conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE ({fields}){scope} ORDER BY updated_at DESC LIMIT ?",
+        (*[needle] * 5, *args, limit),
+    ).fetchall()
+    found = [SessionMatch(**_session(r).model_dump(), matched="session") for r in rows]
+    seen = {m.session_id for m in found}
+    if len(found) < limit:
+        hits = conn.execute(
+            f"SELECT m.session_id, m.content FROM messages m JOIN sessions s ON s.id = m.session_id"
+            f" WHERE instr(lower(m.content), ?) > 0{scope.replace('status', 's.status')} ORDER BY m.id DESC LIMIT ?",
+            (needle, *args, 20 * limit),
+        ).fetchall()
+        snippets: dict[str, str] = {}
+        for session_id, content in hits:
+            if session_id not in seen and session_id not in snippets:
+                snippets[session_id] = _snippet(content, needle)
+        ids = list(snippets)[: limit - len(found)]
+        if ids:
+            marks = ",".join("?" * len(ids))
+            more = conn.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id IN ({marks}) ORDER BY updated_at DESC", ids
+            ).fetchall()
+            found += [
+                SessionMatch(**_session(r).model_dump(), matched="message", snippet=snippets[r["id"]]) for r in more
+            ]
+    return found
 
 
 class SessionSlice(AtomicSlice):
@@ -439,3 +483,13 @@ class SessionSlice(AtomicSlice):
             span_seconds=round(float(span or 0.0), 3),
             mean_response_ms=None if totals["r"] is None else round(totals["r"], 3),
         )
+
+    @operation
+    async def search(self, params: SearchParams) -> list[SessionMatch]:
+        """Return sessions whose id, title, channel, chat or user contains ``query``, or one of whose messages does.
+
+        Case-insensitive for ASCII letters; the most recently active first. A session matched by a
+        message carries a snippet of its newest matching message.
+        """
+        found: list[SessionMatch] = await self._db.run(_search, params.query, params.status, params.limit)
+        return found
