@@ -5,7 +5,6 @@ the merge queue; and a plan made without a model, which the board says loudly.""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -81,7 +80,9 @@ def test_plan_board_shows_tasks_by_state_and_a_plan_made_without_a_model(served:
     # The newest plan is shown first: planned without a model, which the board says as an error.
     assert at.selectbox[0].value == run["fallback"]["id"]
     errors = [str(e.value) for e in at.error]
-    assert errors and errors[0].startswith("Planned without a model (templated planner): the model planner was unavailable")
+    assert errors and errors[0].startswith(
+        "Planned without a model (templated planner): the model planner was unavailable"
+    )
     assert "templated planner" in texts(at) and "planned" in [s.value for s in at.subheader]
     at = at.selectbox[0].set_value(run["plan"]["id"]).run()
     assert not at.exception, at.exception
