@@ -128,3 +128,36 @@ class MemoryStats(Model):
     consolidated: int
     summaries: int
     accesses: int
+
+
+class UsersParams(_Params):
+    query: str | None = Field(None, max_length=200, description="only users whose id contains this")
+    limit: int = Field(200, ge=1, le=5000)
+
+
+class UserSummary(Model):
+    """One user who has memories."""
+
+    user_id: str
+    memories: int
+    last_created: float
+
+
+class UpdateParams(_Params):
+    user_id: str = Field(description="the memory's owner (a memory of another user is not found)", **_ID)
+    memory_id: int = Field(ge=1)
+    content: str | None = Field(None, min_length=1, description="new text")
+    kind: str | None = Field(None, min_length=1, max_length=32)
+    importance: float | None = Field(None, ge=0.0, le=1.0)
+    tags: list[str] | None = Field(None, max_length=20, description="replaces every tag")
+
+    @field_validator("tags")
+    @classmethod
+    def normalize_tags(cls, tags: list[str] | None) -> list[str] | None:
+        return None if tags is None else _clean_tags(tags)
+
+
+class FindParams(_Params):
+    query: str = Field("", max_length=2000, description="free text; empty returns the newest memories")
+    user_id: str | None = Field(None, description="one user only (default: every user)", **_ID)
+    limit: int = Field(20, ge=1, le=500)

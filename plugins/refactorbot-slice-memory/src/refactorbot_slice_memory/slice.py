@@ -11,6 +11,7 @@ from refactorbot import AtomicSlice, GatewayError, LLMCallRefused, RefactorbotEr
 from refactorbot_slice_memory.models import (
     ConsolidateParams,
     ConsolidateResult,
+    FindParams,
     ForgetParams,
     ForgetResult,
     Memory,
@@ -22,6 +23,9 @@ from refactorbot_slice_memory.models import (
     SearchParams,
     SearchResult,
     StatsParams,
+    UpdateParams,
+    UsersParams,
+    UserSummary,
 )
 from refactorbot_slice_memory.query import match_expression
 
@@ -282,3 +286,80 @@ class MemorySlice(AtomicSlice):
             summaries=totals["summaries"] or 0,
             accesses=totals["accesses"],
         )
+
+    # -- the operator's view (dashboard) -----------------------------------------------------
+
+    @operation
+    async def users(self, params: UsersParams) -> list[UserSummary]:
+        """Return the users who have memories, with how many and when the newest was made, newest first."""
+        where, args = "", []
+        if params.query:
+            where, args = " WHERE instr(lower(user_id), ?) > 0", [params.query.lower()]
+        rows = await self._db.fetchall(
+            "SELECT user_id, COUNT(*) AS n, MAX(created_at) AS last FROM memories"
+            f"{where} GROUP BY user_id ORDER BY last DESC LIMIT ?",
+            [*args, params.limit],
+        )
+        return [UserSummary(user_id=r["user_id"], memories=r["n"], last_created=r["last"]) for r in rows]
+
+    @operation
+    async def update(self, params: UpdateParams) -> Memory:
+        """Change a memory's text, kind, importance or tags (tags given replace the old ones)."""
+        changes: dict[str, Any] = {"kind": params.kind, "importance": params.importance}
+        if params.content is not None:
+            content = params.content.strip()
+            if not content:
+                raise RefactorbotError("memory content is empty")
+            if len(content) > self.config.max_content_chars:
+                raise RefactorbotError(
+                    f"memory has {len(content)} characters; the limit is {self.config.max_content_chars}"
+                )
+            changes["content"] = content
+        sets = {k: v for k, v in changes.items() if v is not None}
+        if not sets and params.tags is None:
+            raise RefactorbotError("nothing to change: give content, kind, importance or tags")
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT id FROM memories WHERE id = ? AND user_id = ?", (params.memory_id, params.user_id)
+            ) as cursor:
+                if await cursor.fetchone() is None:
+                    raise RefactorbotError(f"no memory {params.memory_id} of user '{params.user_id}'")
+            if sets:
+                assignments = ", ".join(f"{column} = ?" for column in sets)
+                await conn.execute(
+                    f"UPDATE memories SET {assignments} WHERE id = ?", [*sets.values(), params.memory_id]
+                )
+            if params.tags is not None:
+                await conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (params.memory_id,))
+                await conn.executemany(
+                    "INSERT INTO memory_tags (memory_id, tag) VALUES (?, ?)",
+                    [(params.memory_id, t) for t in params.tags],
+                )
+        await self.ctx.publish("memory.updated", {"user_id": params.user_id, "memory_id": params.memory_id})
+        return await self._load(params.memory_id)
+
+    @operation
+    async def find(self, params: FindParams) -> SearchResult:
+        """Search memories of every user (or one) for the operator: bm25-ranked, newest first without a query.
+
+        Unlike ``search`` it does not count as a recall and includes consolidated memories.
+        """
+        filters, args = ["1 = 1"], []
+        if params.user_id is not None:
+            filters.append("m.user_id = ?")
+            args.append(params.user_id)
+        expression = match_expression(params.query, params.user_id or "")
+        if expression is None:
+            sql = f"SELECT {_COLUMNS}, NULL AS score FROM memories m WHERE {' AND '.join(filters)}"
+            rows = await self._db.fetchall(
+                sql + " ORDER BY m.created_at DESC, m.id DESC LIMIT ?", [*args, params.limit]
+            )
+        else:
+            sql = (
+                f"SELECT {_COLUMNS}, hits.score AS score FROM (SELECT rowid AS id, bm25(memories_fts, 1.0, 0.0) AS score"
+                " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) AS hits"
+                f" JOIN memories m ON m.id = hits.id WHERE {' AND '.join(filters)} ORDER BY hits.score LIMIT ?"
+            )
+            rows = await self._db.fetchall(sql, [expression, self.config.search_candidates, *args, params.limit])
+        tags = await self._tags_of([r["id"] for r in rows])
+        return SearchResult(memories=[_memory(r, tags[r["id"]], r["score"]) for r in rows], query=expression or "")
