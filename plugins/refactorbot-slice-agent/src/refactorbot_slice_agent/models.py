@@ -142,3 +142,12 @@ class PromptTemplate(Model):
     content: str
     note: str | None = None
     created_at: float
+
+
+class PromptVersionsParams(_Params):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+
+
+class RollbackPromptParams(_Params):
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    version: int = Field(ge=1, description="the version whose text becomes the current one again")

@@ -17,6 +17,8 @@ from refactorbot_slice_agent.models import (
     ExecutionsParams,
     PromptName,
     PromptTemplate,
+    PromptVersionsParams,
+    RollbackPromptParams,
     RunParams,
     RunResult,
     SetPromptParams,
@@ -208,3 +210,23 @@ class AgentSlice(AtomicSlice):
             " (SELECT MAX(version) FROM prompt_templates q WHERE q.name = p.name) ORDER BY name"
         )
         return [PromptTemplate(**dict(r)) for r in rows]
+
+    @operation
+    async def prompt_versions(self, params: PromptVersionsParams) -> list[PromptTemplate]:
+        """Return every version of a prompt template, newest first (the first one is what runs use)."""
+        assert self.db is not None
+        rows = await self.db.fetchall(
+            "SELECT * FROM prompt_templates WHERE name = ? ORDER BY version DESC", (params.name,)
+        )
+        if not rows:
+            known = ", ".join(sorted(self._prompts)) or "none"
+            raise RefactorbotError(f"no prompt '{params.name}' (known: {known})")
+        return [PromptTemplate(**dict(r)) for r in rows]
+
+    @operation
+    async def rollback_prompt(self, params: RollbackPromptParams) -> PromptTemplate:
+        """Make an earlier version current again: saved as a new version with its text (history is kept)."""
+        old = await self.get_prompt(PromptName(name=params.name, version=params.version))
+        return await self.set_prompt(
+            SetPromptParams(name=params.name, content=old.content, note=f"rollback to version {params.version}")
+        )
