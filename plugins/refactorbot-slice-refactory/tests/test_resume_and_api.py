@@ -156,3 +156,43 @@ async def test_the_planner_retries_once_then_refuses_and_cycles_are_refused(tmp_
             missing = await host.call("refactory.create_request", title="t", repo=str(repo), target_branch="nope")
             plan = await host.call("refactory.create_plan", request_id=missing.data["id"], planner="template")
             assert not plan.success and "branch 'nope' does not exist" in plan.error_message
+
+
+@pytest.mark.asyncio
+async def test_a_serving_host_resumes_an_interrupted_orchestration_at_start(tmp_path: Path) -> None:
+    """What `refactorbot serve` does at start (a serving host), without reconcile; a one-shot CLI host does not."""
+    repo = script.build_repo(tmp_path / "repo")
+    reached, release = threading.Event(), threading.Event()
+
+    def gated(body: dict[str, Any]) -> Any:
+        text = json.dumps(body.get("messages"))
+        if "Implement mul" in text and "files_read" not in text and not release.is_set():
+            reached.set()
+            release.wait(60)
+            return Reply.error(503, "the host went away")
+        return script.responder(body)
+
+    home = tmp_path / "home"
+    with ModelServer(responder=gated) as server:
+        async with host_running(home, PLUGINS, config=config(server)) as host:
+            plan = await _plan(host, repo)
+            started = await host.call("refactory.orchestrate", plan_id=plan["id"], agents=2)
+            assert started.success, started.error_message
+            assert await asyncio.to_thread(reached.wait, 120)
+        release.set()
+        orch_id = started.data["id"]
+        # A one-shot command's host (serving=False) reads the orchestration and leaves it interrupted.
+        async with host_running(home, PLUGINS, config=config(server), serving=False) as host:
+            assert orch_id not in host.instance("refactory").runners
+            seen = (await host.call("refactory.get_orchestration", id=orch_id)).data
+            assert seen["status"] == "running" and seen["resumes"] == 0
+        # The serving host resumes it as it starts: no reconcile call.
+        async with host_running(home, PLUGINS, config=config(server)) as host:
+            assert orch_id in host.instance("refactory").runners
+            orch = await finished(host, orch_id)
+            tasks = {t["title"]: t for t in (await host.call("refactory.list_tasks", plan_id=plan["id"])).data["tasks"]}
+    assert orch["status"] == "done" and orch["resumes"] == 1, orch["report"]
+    assert orch["report"]["tests_green"] and len(orch["report"]["merged"]) == 3
+    assert tasks["Implement mul"]["state"] == "merged"
+    assert git(repo, "rev-parse", "main") == plan["base_commit"]
+    nothing_locked(repo)
