@@ -157,3 +157,20 @@ class History(Model):
     """Recent tool calls, newest first."""
 
     executions: list[ExecutionRecord]
+
+
+class ToolLimit(Model):
+    """One tool's limits and how close it is to them."""
+
+    tool: str
+    enabled: bool
+    timeout_s: float = Field(description="seconds a call may run")
+    per_minute: float | None = Field(None, description="rate limit in calls per minute (None: none)")
+    available: float | None = Field(None, description="calls that may start now without waiting (rate-limited tools)")
+    refused: int = Field(0, description="calls refused by the rate limit since the slice started")
+
+
+class ToolLimits(Model):
+    """Every installed tool's limits."""
+
+    tools: list[ToolLimit]

@@ -38,6 +38,8 @@ from refactorbot_slice_tools.models import (
     ListParams,
     StatsParams,
     ToolInfo,
+    ToolLimit,
+    ToolLimits,
     ToolList,
     ToolName,
     ToolsConfig,
@@ -74,6 +76,8 @@ class ToolsSlice(AtomicSlice):
         self.infos: dict[str, ToolInfo] = {}
         self.load_errors: dict[str, str] = {}
         self.buckets: dict[str, TokenBucket] = {}
+        #: Calls refused by each tool's rate limit since start.
+        self.refused: dict[str, int] = {}
         self.workspace = self._workspace_path()
         #: Tools whose own section sets ``workspace``: they cannot run in a per-call workspace.
         self.pinned: set[str] = set()
@@ -347,6 +351,7 @@ class ToolsSlice(AtomicSlice):
                 raise ToolError(f"{call.tool} refused by policy: {reason}")
         bucket = self.buckets.get(call.tool)
         if bucket is not None and not bucket.try_take():
+            self.refused[call.tool] = self.refused.get(call.tool, 0) + 1
             limit = self.settings.rate_limits[call.tool]
             raise ToolError(f"{call.tool} rate limit of {limit:g} calls per minute exceeded; retry later")
 
@@ -444,6 +449,28 @@ class ToolsSlice(AtomicSlice):
                 )
             )
         return ToolStats(tools=usage, total_calls=sum(u.calls for u in usage))
+
+    @operation
+    async def limits(self) -> ToolLimits:
+        """Return each installed tool's timeout and rate limit, the calls it may start now, and refusals."""
+        found = []
+        for name, info in sorted(self.infos.items()):
+            bucket = self.buckets.get(name)
+            available = None
+            if bucket is not None:
+                elapsed = max(0.0, bucket.clock() - bucket.updated)
+                available = round(min(bucket.capacity, bucket.tokens + elapsed * bucket.rate), 3)
+            found.append(
+                ToolLimit(
+                    tool=name,
+                    enabled=info.enabled,
+                    timeout_s=self.settings.timeouts.get(name, self.settings.timeout),
+                    per_minute=self.settings.rate_limits.get(name),
+                    available=available,
+                    refused=self.refused.get(name, 0),
+                )
+            )
+        return ToolLimits(tools=found)
 
     @operation
     async def history(self, params: HistoryParams) -> History:
