@@ -35,8 +35,12 @@ async def read_logs(
     until: float | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    contains: str | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """Return up to ``limit`` log rows newest first, and the ``before_id`` of the next page."""
+    """Return up to ``limit`` log rows newest first, and the ``before_id`` of the next page.
+
+    ``contains`` keeps rows whose message contains it (ASCII letters in any case).
+    """
     where: list[str] = []
     params: list[Any] = []
     if before_id is not None:
@@ -54,6 +58,9 @@ async def read_logs(
     if until is not None:
         where.append("ts < ?")
         params.append(until)
+    if contains:
+        where.append("instr(lower(message), ?) > 0")
+        params.append(contains.lower())
     sql = "SELECT id, ts, level, level_name, slice_id, logger, message FROM logs"
     if where:
         sql += " WHERE " + " AND ".join(where)

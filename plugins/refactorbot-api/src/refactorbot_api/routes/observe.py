@@ -46,6 +46,9 @@ def router(host: Any) -> APIRouter:
         until: float | None = Query(None, ge=0, le=1e11, description="Unix time, exclusive"),
         before_id: int | None = Query(None, ge=1, le=2**62, description="page: rows with a smaller id"),
         limit: int = Query(100, ge=1, le=1000),
+        contains: str | None = Query(
+            None, min_length=1, max_length=200, description="only rows whose message contains this (any case)"
+        ),
     ) -> dict[str, Any]:
         """Return the unified log, newest first, keyset-paged on the row id."""
         try:
@@ -60,6 +63,7 @@ def router(host: Any) -> APIRouter:
             until=until,
             before_id=before_id,
             limit=limit,
+            contains=contains,
         )
         return {"items": items, "next_before_id": next_id}
 
