@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_communication")
-pytest.importorskip("refactorbot_channel_telegram")
-pytest.importorskip("refactorbot_gateway_litellm")
-
-from refactorbot.testing import ModelServer  # noqa: E402
-from refactorbot.testing.telegram import TelegramServer, parse_telegram_html, post_webhook  # noqa: E402
-from refactorbot_channel_telegram.channel import TelegramChannel  # noqa: E402
-from refactorbot_channel_telegram.html import utf16_len  # noqa: E402
+from refactorbot.testing import ModelServer
+from refactorbot.testing.telegram import TelegramServer, parse_telegram_html, post_webhook
+from refactorbot_channel_telegram.channel import TelegramChannel
+from refactorbot_channel_telegram.html import utf16_len
+from serving import Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "7000002:integration-token-AbCdEfGhIjKlMnOpQrSt"
-KEY_ENV = "RB_TEST_TELEGRAM_KEY"
 OWNER = 424242
 GROUP = -1009876543210
 LONG_ANSWER = (
@@ -44,103 +33,43 @@ LONG_ANSWER = (
 )
 
 
-def last_user(body: dict[str, Any]) -> str:
-    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
-
-
 def responder(body: dict[str, Any]) -> str:
     text = last_user(body)
     return LONG_ANSWER if text == "the long plan please" else f"echo: {text}"
 
 
 @dataclass
-class Served:
-    home: Path
-    url: str
-    token: str
-    proc: subprocess.Popen[str]
+class TelegramServed(Served):
+    """The server with the loopback Bot API it talks to."""
+
     telegram: TelegramServer
-    model: ModelServer
-
-    def call(self, target: str, **payload: Any) -> Any:
-        slice_id, _, op = target.partition(".")
-        answer = httpx.post(
-            f"{self.url}/slices/{slice_id}/operations/{op}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.token}"},
-            trust_env=False,
-            timeout=30,
-        ).json()
-        assert answer["success"], answer
-        return answer["data"]
-
-    def turns(self) -> list[str]:
-        return [last_user(r) for r in self.model.requests]
-
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @contextlib.contextmanager
-def serving(home: Path, channel: str, extra_env: dict[str, str]) -> Iterator[Served]:
+def serving(home: Path, channel: str, extra_env: dict[str, str]) -> Iterator[TelegramServed]:
     """Run `refactorbot serve` on ``home`` with the loopback model and Bot API; ``channel``: more [channels.telegram]."""
     with ModelServer(responder=responder) as model, TelegramServer(TOKEN, username="e2e_helper_bot") as telegram:
-        (home / "refactorbot.toml").write_text(
-            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+        write_config(
+            home,
             f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
             f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
-            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n{channel}'
+            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n{channel}',
+            model=model,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "TELEGRAM_"))}
-        env.update({KEY_ENV: "sk-loopback", "TELEGRAM_BOT_TOKEN": TOKEN, **extra_env})
-        log = (home / "serve.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while not (home / "server.json").exists():
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
-            url = json.loads((home / "server.json").read_text())["url"]
-            served = Served(home, url, (home / "api-token").read_text().strip(), proc, telegram, model)
-            wait_until(
-                lambda: (
-                    {c["name"]: c for c in served.call("communication.channels")["channels"]}["telegram"]["status"]
-                    == "running"
-                )
-            )
+        env = clean_env("TELEGRAM_", TELEGRAM_BOT_TOKEN=TOKEN, **extra_env)
+        with serve(home, env=env, kind=TelegramServed, model=model, telegram=telegram) as served:
+            wait_for_channels(served, "telegram")
             yield served
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            log.close()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TelegramServed]:
     with serving(tmp_path_factory.mktemp("telegram-home"), "", {}) as found:
         found.telegram.wait_until(lambda: len(found.telegram.calls("getUpdates")) >= 1, timeout=60)
         yield found
 
 
-def test_the_channel_polls_after_deleting_the_webhook(served: Served) -> None:
+def test_the_channel_polls_after_deleting_the_webhook(served: TelegramServed) -> None:
     methods = [r.path.rsplit("/", 1)[-1] for r in served.telegram.requests]
     assert methods[:3] == ["getMe", "deleteWebhook", "getUpdates"]
     channels = {c["name"]: c for c in served.call("communication.channels")["channels"]}
@@ -148,7 +77,7 @@ def test_the_channel_polls_after_deleting_the_webhook(served: Served) -> None:
 
 
 def test_a_private_message_gets_the_long_reply_split_at_4096_with_the_reference_on_the_first_part(
-    served: Served,
+    served: TelegramServed,
 ) -> None:
     telegram = served.telegram
     asked = telegram.user_message("the long plan please", chat_id=OWNER, sender_id=OWNER)["message"]
@@ -170,7 +99,7 @@ def test_a_private_message_gets_the_long_reply_split_at_4096_with_the_reference_
     assert telegram.sent(GROUP) == []
 
 
-def test_a_redelivered_update_runs_one_turn(served: Served) -> None:
+def test_a_redelivered_update_runs_one_turn(served: TelegramServed) -> None:
     telegram = served.telegram
     update = telegram.user_message("only once", chat_id=OWNER, sender_id=OWNER)
     telegram.wait_until(lambda: telegram.confirmed > update["update_id"], timeout=60)
@@ -184,7 +113,7 @@ def test_a_redelivered_update_runs_one_turn(served: Served) -> None:
     assert [m["text"] for m in telegram.sent(OWNER)].count("echo: only once") == 1
 
 
-def test_in_a_group_the_bot_answers_only_when_mentioned_or_replied_to(served: Served) -> None:
+def test_in_a_group_the_bot_answers_only_when_mentioned_or_replied_to(served: TelegramServed) -> None:
     telegram = served.telegram
     common = {"chat_id": GROUP, "chat_type": "supergroup", "sender_id": OWNER}
     quiet = telegram.user_message("just chatting", **common)

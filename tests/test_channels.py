@@ -10,30 +10,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_communication")
-pytest.importorskip("refactorbot_channel_webhook")
-pytest.importorskip("refactorbot_channel_console")
-pytest.importorskip("refactorbot_gateway_litellm")
-
-from refactorbot.channels import split_text  # noqa: E402
-from refactorbot.testing import ModelServer, PlatformResponse, WebhookReceiver, sign_webhook  # noqa: E402
+from refactorbot.channels import split_text
+from refactorbot.testing import ModelServer, PlatformResponse, WebhookReceiver, sign_webhook
+from serving import Served, clean_env, cli, last_user, serve, wait_for_channels, wait_until, write_config
 
 SECRET = "integration-webhook-secret-0123456789"
-KEY_ENV = "RB_TEST_CHANNELS_KEY"
 LIMIT = 120
 ANSWER = (
     "Here is the script you asked for.\n\n```python\n"
@@ -42,24 +32,16 @@ ANSWER = (
 )
 
 
-def last_user(body: dict[str, Any]) -> str:
-    return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
-
-
 def responder(body: dict[str, Any]) -> str:
     text = last_user(body)
     return ANSWER if text == "write me a script" else f"echo: {text}"
 
 
 @dataclass
-class Served:
-    home: Path
-    url: str
-    token: str
-    proc: subprocess.Popen[str]
+class WebhookServed(Served):
+    """The server with the loopback webhook receiver its replies go to."""
+
     receiver: WebhookReceiver
-    model: ModelServer
-    stdout: list[str] = field(default_factory=list)
 
     def hook(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.url}/hooks/webhook", content=body, headers=headers, trust_env=False, timeout=30)
@@ -68,107 +50,30 @@ class Served:
         body = json.dumps(message).encode()
         return self.hook(body, sign_webhook(SECRET, body))
 
-    def call(self, target: str, **payload: Any) -> Any:
-        slice_id, _, op = target.partition(".")
-        answer = httpx.post(
-            f"{self.url}/slices/{slice_id}/operations/{op}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.token}"},
-            trust_env=False,
-            timeout=30,
-        ).json()
-        assert answer["success"], answer
-        return answer["data"]
-
-    def turns(self) -> list[str]:
-        return [last_user(r) for r in self.model.requests]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_") and k != "REFACTORBOT_WEBHOOK_SECRET"}
-    env[KEY_ENV] = "sk-loopback"
-    return env
-
-
-def start_serve(home: Path, env: dict[str, str], stdin: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
-    log = (home / "serve.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env=env,
-    )
-
-
-def wait_for_server(home: Path, proc: subprocess.Popen[str]) -> tuple[str, str]:
-    deadline = time.monotonic() + 90
-    while not (home / "server.json").exists():
-        assert proc.poll() is None, (home / "serve.log").read_text()
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    url = json.loads((home / "server.json").read_text())["url"]
-    return url, (home / "api-token").read_text().strip()
-
-
-def stop_serve(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookServed]:
     home = tmp_path_factory.mktemp("channels-home")
     with ModelServer(responder=responder) as model, WebhookReceiver(SECRET) as receiver:
-        (home / "refactorbot.toml").write_text(
-            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+        write_config(
+            home,
             f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
             f'[channels.webhook]\ncallback_url = "{receiver.url}/replies"\ntext_limit = {LIMIT}\n'
-            f'dm_policy = "allowlist"\nallow_senders = ["alice", "bob"]\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["alice", "bob"]\n',
+            model=model,
         )
-        env = {**clean_env(), "REFACTORBOT_WEBHOOK_SECRET": SECRET, "RB_CONSOLE_ENABLED": "1"}
-        proc = start_serve(home, env, stdin=subprocess.PIPE)
-        served = Served(home, "", "", proc, receiver, model)
-
-        def read_stdout() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                served.stdout.append(line.rstrip("\n"))
-
-        reader = threading.Thread(target=read_stdout, daemon=True)
-        reader.start()
-        try:
-            served.url, served.token = wait_for_server(home, proc)
-            deadline = time.monotonic() + 60
-            while not all(
-                c["status"] == "running" for c in served.call("communication.channels")["channels"] if c["enabled"]
-            ):
-                assert time.monotonic() < deadline, served.call("communication.channels")
-                time.sleep(0.05)
-            yield served
-        finally:
-            stop_serve(proc)
-            reader.join(timeout=10)
-
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+        env = clean_env(REFACTORBOT_WEBHOOK_SECRET=SECRET, RB_CONSOLE_ENABLED="1")
+        with serve(
+            home, env=env, stdin=subprocess.PIPE, read_stdout=True, kind=WebhookServed, model=model, receiver=receiver
+        ) as running:
+            wait_for_channels(running)
+            yield running
 
 
 # -- the webhook channel ------------------------------------------------------------------------------
 
 
-def test_a_signed_webhook_gets_the_agents_reply_on_its_chat_split_at_the_limit(served: Served) -> None:
+def test_a_signed_webhook_gets_the_agents_reply_on_its_chat_split_at_the_limit(served: WebhookServed) -> None:
     answer = served.send(id="e2e-1", chat_id="room-e2e", sender_id="alice", text="write me a script")
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"status": "accepted", "id": "e2e-1"}
@@ -184,7 +89,7 @@ def test_a_signed_webhook_gets_the_agents_reply_on_its_chat_split_at_the_limit(s
     assert [s["chat_id"] for s in sessions] == ["room-e2e"]
 
 
-def test_a_redelivered_message_runs_one_turn_and_a_replay_is_refused(served: Served) -> None:
+def test_a_redelivered_message_runs_one_turn_and_a_replay_is_refused(served: WebhookServed) -> None:
     body = json.dumps({"id": "e2e-dup", "chat_id": "room-dup", "sender_id": "bob", "text": "only once"}).encode()
     headers = sign_webhook(SECRET, body)
     first = served.hook(body, headers)
@@ -242,7 +147,7 @@ def _forgeries() -> list[tuple[str, bytes, dict[str, str], str]]:
     ]
 
 
-def test_the_forgery_corpus_is_refused_and_runs_nothing(served: Served) -> None:
+def test_the_forgery_corpus_is_refused_and_runs_nothing(served: WebhookServed) -> None:
     before = len(served.model.requests)
     corpus = _forgeries()
     assert len(corpus) >= 20
@@ -257,7 +162,7 @@ def test_the_forgery_corpus_is_refused_and_runs_nothing(served: Served) -> None:
     assert not any(m["chat_id"] == "forged-room" for m in served.receiver.messages)
 
 
-def test_retry_after_from_the_callback_is_honoured(served: Served) -> None:
+def test_retry_after_from_the_callback_is_honoured(served: WebhookServed) -> None:
     served.receiver.script(PlatformResponse.error(429, "slow down", {"Retry-After": "1"}))
     assert served.send(id="e2e-429", chat_id="room-429", sender_id="alice", text="patience").status_code == 200
     wait_until(lambda: served.receiver.texts("room-429") == ["echo: patience"])
@@ -268,7 +173,7 @@ def test_retry_after_from_the_callback_is_honoured(served: Served) -> None:
     assert (row["status"], row["attempts"]) == ("sent", 2)
 
 
-def test_a_send_that_finally_fails_is_recorded_failed(served: Served) -> None:
+def test_a_send_that_finally_fails_is_recorded_failed(served: WebhookServed) -> None:
     served.receiver.script(*[PlatformResponse.error(500, "receiver broken")] * 3)
     assert served.send(id="e2e-500", chat_id="room-500", sender_id="alice", text="anyone?").status_code == 200
 
@@ -283,7 +188,7 @@ def test_a_send_that_finally_fails_is_recorded_failed(served: Served) -> None:
     assert served.receiver.texts("room-500") == []
 
 
-def test_group_messages_need_a_mention(served: Served) -> None:
+def test_group_messages_need_a_mention(served: WebhookServed) -> None:
     quiet = served.send(id="g-1", chat_id="team", sender_id="alice", text="lunch?", is_group=True)
     assert quiet.json()["status"] == "refused"
     asked = served.send(
@@ -300,7 +205,7 @@ def test_group_messages_need_a_mention(served: Served) -> None:
 # -- the console channel, on the server's own terminal ------------------------------------------------
 
 
-def test_lines_typed_into_serve_are_answered_on_its_stdout(served: Served) -> None:
+def test_lines_typed_into_serve_are_answered_on_its_stdout(served: WebhookServed) -> None:
     assert served.proc.stdin is not None
     served.proc.stdin.write("hello from the terminal\n")
     served.proc.stdin.flush()
@@ -314,15 +219,13 @@ def test_lines_typed_into_serve_are_answered_on_its_stdout(served: Served) -> No
 
 def test_a_channel_that_cannot_start_is_shown_with_its_reason_and_the_rest_runs(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "refactorbot.toml").write_text(
-        "[core]\nhealth_interval = 0.2\n[plugins.api]\nport = 0\n[channels.webhook]\nenabled = true\n"
-        'callback_url = "http://127.0.0.1:9/replies"\n'
+    write_config(
+        home,
+        "[core]\nhealth_interval = 0.2\n[channels.webhook]\nenabled = true\n"
+        'callback_url = "http://127.0.0.1:9/replies"\n',
     )
-    env = clean_env()
-    proc = start_serve(home, env)
-    try:
-        url, token = wait_for_server(home, proc)
+    with serve(home) as served:
+        url, token = served.url, served.token
         reason = "environment variable REFACTORBOT_WEBHOOK_SECRET is not set"
 
         def row() -> dict[str, Any]:
@@ -331,23 +234,11 @@ def test_a_channel_that_cannot_start_is_shown_with_its_reason_and_the_rest_runs(
 
         wait_until(lambda: row()["status"] == "degraded")
         assert row()["error"].startswith(f"channel webhook: {reason} (retry in")
-        shown = subprocess.run(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "slices"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        shown = cli(home, "slices")
         assert shown.returncode == 0, shown.stderr
         line = next(x for x in shown.stdout.splitlines() if x.startswith("communication"))
         assert "degraded" in line and f"channel webhook: {reason}" in line
-        channels = subprocess.run(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "channels"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-        )
+        channels = cli(home, "channels")
         assert channels.returncode == 0, channels.stderr
         webhook = next(x for x in channels.stdout.splitlines() if x.startswith("webhook"))
         assert "failed (retry in" in webhook and reason in webhook
@@ -356,5 +247,3 @@ def test_a_channel_that_cannot_start_is_shown_with_its_reason_and_the_rest_runs(
             for r in httpx.get(f"{url}/slices", headers={"Authorization": f"Bearer {token}"}, trust_env=False).json()
             if r["slice_id"] == "session"
         )
-    finally:
-        stop_serve(proc)
