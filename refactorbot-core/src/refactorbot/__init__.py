@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import Delivery as Delivery
     from refactorbot.channels import DeliveryReports as DeliveryReports
     from refactorbot.channels import DeliveryStatus as DeliveryStatus
-    from refactorbot.channels import close_fences as close_fences
     from refactorbot.channels import DmPolicy as DmPolicy
     from refactorbot.channels import FormattingRejected as FormattingRejected
     from refactorbot.channels import Inbound as Inbound
@@ -36,6 +35,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import TextPart as TextPart
     from refactorbot.channels import WebhookRequest as WebhookRequest
     from refactorbot.channels import WebhookResponse as WebhookResponse
+    from refactorbot.channels import close_fences as close_fences
     from refactorbot.channels import hmac_sha256_hex as hmac_sha256_hex
     from refactorbot.channels import markdown_to_plain as markdown_to_plain
     from refactorbot.channels import parse_retry_after as parse_retry_after
