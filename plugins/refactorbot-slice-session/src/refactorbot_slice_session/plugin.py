@@ -15,3 +15,22 @@ def register_slices(register: Any) -> None:
     from refactorbot_slice_session.slice import SessionSlice
 
     register(SessionSlice)
+
+
+@hookimpl
+def register_dashboard_pages(register: Any) -> None:
+    """Register the sessions page."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_session import pages
+
+    register(
+        DashboardPage(
+            group="session",
+            title="Sessions",
+            render=pages.render_sessions,
+            kind="dashboard",
+            url_path="session-sessions",
+            icon=":material/forum:",
+        )
+    )
