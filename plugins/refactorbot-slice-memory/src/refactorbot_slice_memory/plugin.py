@@ -15,3 +15,22 @@ def register_slices(register: Any) -> None:
     from refactorbot_slice_memory.slice import MemorySlice
 
     register(MemorySlice)
+
+
+@hookimpl
+def register_dashboard_pages(register: Any) -> None:
+    """Register the memories page."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_memory import pages
+
+    register(
+        DashboardPage(
+            group="memory",
+            title="Memories",
+            render=pages.render_memories,
+            kind="dashboard",
+            url_path="memory-memories",
+            icon=":material/psychology:",
+        )
+    )
