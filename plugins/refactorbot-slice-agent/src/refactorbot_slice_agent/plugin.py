@@ -24,3 +24,32 @@ def register_commands(cli: Any) -> None:
 
     cli.add_command(chat)
     cli.add_command(demo)
+
+
+@hookimpl
+def register_dashboard_pages(register: Any) -> None:
+    """Register the executions and prompts pages."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_agent import pages
+
+    register(
+        DashboardPage(
+            group="agent",
+            title="Executions",
+            render=pages.render_executions,
+            kind="dashboard",
+            url_path="agent-executions",
+            icon=":material/smart_toy:",
+        )
+    )
+    register(
+        DashboardPage(
+            group="agent",
+            title="Prompts",
+            render=pages.render_prompts,
+            kind="config",
+            url_path="agent-prompts",
+            icon=":material/edit_note:",
+        )
+    )
