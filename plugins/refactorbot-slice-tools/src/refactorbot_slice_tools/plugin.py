@@ -27,3 +27,22 @@ def before_operation(request: Any) -> str | None:
 def register_slices(register: Any) -> None:
     """Register the tools slice."""
     register(ToolsSlice)
+
+
+@hookimpl
+def register_dashboard_pages(register: Any) -> None:
+    """Register the tools page."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_tools import pages
+
+    register(
+        DashboardPage(
+            group="tools",
+            title="Tools",
+            render=pages.render_tools,
+            kind="dashboard",
+            url_path="tools-tools",
+            icon=":material/build:",
+        )
+    )
