@@ -51,3 +51,22 @@ def register_commands(cli: Any) -> None:
     from refactorbot_slice_providers.cli import add_commands
 
     add_commands(cli)
+
+
+@hookimpl
+def register_dashboard_pages(register: Any) -> None:
+    """Register the models, budgets and spend page."""
+    from refactorbot import DashboardPage
+
+    from refactorbot_slice_providers import pages
+
+    register(
+        DashboardPage(
+            group="providers",
+            title="Models and spend",
+            render=pages.render_providers,
+            kind="dashboard",
+            url_path="providers-spend",
+            icon=":material/payments:",
+        )
+    )
