@@ -36,6 +36,8 @@ KEY_ENV = "RB_TEST_LOOPBACK_KEY"
 #: How long a server may take to write ``server.json``, and a stopped one to exit, before the test fails.
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
+#: The communication slice's retries of a failed send, short enough for a test to see them all.
+QUICK_SENDS = "[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
 
 
 def last_user(body: dict[str, Any]) -> str:

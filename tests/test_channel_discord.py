@@ -10,32 +10,22 @@ The model is the loopback `ModelServer` behind the LiteLLM gateway; every other 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_communication")
-pytest.importorskip("refactorbot_channel_discord")
-pytest.importorskip("refactorbot_gateway_litellm")
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
-from refactorbot.channels import split_text  # noqa: E402
-from refactorbot.testing import ModelServer  # noqa: E402
-from refactorbot.testing.discord import DiscordServer  # noqa: E402
-from refactorbot_channel_discord.channel import DiscordChannel  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from refactorbot.channels import split_text
+from refactorbot.testing import ModelServer
+from refactorbot.testing.discord import DiscordServer
+from refactorbot_channel_discord.channel import DiscordChannel
+from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.integration.discord-bot-token"
-KEY_ENV = "RB_TEST_DISCORD_KEY"
 OWNER = "100000000000000042"
 DM = "1100000000000000042"
 GUILD = "1300000000000000042"
@@ -51,48 +41,19 @@ LONG_ANSWER = (
 )
 
 
-def last_user(body: dict[str, Any]) -> str:
-    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
-
-
 def responder(body: dict[str, Any]) -> str:
     text = last_user(body)
     return LONG_ANSWER if text == "the long plan please" else f"echo: {text}"
 
 
 @dataclass
-class Served:
-    home: Path
-    url: str
-    token: str
-    proc: subprocess.Popen[str]
+class DiscordServed(Served):
+    """The server with the loopback Discord (REST and Gateway) it talks to."""
+
     discord: DiscordServer
-    model: ModelServer
-
-    def call(self, target: str, **payload: Any) -> Any:
-        slice_id, _, op = target.partition(".")
-        answer = httpx.post(
-            f"{self.url}/slices/{slice_id}/operations/{op}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.token}"},
-            trust_env=False,
-            timeout=30,
-        ).json()
-        assert answer["success"], answer
-        return answer["data"]
-
-    def turns(self) -> list[str]:
-        return [last_user(r) for r in self.model.requests]
 
     def hook(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.url}/hooks/discord", content=body, headers=headers, trust_env=False, timeout=30)
-
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def signed(body: bytes, stamp: int | None = None) -> dict[str, str]:
@@ -112,60 +73,28 @@ def flip(signature: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiscordServed]:
     home = tmp_path_factory.mktemp("discord-home")
     with ModelServer(responder=responder) as model, DiscordServer(TOKEN, bot_name="e2e-bot") as discord:
-        (home / "refactorbot.toml").write_text(
-            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
-            f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
-            f'[channels.discord]\napi_base = "{discord.api_base}"\nreconnect_backoff = 0.1\n'
-            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n'
+        write_config(
+            home,
+            QUICK_SENDS + f'[channels.discord]\napi_base = "{discord.api_base}"\nreconnect_backoff = 0.1\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n',
+            model=model,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "DISCORD_"))}
-        env.update({KEY_ENV: "sk-loopback", "DISCORD_BOT_TOKEN": TOKEN, "DISCORD_PUBLIC_KEY": PUBLIC_KEY})
-        log = (home / "serve.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while not (home / "server.json").exists():
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
-            url = json.loads((home / "server.json").read_text())["url"]
-            served = Served(home, url, (home / "api-token").read_text().strip(), proc, discord, model)
-            wait_until(
-                lambda: (
-                    {c["name"]: c for c in served.call("communication.channels")["channels"]}["discord"]["status"]
-                    == "running"
-                )
-            )
+        env = clean_env("DISCORD_", DISCORD_BOT_TOKEN=TOKEN, DISCORD_PUBLIC_KEY=PUBLIC_KEY)
+        with serve(home, env=env, kind=DiscordServed, model=model, discord=discord) as running:
+            wait_for_channels(running, "discord")
             discord.wait_until(discord.ready)
-            yield served
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            log.close()
+            yield running
 
 
-def test_the_gateway_session_identified_with_the_message_content_intent(served: Served) -> None:
+def test_the_gateway_session_identified_with_the_message_content_intent(served: DiscordServed) -> None:
     identify = served.discord.identifies[0]
     assert identify["token"] == TOKEN and identify["intents"] & (1 << 15)
 
 
-def test_a_dm_gets_the_long_reply_split_at_2000_with_the_reference_on_the_first_part(served: Served) -> None:
+def test_a_dm_gets_the_long_reply_split_at_2000_with_the_reference_on_the_first_part(served: DiscordServed) -> None:
     asked = served.discord.push_message(DM, "the long plan please", author_id=OWNER)
     expected = split_text(DiscordChannel(env={}).render(LONG_ANSWER), 2000)
     assert len(expected) >= 3 and any(p.startswith("```python\n") for p in expected[1:])
@@ -181,7 +110,7 @@ def test_a_dm_gets_the_long_reply_split_at_2000_with_the_reference_on_the_first_
     assert row["status"] == "sent"
 
 
-def test_a_redelivered_message_runs_one_turn(served: Served) -> None:
+def test_a_redelivered_message_runs_one_turn(served: DiscordServed) -> None:
     def duplicates() -> int:
         return int({c["name"]: c for c in served.call("communication.channels")["channels"]}["discord"]["duplicates"])
 
@@ -197,7 +126,7 @@ def test_a_redelivered_message_runs_one_turn(served: Served) -> None:
     assert served.discord.texts(DM).count("echo: only once") == 1
 
 
-def test_in_a_guild_the_bot_answers_only_when_mentioned_or_replied_to(served: Served) -> None:
+def test_in_a_guild_the_bot_answers_only_when_mentioned_or_replied_to(served: DiscordServed) -> None:
     discord = served.discord
     discord.push_message(CHANNEL, "lunch anyone?", author_id=OWNER, guild_id=GUILD)
     discord.push_message(
@@ -217,7 +146,7 @@ def test_in_a_guild_the_bot_answers_only_when_mentioned_or_replied_to(served: Se
     assert "lunch anyone?" not in served.turns()
 
 
-def test_a_message_sent_while_the_gateway_was_down_is_replayed_after_resume(served: Served) -> None:
+def test_a_message_sent_while_the_gateway_was_down_is_replayed_after_resume(served: DiscordServed) -> None:
     discord = served.discord
     before = len(discord.connections)
     discord.hold_connections()
@@ -231,7 +160,7 @@ def test_a_message_sent_while_the_gateway_was_down_is_replayed_after_resume(serv
     assert channels["discord"]["status"] == "running"
 
 
-def test_a_signed_slash_command_is_answered_and_forgeries_run_nothing(served: Served) -> None:
+def test_a_signed_slash_command_is_answered_and_forgeries_run_nothing(served: DiscordServed) -> None:
     discord = served.discord
     ping = json.dumps({"id": "1", "application_id": discord.application_id, "type": 1, "token": "x", "version": 1})
     pong = served.hook(ping.encode(), signed(ping.encode()))

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,15 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_communication")
-pytest.importorskip("refactorbot_channel_feishu")
-pytest.importorskip("refactorbot_gateway_litellm")
-
-from refactorbot.channels import split_text  # noqa: E402
-from refactorbot.testing import ModelServer  # noqa: E402
-from refactorbot.testing.feishu import (  # noqa: E402
+from refactorbot.channels import split_text
+from refactorbot.testing import ModelServer
+from refactorbot.testing.feishu import (
     FeishuServer,
     encrypt_body,
     mention,
@@ -36,10 +27,10 @@ from refactorbot.testing.feishu import (  # noqa: E402
     post_event,
     sign_headers,
 )
+from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
 
 ENCRYPT_KEY = "e2e-feishu-encrypt-key-0123456789"
 TOKEN = "e2e-feishu-verification-token"
-KEY_ENV = "RB_TEST_FEISHU_KEY"
 LIMIT = 120
 ALICE = "ou_alice0000000000000000000000001"
 ANSWER = (
@@ -49,105 +40,47 @@ ANSWER = (
 )
 
 
-def last_user(body: dict[str, Any]) -> str:
-    return next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user")
-
-
 def responder(body: dict[str, Any]) -> str:
     text = last_user(body)
     return ANSWER if text == "write me a script" else f"echo: {text}"
 
 
 @dataclass
-class Served:
-    url: str
-    token: str
-    proc: subprocess.Popen[str]
+class FeishuServed(Served):
+    """The server with the loopback Feishu Open Platform it talks to."""
+
     feishu: FeishuServer
-    model: ModelServer
 
     def event(self, payload: dict[str, Any]) -> tuple[int, Any]:
         return post_event(f"{self.url}/hooks/feishu", payload, encrypt_key=ENCRYPT_KEY)
 
-    def call(self, target: str, **payload: Any) -> Any:
-        slice_id, _, op = target.partition(".")
-        answer = httpx.post(
-            f"{self.url}/slices/{slice_id}/operations/{op}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.token}"},
-            trust_env=False,
-            timeout=30,
-        ).json()
-        assert answer["success"], answer
-        return answer["data"]
 
-    def turns(self) -> list[str]:
-        return [last_user(r) for r in self.model.requests]
-
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
-def clean_env(feishu: FeishuServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "FEISHU_", "REFACTORBOT_WEBHOOK"))}
-    env.update({KEY_ENV: "sk-loopback", "FEISHU_APP_ID": feishu.app_id, "FEISHU_APP_SECRET": feishu.app_secret})
-    return env
+def feishu_env(feishu: FeishuServer, **extra: str) -> dict[str, str]:
+    return clean_env("FEISHU_", FEISHU_APP_ID=feishu.app_id, FEISHU_APP_SECRET=feishu.app_secret, **extra)
 
 
 @contextlib.contextmanager
-def serve(tmp: Path, feishu: FeishuServer, model: ModelServer, channel: str, env: dict[str, str]) -> Iterator[Served]:
-    (tmp / "refactorbot.toml").write_text(
-        f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-        f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
-        f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
-        f'[channels.feishu]\napi_base = "{feishu.url}"\ntext_limit = {LIMIT}\n'
-        f'dm_policy = "allowlist"\nallow_senders = ["{ALICE}"]\n{channel}'
+def serving(
+    home: Path, feishu: FeishuServer, model: ModelServer, channel: str, env: dict[str, str]
+) -> Iterator[FeishuServed]:
+    """Run `refactorbot serve` on ``home`` with the loopback model and Feishu; ``channel``: more [channels.feishu]."""
+    write_config(
+        home,
+        QUICK_SENDS + f'[channels.feishu]\napi_base = "{feishu.url}"\ntext_limit = {LIMIT}\n'
+        f'dm_policy = "allowlist"\nallow_senders = ["{ALICE}"]\n{channel}',
+        model=model,
     )
-    log = (tmp / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "refactorbot", "--home", str(tmp), "serve"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        text=True,
-        env=env,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not (tmp / "server.json").exists():
-            assert proc.poll() is None, (tmp / "serve.log").read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        url = json.loads((tmp / "server.json").read_text())["url"]
-        served = Served(url, (tmp / "api-token").read_text().strip(), proc, feishu, model)
-
-        def feishu_running() -> bool:
-            rows = served.call("communication.channels")["channels"]
-            return any(c["name"] == "feishu" and c["status"] == "running" for c in rows)
-
-        wait_until(feishu_running)
+    with serve(home, env=env, kind=FeishuServed, model=model, feishu=feishu) as served:
+        wait_for_channels(served, "feishu")
         yield served
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FeishuServed]:
     home = tmp_path_factory.mktemp("feishu-home")
     with ModelServer(responder=responder) as model, FeishuServer() as feishu:
-        env = {**clean_env(feishu), "FEISHU_ENCRYPT_KEY": ENCRYPT_KEY, "FEISHU_VERIFICATION_TOKEN": TOKEN}
-        with serve(home, feishu, model, 'mode = "webhook"\n', env) as running:
+        env = feishu_env(feishu, FEISHU_ENCRYPT_KEY=ENCRYPT_KEY, FEISHU_VERIFICATION_TOKEN=TOKEN)
+        with serving(home, feishu, model, 'mode = "webhook"\n', env) as running:
             yield running
 
 
@@ -157,7 +90,7 @@ def dm(text: str, message_id: str, chat_id: str = "oc_dm_alice", sender: str = A
     )
 
 
-def test_an_encrypted_event_gets_the_reply_as_posts_split_at_the_limit(served: Served) -> None:
+def test_an_encrypted_event_gets_the_reply_as_posts_split_at_the_limit(served: FeishuServed) -> None:
     inbound = dm("write me a script", "om_e2e_1")
     served.feishu.record_inbound(inbound)
     status, answer = served.event(inbound)
@@ -181,7 +114,7 @@ def test_an_encrypted_event_gets_the_reply_as_posts_split_at_the_limit(served: S
     assert [s["chat_id"] for s in served.call("session.list", channel="feishu")] == ["oc_dm_alice"]
 
 
-def test_a_redelivered_event_runs_one_turn(served: Served) -> None:
+def test_a_redelivered_event_runs_one_turn(served: FeishuServed) -> None:
     inbound = dm("only once", "om_e2e_dup", chat_id="oc_dup")
     served.feishu.record_inbound(inbound)
     assert served.event(inbound) == (200, {"msg": "accepted"})
@@ -190,7 +123,7 @@ def test_a_redelivered_event_runs_one_turn(served: Served) -> None:
     assert served.turns().count("only once") == 1
 
 
-def test_the_forgery_corpus_over_http_runs_nothing(served: Served) -> None:
+def test_the_forgery_corpus_over_http_runs_nothing(served: FeishuServed) -> None:
     before = len(served.model.requests)
     body = encrypt_body(dm("run rm -rf", "om_forged", chat_id="oc_forged"), ENCRYPT_KEY)
     now = int(time.time())
@@ -225,7 +158,7 @@ def test_the_forgery_corpus_over_http_runs_nothing(served: Served) -> None:
     assert served.feishu.texts("oc_forged") == []
 
 
-def test_in_a_group_only_a_mention_of_the_bot_is_answered(served: Served) -> None:
+def test_in_a_group_only_a_mention_of_the_bot_is_answered(served: FeishuServed) -> None:
     bot = mention("@_user_1", served.feishu.bot_open_id, "bot")
     other = mention("@_user_1", "ou_carol0000000000000000000000001", "Carol")
     quiet = dm("@_user_1 lunch?", "om_g_1", chat_id="oc_team", chat_type="group", mentions=[other])
@@ -242,7 +175,7 @@ def test_in_a_group_only_a_mention_of_the_bot_is_answered(served: Served) -> Non
 
 def test_the_long_connection_end_to_end(tmp_path: Path) -> None:
     with ModelServer(responder=responder) as model, FeishuServer() as feishu:
-        with serve(tmp_path, feishu, model, "", clean_env(feishu)) as running:
+        with serving(tmp_path, feishu, model, "", feishu_env(feishu)) as running:
             inbound = dm("over the long connection", "om_ws_1", chat_id="oc_ws")
             key = feishu.push_event(inbound)
             assert feishu.wait_for_ack(key)["code"] == 200

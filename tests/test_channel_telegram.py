@@ -19,7 +19,7 @@ from refactorbot.testing import ModelServer
 from refactorbot.testing.telegram import TelegramServer, parse_telegram_html, post_webhook
 from refactorbot_channel_telegram.channel import TelegramChannel
 from refactorbot_channel_telegram.html import utf16_len
-from serving import Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "7000002:integration-token-AbCdEfGhIjKlMnOpQrSt"
 OWNER = 424242
@@ -51,8 +51,7 @@ def serving(home: Path, channel: str, extra_env: dict[str, str]) -> Iterator[Tel
     with ModelServer(responder=responder) as model, TelegramServer(TOKEN, username="e2e_helper_bot") as telegram:
         write_config(
             home,
-            f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
-            f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
+            QUICK_SENDS + f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
             f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n{channel}',
             model=model,
         )

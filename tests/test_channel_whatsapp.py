@@ -11,31 +11,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_communication")
-pytest.importorskip("refactorbot_channel_whatsapp")
-pytest.importorskip("refactorbot_gateway_litellm")
-
-from refactorbot.testing import ModelServer  # noqa: E402
-from refactorbot.testing.whatsapp import WhatsAppServer  # noqa: E402
-from refactorbot_channel_whatsapp.channel import WhatsAppChannel  # noqa: E402
+from refactorbot.testing import ModelServer
+from refactorbot.testing.whatsapp import WhatsAppServer
+from refactorbot_channel_whatsapp.channel import WhatsAppChannel
+from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "e2e-whatsapp-access-token-0123456789"
 APP_SECRET = "e2e-whatsapp-app-secret-abcdef012345"
 VERIFY = "e2e-verify-token-31415"
-KEY_ENV = "RB_TEST_WHATSAPP_KEY"
 USER = "16505551234"
 OTHER = "447700900123"
 GROUP = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD"
@@ -50,113 +39,49 @@ LONG = (
 )
 
 
-def last_user(body: dict[str, Any]) -> str:
-    return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
-
-
 def responder(body: dict[str, Any]) -> str:
     text = last_user(body)
     return LONG if text == "plan the migration" else f"echo: {text}"
 
 
 @dataclass
-class Served:
-    home: Path
-    url: str
-    token: str
-    proc: subprocess.Popen[str]
+class WhatsAppServed(Served):
+    """The server with the loopback WhatsApp Cloud API it talks to."""
+
     wa: WhatsAppServer
-    model: ModelServer
 
     def hook(self, body: bytes, headers: dict[str, str], method: str = "POST") -> httpx.Response:
         return httpx.request(
             method, f"{self.url}/hooks/whatsapp", content=body, headers=headers, trust_env=False, timeout=30
         )
 
-    def call(self, target: str, **payload: Any) -> Any:
-        slice_id, _, op = target.partition(".")
-        answer = httpx.post(
-            f"{self.url}/slices/{slice_id}/operations/{op}",
-            json=payload,
-            headers={"Authorization": f"Bearer {self.token}"},
-            trust_env=False,
-            timeout=30,
-        ).json()
-        assert answer["success"], answer
-        return answer["data"]
-
-    def turns(self) -> list[str]:
-        return [last_user(r) for r in self.model.requests]
-
-
-def wait_until(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WhatsAppServed]:
     home = tmp_path_factory.mktemp("whatsapp-home")
     with ModelServer(responder=responder) as model, WhatsAppServer(access_token=TOKEN, app_secret=APP_SECRET) as wa:
-        (home / "refactorbot.toml").write_text(
-            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
-            f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
-            f'[channels.whatsapp]\napi_base = "{wa.api_base}"\nphone_number_id = "{wa.phone_number_id}"\n'
-            f'dm_policy = "allowlist"\nallow_senders = ["{USER}", "{OTHER}"]\n'
+        write_config(
+            home,
+            QUICK_SENDS + f'[channels.whatsapp]\napi_base = "{wa.api_base}"\nphone_number_id = "{wa.phone_number_id}"\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["{USER}", "{OTHER}"]\n',
+            model=model,
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("RB_", "WHATSAPP_"))}
-        env.update(
-            {
-                KEY_ENV: "sk-loopback",
-                "WHATSAPP_ACCESS_TOKEN": TOKEN,
-                "WHATSAPP_APP_SECRET": APP_SECRET,
-                "WHATSAPP_VERIFY_TOKEN": VERIFY,
-            }
+        env = clean_env(
+            "WHATSAPP_", WHATSAPP_ACCESS_TOKEN=TOKEN, WHATSAPP_APP_SECRET=APP_SECRET, WHATSAPP_VERIFY_TOKEN=VERIFY
         )
-        log = (home / "serve.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            text=True,
-            env=env,
-        )
-        try:
-            deadline = time.monotonic() + 90
-            while not (home / "server.json").exists():
-                assert proc.poll() is None, (home / "serve.log").read_text()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.05)
-            url = json.loads((home / "server.json").read_text())["url"]
-            served = Served(home, url, (home / "api-token").read_text().strip(), proc, wa, model)
-            wa.webhook_url = f"{url}/hooks/whatsapp"
-            wait_until(
-                lambda: any(
-                    c["name"] == "whatsapp" and c["status"] == "running"
-                    for c in served.call("communication.channels")["channels"]
-                )
-            )
-            yield served
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-            log.close()
+        with serve(home, env=env, kind=WhatsAppServed, model=model, wa=wa) as running:
+            wa.webhook_url = f"{running.url}/hooks/whatsapp"
+            wait_for_channels(running, "whatsapp")
+            yield running
 
 
-def outgoing(served: Served, chat: str) -> list[dict[str, Any]]:
+def outgoing(served: WhatsAppServed, chat: str) -> list[dict[str, Any]]:
     return list(served.call("communication.messages", chat_id=chat, direction="out")["items"])
 
 
-def test_a_message_gets_the_agents_reply_split_at_4096_with_the_reference_on_the_first_part(served: Served) -> None:
+def test_a_message_gets_the_agents_reply_split_at_4096_with_the_reference_on_the_first_part(
+    served: WhatsAppServed,
+) -> None:
     body, headers = served.wa.inbound(USER, "plan the migration", message_id="wamid.e2e-1")
     answer = served.hook(body, headers)
     assert answer.status_code == 200, answer.text
@@ -177,7 +102,7 @@ def test_a_message_gets_the_agents_reply_split_at_4096_with_the_reference_on_the
     assert all(answer == 200 for answer in served.wa.delivery_answers)
 
 
-def test_a_status_reporting_failure_turns_the_record_failed_with_the_reason(served: Served) -> None:
+def test_a_status_reporting_failure_turns_the_record_failed_with_the_reason(served: WhatsAppServed) -> None:
     served.wa.fail_next_delivery(131026, "Message undeliverable", "The recipient's phone is off")
     body, headers = served.wa.inbound(OTHER, "are you there?", message_id="wamid.e2e-fail")
     assert served.hook(body, headers).status_code == 200
@@ -188,7 +113,7 @@ def test_a_status_reporting_failure_turns_the_record_failed_with_the_reason(serv
     assert served.wa.texts(OTHER) == ["echo: are you there?"], "WhatsApp took it, then reported it failed"
 
 
-def test_the_subscription_check_over_http(served: Served) -> None:
+def test_the_subscription_check_over_http(served: WhatsAppServed) -> None:
     query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "987654321"}
     good = httpx.get(f"{served.url}/hooks/whatsapp", params=query, trust_env=False, timeout=30)
     assert (good.status_code, good.text) == (200, "987654321")
@@ -199,7 +124,7 @@ def test_the_subscription_check_over_http(served: Served) -> None:
     assert bad.status_code == 403 and "987654321" not in bad.text
 
 
-def test_a_redelivered_message_runs_one_turn(served: Served) -> None:
+def test_a_redelivered_message_runs_one_turn(served: WhatsAppServed) -> None:
     body, headers = served.wa.inbound(USER, "only once please", message_id="wamid.e2e-dup")
     assert served.hook(body, headers).json()["messages"] == ["accepted"]
     again = served.hook(body, headers)  # Meta redelivers the very same signed body
@@ -208,7 +133,7 @@ def test_a_redelivered_message_runs_one_turn(served: Served) -> None:
     assert served.turns().count("only once please") == 1
 
 
-def test_forged_deliveries_are_refused_and_run_nothing(served: Served) -> None:
+def test_forged_deliveries_are_refused_and_run_nothing(served: WhatsAppServed) -> None:
     body, good = served.wa.inbound(USER, "forged order", message_id="wamid.e2e-forged")
     digest = good["X-Hub-Signature-256"][7:]
     flipped = bytearray(body)
@@ -255,7 +180,7 @@ def test_forged_deliveries_are_refused_and_run_nothing(served: Served) -> None:
     assert "forged order" not in served.turns()
 
 
-def test_in_a_group_the_agent_answers_only_when_mentioned(served: Served) -> None:
+def test_in_a_group_the_agent_answers_only_when_mentioned(served: WhatsAppServed) -> None:
     quiet, headers = served.wa.inbound(USER, "lunch anyone?", group_id=GROUP, message_id="wamid.g-1")
     assert served.hook(quiet, headers).json()["messages"] == ["refused"]
     asked, headers = served.wa.inbound(

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from refactorbot.channels import split_text
 from refactorbot.testing import ModelServer, PlatformResponse, WebhookReceiver, sign_webhook
-from serving import Served, clean_env, cli, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, cli, last_user, serve, wait_for_channels, wait_until, write_config
 
 SECRET = "integration-webhook-secret-0123456789"
 LIMIT = 120
@@ -57,8 +57,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookServed]:
     with ModelServer(responder=responder) as model, WebhookReceiver(SECRET) as receiver:
         write_config(
             home,
-            f"[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
-            f'[channels.webhook]\ncallback_url = "{receiver.url}/replies"\ntext_limit = {LIMIT}\n'
+            QUICK_SENDS + f'[channels.webhook]\ncallback_url = "{receiver.url}/replies"\ntext_limit = {LIMIT}\n'
             f'dm_policy = "allowlist"\nallow_senders = ["alice", "bob"]\n',
             model=model,
         )
