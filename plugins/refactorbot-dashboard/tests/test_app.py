@@ -22,6 +22,7 @@ MASTER = {
     "analytics": "Analytics",
     "control": "Control",
     "logs": "Logs",
+    "search": "Search",
     "settings": "Settings",
 }
 

@@ -24,6 +24,7 @@ MASTER_PAGES = (
     ("analytics.py", "Analytics", "analytics", ":material/monitoring:"),
     ("control.py", "Control", "control", ":material/tune:"),
     ("logs.py", "Logs", "logs", ":material/receipt_long:"),
+    ("search.py", "Search", "search", ":material/search:"),
     ("settings.py", "Settings", "settings", ":material/settings:"),
 )
 KIND_ORDER = {"dashboard": 0, "analytics": 1, "config": 2, "other": 3}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from refactorbot_dashboard.tables import table
+
 WINDOWS = {"15 minutes": 15, "1 hour": 60, "6 hours": 360, "24 hours": 1440, "7 days": 10_080}
 
 
@@ -51,7 +53,7 @@ def render(api: Any) -> None:
     rows = latency_rows(metrics["operations"])
     if rows:
         st.bar_chart(rows, x="operation", y=["p50_ms", "p95_ms", "p99_ms"], stack=False, y_label="ms")
-        st.dataframe(rows, hide_index=True, width="stretch")
+        table(rows, key="analytics.latency")
     else:
         st.info("No operations have run since the server started.")
 
@@ -88,7 +90,7 @@ def render_spend(api: Any, st: Any) -> None:
     if not rows:
         st.info("No LLM calls recorded yet.")
         return
-    table = [
+    rows = [
         {
             "slice_id": r.get("slice_id") or "-",
             "model": r.get("model") or "-",
@@ -101,8 +103,8 @@ def render_spend(api: Any, st: Any) -> None:
     left, right = st.columns(2)
     with left:
         st.caption("Tokens by slice and model")
-        st.bar_chart(table, x="slice_id", y="tokens", color="model")
+        st.bar_chart(rows, x="slice_id", y="tokens", color="model")
     with right:
         st.caption("Cost (USD) by slice and model")
-        st.bar_chart(table, x="slice_id", y="cost_usd", color="model")
-    st.dataframe(table, hide_index=True, width="stretch")
+        st.bar_chart(rows, x="slice_id", y="cost_usd", color="model")
+    table(rows, key="analytics.llm_spend")

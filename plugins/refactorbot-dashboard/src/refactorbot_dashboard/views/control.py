@@ -7,6 +7,7 @@ from typing import Any
 
 from refactorbot_dashboard.client import ApiError
 from refactorbot_dashboard.forms import schema_form
+from refactorbot_dashboard.tables import table
 
 
 def render(api: Any) -> None:
@@ -104,13 +105,12 @@ def _diagnostics(api: Any, st: Any, slice_id: str) -> None:
         st.warning(exc.detail)
         return
     (st.success if report["passed"] else st.error)("All checks passed." if report["passed"] else "Some checks failed.")
-    st.dataframe(
+    table(
         [
             {"check": c["name"], "passed": "✅" if c["passed"] else "❌", "detail": c["detail"]}
             for c in report["checks"]
         ],
-        hide_index=True,
-        width="stretch",
+        key=f"control.{slice_id}.diagnostics",
     )
 
 

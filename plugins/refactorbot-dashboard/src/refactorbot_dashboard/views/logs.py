@@ -6,6 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from refactorbot_dashboard.tables import table
+
 LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 WINDOWS = {"15 minutes": 900, "1 hour": 3600, "24 hours": 86_400, "everything": None}
 REFRESH_SECONDS = 2.0
@@ -45,7 +47,7 @@ def render(api: Any) -> None:
         st.session_state["logs.pages"] = []  # before_id of each older page visited
 
     @st.fragment(run_every=REFRESH_SECONDS if live and not st.session_state["logs.pages"] else None)
-    def table() -> None:
+    def log_table() -> None:
         pages: list[int] = st.session_state["logs.pages"]
         seconds = WINDOWS[window]
         params = {**filters, "since": None if seconds is None else time.time() - seconds}
@@ -54,9 +56,7 @@ def render(api: Any) -> None:
         page = api.get("/logs", params=params)
         rows = log_rows(page["items"])
         if rows:
-            st.dataframe(
-                rows, hide_index=True, width="stretch", column_order=["time", "level", "slice", "logger", "message"]
-            )
+            table(rows, key="logs.rows", column_order=["time", "level", "slice", "logger", "message"])
         else:
             st.info("No log rows match these filters.")
         newer, older, status = st.columns([1, 1, 6])
@@ -69,4 +69,4 @@ def render(api: Any) -> None:
         where = f"page {len(pages) + 1}" if pages else ("live" if live else "newest")
         status.caption(f"{len(rows)} rows · {where} · updated {datetime.now(UTC).strftime('%H:%M:%S')} UTC")
 
-    table()
+    log_table()
