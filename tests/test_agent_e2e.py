@@ -4,16 +4,10 @@ the tools slice with the files tool, sessions and memory in SQLite, MasterChat o
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("refactorbot_gateway_litellm", reason="needs refactorbot-gateway-litellm")
-pytest.importorskip("refactorbot_slice_tools", reason="needs refactorbot-slice-tools")
-pytest.importorskip("refactorbot_tools_files", reason="needs refactorbot-tools-files")
-pytest.importorskip("refactorbot_slice_agent", reason="needs refactorbot-slice-agent")
-
-from refactorbot import IncomingMessage  # noqa: E402
-from refactorbot.chat import MasterChat  # noqa: E402
-from refactorbot.testing import host_running  # noqa: E402
-from refactorbot.testing.model_server import ModelServer, Reply  # noqa: E402
+from refactorbot import IncomingMessage
+from refactorbot.chat import MasterChat
+from refactorbot.testing import host_running
+from refactorbot.testing.model_server import ModelServer, Reply
 
 PLUGINS = [
     "refactorbot_slice_session.plugin",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,46 +11,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_dashboard")
-pytest.importorskip("refactorbot_example_notes")
-
-from refactorbot.client import ServerClient  # noqa: E402
+from refactorbot.client import ServerClient
+from serving import clean_env, serve, write_config
 
 PLUGINS = "refactorbot-api,refactorbot-dashboard,refactorbot-example-notes"
 CLI = [sys.executable, "-c", "from refactorbot.cli import main; main()"]
 
 
 def _env(home: Path) -> dict[str, str]:
-    return {**os.environ, "RB_HOME": str(home), "RB_LOAD_PLUGINS": PLUGINS, "RB_API_PORT": "0"}
+    return clean_env(RB_HOME=str(home), RB_LOAD_PLUGINS=PLUGINS, RB_API_PORT="0")
 
 
 @pytest.fixture
 def serving(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     """Run `refactorbot serve` with the API and the example notes slice; stop it with SIGTERM."""
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "refactorbot.toml").write_text("[core]\nhealth_interval = 3600\n")
-    proc = subprocess.Popen(
-        [*CLI, "serve"], env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    deadline = time.monotonic() + 60
-    while not (home / "server.json").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"serve did not start:\n{proc.communicate()[0]}")
-        time.sleep(0.1)
-    try:
-        yield home, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    write_config(home, "[core]\nhealth_interval = 3600\n")
+    with serve(home, env=_env(home)) as served:
+        yield home, served.proc
 
 
 def test_serve_exposes_the_api_and_the_cli_uses_it(serving: tuple[Path, subprocess.Popen[str]]) -> None:
@@ -172,8 +149,6 @@ def test_dashboard_command_against_serve_logs_in_by_link_and_stops_with_sigterm(
 
 @pytest.mark.asyncio
 async def test_chat_through_the_api_reaches_the_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("refactorbot_slice_agent")
-    pytest.importorskip("refactorbot_gateway_openrouter")
     import httpx
     from refactorbot.testing import host_running
     from refactorbot.testing.model_server import ModelServer, Reply
@@ -208,7 +183,6 @@ async def test_chat_through_the_api_reaches_the_agent(tmp_path: Path, monkeypatc
 
 
 def test_analytics_charts_llm_spend_from_the_providers_slice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("refactorbot_slice_providers")
     import httpx
     import refactorbot_dashboard
     from refactorbot_api.testing import running_server

@@ -4,72 +4,35 @@ capabilities, and `chat` loads only its own plugin and imports nothing heavy."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_agent")
-pytest.importorskip("refactorbot_gateway_litellm")
-pytest.importorskip("refactorbot_example_notes")
-
-from refactorbot.testing.model_server import ModelServer  # noqa: E402
-
-KEY_ENV = "RB_TEST_CLI_KEY"
+from refactorbot.testing.model_server import ModelServer
+from serving import clean_env, cli, serve, write_config
 
 
 class Served:
+    """The CLI, run against the server of ``home`` from ``cwd``."""
+
     def __init__(self, home: Path, env: dict[str, str], cwd: Path) -> None:
         self.home, self.env, self.cwd = home, env, cwd
 
     def __call__(self, *args: str, importtime: bool = False) -> subprocess.CompletedProcess[str]:
-        python = [sys.executable, "-X", "importtime"] if importtime else [sys.executable]
-        return subprocess.run(
-            [*python, "-m", "refactorbot", "--home", str(self.home), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            cwd=self.cwd,
-            timeout=120,
-        )
+        return cli(self.home, *args, env=self.env, cwd=self.cwd, python=("-X", "importtime") if importtime else ())
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     home = tmp_path / "home"
-    home.mkdir()
     cwd = tmp_path / "cwd"  # sys.path[0] of `python -m`: a folder nothing writes to during the test
     cwd.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({KEY_ENV: "sk-loopback", "RB_CACHE_DIR": str(tmp_path / "cache")})
+    env = clean_env("PYTHONDONTWRITEBYTECODE", RB_CACHE_DIR=str(tmp_path / "cache"))
     with ModelServer() as model:
-        (home / "refactorbot.toml").write_text(
-            f'[llm]\nmodel = "openai/scripted"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
-        )
-        server = subprocess.Popen(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=cwd,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (home / "server.json").exists():
-                assert server.poll() is None, server.stderr.read() if server.stderr else ""
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        write_config(home, model=model)
+        with serve(home, env=env, cwd=cwd):
             yield Served(home, env, cwd)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def test_operations_are_described_from_the_running_server(served: Served) -> None:

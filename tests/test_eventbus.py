@@ -15,20 +15,13 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-
-pytest.importorskip("refactorbot_api")
-pytest.importorskip("refactorbot_slice_eventbus")
+from serving import clean_env, serve, wait_until, write_config
 
 SINK = textwrap.dedent(
     '''
@@ -77,45 +70,11 @@ def install_sink(site: Path) -> None:
 
 
 def env_for(home: Path, site: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
-    env.update(
+    return clean_env(
         RB_HOME=str(home),
         RB_LOAD_PLUGINS="refactorbot-api,refactorbot-slice-eventbus,rbsink",
         PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
     )
-    return env
-
-
-@contextlib.contextmanager
-def serve(home: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    with contextlib.suppress(FileNotFoundError):
-        (home / "server.json").unlink()
-    log = (home / "serve.log").open("a")
-    proc = subprocess.Popen([sys.executable, "-m", "refactorbot", "serve"], env=env, stdout=log, stderr=log, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while not (home / "server.json").exists():
-            assert proc.poll() is None, (home / "serve.log").read_text()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        url = json.loads((home / "server.json").read_text())["url"]
-        yield proc, url, (home / "api-token").read_text().strip()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        log.close()
-
-
-def call(client: httpx.Client, target: str, **payload: Any) -> Any:
-    slice_id, _, op = target.partition(".")
-    answer = client.post(f"/slices/{slice_id}/operations/{op}", json=payload).json()
-    assert answer["success"], answer
-    return answer["data"]
 
 
 def integrity(home: Path) -> dict[str, str]:
@@ -130,18 +89,18 @@ def test_kill_9_mid_stream_loses_no_published_event(tmp_path: Path) -> None:
     home, site = tmp_path / "home", tmp_path / "site"
     home.mkdir(mode=0o700)
     install_sink(site)
-    (home / "refactorbot.toml").write_text("[core]\nhealth_interval = 3600\n[plugins.api]\nport = 0\n")
+    write_config(home, "[core]\nhealth_interval = 3600\n")
     env = env_for(home, site)
     acked: dict[int, int] = {}  # n -> offset, for every publish the server answered
     lock = threading.Lock()
     enough = threading.Event()
     stop = threading.Event()
 
-    with serve(home, env) as (proc, url, token):
-        headers = {"Authorization": f"Bearer {token}"}
+    with serve(home, env=env) as served:
+        proc = served.proc
 
         def publisher(worker: int) -> None:
-            with httpx.Client(base_url=url, headers=headers, trust_env=False, timeout=30) as client:
+            with httpx.Client(base_url=served.url, headers=served.headers, trust_env=False, timeout=30) as client:
                 i = 0
                 while not stop.is_set():
                     n = worker * 1_000_000 + i
@@ -181,15 +140,13 @@ def test_kill_9_mid_stream_loses_no_published_event(tmp_path: Path) -> None:
     assert not missing, f"{len(missing)} answered publishes are not in the log: {sorted(missing.items())[:5]}"
 
     # Restarted, the sink gets every answered event: what it had acknowledged before the kill, and the rest now.
-    with serve(home, env) as (proc, url, token):
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, trust_env=False) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                sub = next(s for s in call(client, "eventbus.stats")["subscribers"] if s["name"] == "sink.on_load")
-                if sub["acked_offset"] >= max(stored.values()):
-                    break
-                assert time.monotonic() < deadline, sub
-                time.sleep(0.1)
+    with serve(home, env=env) as served:
+        proc = served.proc
+
+        def sink() -> dict[str, Any]:
+            return next(s for s in served.call("eventbus.stats")["subscribers"] if s["name"] == "sink.on_load")
+
+        wait_until(lambda: sink()["acked_offset"] >= max(stored.values()), timeout=120, explain=sink)
     assert proc.returncode == 0, (home / "serve.log").read_text()[-2000:]
     with contextlib.closing(sqlite3.connect(home / "slices" / "sink.db")) as conn:
         seen = {(n, offset) for offset, n in conn.execute('SELECT "offset", n FROM seen')}

@@ -18,10 +18,6 @@ from refactorbot.testing import LoopbackGateway, host_running, plugin_of
 from refactorbot.testing.gateway_contract import TOOLS, write_config
 from refactorbot.testing.model_server import ModelServer, Reply
 
-pytest.importorskip("refactorbot_gateway_litellm")
-pytest.importorskip("refactorbot_gateway_openrouter")
-pytest.importorskip("refactorbot_slice_providers")
-
 PLUGINS = [
     "refactorbot_gateway_litellm.plugin",
     "refactorbot_gateway_openrouter.plugin",

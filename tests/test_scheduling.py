@@ -8,68 +8,19 @@ is scripted: the server process, its SQLite files and the CLI are the real ones.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
+from refactorbot.testing import ModelServer, Reply
+from serving import clean_env, cli, serve, wait_until, write_config
 
 TOML = (
-    '[core]\nhealth_interval = 3600\ntimezone = "America/New_York"\n[plugins.api]\nport = 0\n'
+    '[core]\nhealth_interval = 3600\ntimezone = "America/New_York"\n'
     "[slices.scheduling]\nheartbeat_every = 0\nalerts_every = 0\ndiagnostics_every = 0\n"
 )
-
-
-def env() -> dict[str, str]:
-    found = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
-    found["RB_TEST_SCHED_KEY"] = "sk-loopback"
-    return found
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "refactorbot", "--home", str(home), *args],
-        capture_output=True,
-        text=True,
-        env=env(),
-        timeout=120,
-    )
-
-
-def serve(home: Path) -> tuple[subprocess.Popen[str], str, str]:
-    (home / "server.json").unlink(missing_ok=True)
-    log = (home / "serve.log").open("a")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "refactorbot", "--home", str(home), "serve"],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        text=True,
-        env=env(),
-    )
-    deadline = time.monotonic() + 90
-    while not (home / "server.json").exists():
-        assert proc.poll() is None, (home / "serve.log").read_text()
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    url = json.loads((home / "server.json").read_text())["url"]
-    return proc, url, (home / "api-token").read_text().strip()
-
-
-def call(url: str, token: str, op: str, **payload: object) -> dict:
-    answer = httpx.post(
-        f"{url}/slices/scheduling/operations/{op}",
-        json=payload,
-        headers={"Authorization": f"Bearer {token}"},
-        trust_env=False,
-        timeout=30,
-    ).json()
-    assert answer["success"], answer
-    return answer["data"]
 
 
 def rows(home: Path, sql: str, args: tuple = ()) -> list[tuple]:
@@ -77,17 +28,9 @@ def rows(home: Path, sql: str, args: tuple = ()) -> list[tuple]:
         return db.execute(sql, args).fetchall()
 
 
-def wait_until(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
-
-
 def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_runs_once(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "refactorbot.toml").write_text(TOML)
+    write_config(home, TOML)
     added = cli(
         home,
         "schedule",
@@ -117,8 +60,7 @@ def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_run
     assert refused.stderr.strip().startswith("Error: at '2001-01-01T00:00' is already past")
 
     # A run in progress when the process dies: its claim is in the database.
-    proc, url, token = serve(home)
-    try:
+    with serve(home) as served:
         job_id = rows(home, "SELECT id FROM jobs WHERE name = 'nightly'")[0][0]
         held_for = time.time() - 5
         with sqlite3.connect(home / "slices" / "scheduling.db") as db:
@@ -128,20 +70,17 @@ def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_run
             )
             # And the server is down past the job's time: next_run_at is now in the past.
             db.execute("UPDATE jobs SET next_run_at = ? WHERE id = ?", (held_for, job_id))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        served.kill()
 
-    proc, url, token = serve(home)
-    try:
+    with serve(home) as served:
         wait_until(lambda: rows(home, "SELECT count(*) FROM runs WHERE status = 'interrupted'")[0][0] == 1)
         # The fire whose claim survived the kill is not run again: its row stays interrupted, and
         # (job, scheduled_for) is unique, so the misfire policy cannot claim it a second time.
         statuses = rows(home, "SELECT scheduled_for, status, trigger FROM runs ORDER BY id")
         assert statuses == [(held_for, "interrupted", "schedule")]
-        history = call(url, token, "history", name="nightly")["runs"]
+        history = served.call("scheduling.history", name="nightly")["runs"]
         assert [r["status"] for r in history] == ["interrupted"]
-        job = call(url, token, "show", name="nightly")
+        job = served.call("scheduling.show", name="nightly")
         assert job["next_run_at"] > time.time() and job["local_tz"] == "America/New_York"
         assert job["next_run"].endswith(("+01:00", "+02:00"))
         assert job["next_run_local"].endswith(("-04:00", "-05:00"))
@@ -149,14 +88,11 @@ def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_run
         # A missed fire with no claim: run once after a restart.
         with sqlite3.connect(home / "slices" / "scheduling.db") as db:
             db.execute("UPDATE jobs SET next_run_at = ? WHERE id = ?", (time.time() - 7200, job_id))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        served.kill()
 
-    proc, url, token = serve(home)
-    try:
+    with serve(home) as served:
         wait_until(lambda: rows(home, "SELECT count(*) FROM runs WHERE status = 'succeeded'")[0][0] == 1)
-        run = call(url, token, "history", name="nightly", status="succeeded")["runs"][0]
+        run = served.call("scheduling.history", name="nightly", status="succeeded")["runs"][0]
         assert run["trigger"] == "misfire" and run["started_at"] >= run["scheduled_for"]
         assert json.loads(run["output"])["jobs"] == 1
         now = cli(home, "schedule", "run-now", "nightly")
@@ -168,50 +104,36 @@ def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_run
             ["misfire", "succeeded"],
             ["schedule", "interrupted"],
         ]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     with sqlite3.connect(home / "slices" / "scheduling.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_a_prompt_killed_mid_run_is_interrupted_and_not_sent_to_the_model_again(tmp_path: Path) -> None:
-    from refactorbot.testing import ModelServer, Reply
-
     home = tmp_path / "home"
-    home.mkdir()
     with ModelServer() as model:
         model.script(Reply.timeout(600))  # the model never answers: the run is in progress when the process dies
-        (home / "refactorbot.toml").write_text(
-            TOML + f'[llm]\nmodel = "openai/scripted"\n[gateways.litellm]\napi_base = "{model.base_url}"\n'
-            'api_key_env = "RB_TEST_SCHED_KEY"\n'
-        )
+        write_config(home, TOML, model=model)
         added = cli(home, "schedule", "add", "digest", "--every", "1d", "--prompt", "Summarize the day.")
         assert added.returncode == 0, added.stderr
-        proc, url, token = serve(home)
-        waiting = subprocess.Popen(
-            [sys.executable, "-m", "refactorbot", "--home", str(home), "schedule", "run-now", "digest"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env(),
-        )
-        try:
-            wait_until(lambda: len(model.requests) == 1)
-            assert rows(home, "SELECT status, trigger FROM runs") == [("running", "manual")]
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            waiting.wait(timeout=60)
+        with serve(home) as served:
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "refactorbot", "--home", str(home), "schedule", "run-now", "digest"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=clean_env(),
+            )
+            try:
+                wait_until(lambda: len(model.requests) == 1)
+                assert rows(home, "SELECT status, trigger FROM runs") == [("running", "manual")]
+            finally:
+                served.kill()
+                waiting.wait(timeout=60)
         assert waiting.returncode != 0, "run-now must not report a run that the server never finished"
-        proc, url, token = serve(home)
-        try:
+        with serve(home) as served:
             wait_until(lambda: rows(home, "SELECT status FROM runs") == [("interrupted",)])
-            job = call(url, token, "show", name="digest")
+            job = served.call("scheduling.show", name="digest")
             assert job["state"] == "active" and job["last_status"] is None
             assert len(model.requests) == 1, "the interrupted run was sent to the model again"
             sent = [m["content"] for m in model.requests[0]["messages"] if m["role"] == "user"]
             assert sent[-1] == "Summarize the day."
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
