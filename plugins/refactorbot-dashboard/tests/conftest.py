@@ -64,13 +64,16 @@ class ServedDashboard:
         return self.log.read_text()
 
 
-def start_dashboard(home: Path, log: Path) -> ServedDashboard:
-    """Run the real `refactorbot dashboard` for ``home`` in a new session; wait for the login link it prints."""
+def start_dashboard(home: Path, log: Path, load: str = "refactorbot-dashboard") -> ServedDashboard:
+    """Run the real `refactorbot dashboard` for ``home`` in a new session; wait for the login link it prints.
+
+    ``load`` is its ``RB_LOAD_PLUGINS``: the installed distributions whose pages it shows.
+    """
     port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        "RB_LOAD_PLUGINS": "refactorbot-dashboard",
+        "RB_LOAD_PLUGINS": load,
         "RB_DASHBOARD_PLUGINS": "dashboard_sample:SAMPLE",
     }
     env.pop("RB_DASHBOARD_LOGIN_TOKEN", None)

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dashboard_sample
 import httpx
 import pytest
-from conftest import ServedDashboard
-from refactorbot_api.testing import RunningServer
+from conftest import ServedDashboard, start_dashboard, stop_dashboard
+from refactorbot_api.testing import RunningServer, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,6 +31,20 @@ PAGES = {
     "settings": "Settings",
     "sample-dashboard": "Sample notes",
 }
+#: The built-in slices whose pages the full dashboard shows: URL path -> heading.
+SLICE_PAGES = {
+    "session-sessions": "Sessions",
+    "memory-memories": "Memories",
+    "agent-executions": "Agent executions",
+    "agent-prompts": "Prompts",
+    "tools-tools": "Tools",
+    "providers-spend": "Models and spend",
+    "scheduling-jobs": "Scheduled jobs",
+    "scheduling-alerts": "Alerts",
+    "scheduling-history": "Run history",
+    "scheduling-timeline": "Timeline",
+}
+BUILT_IN = ["session", "memory", "agent", "tools", "providers", "scheduling"]
 LOGIN_HEADING = "Log in to the refactorbot dashboard"
 
 #: The script finished and every lazily loaded element is drawn.
@@ -113,4 +128,67 @@ def test_the_login_form_accepts_the_api_token(browser: Any, served: ServedDashbo
     page.get_by_role("button", name="Log in").click()
     _settle(page, "Logs")  # back on the page that asked for the login
     assert page.url == f"{served.url}/logs"
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, ServedDashboard]]:
+    """A host running every built-in slice with a page, and the real `refactorbot dashboard` showing their pages."""
+    plugins = [f"refactorbot_slice_{name}.plugin" for name in BUILT_IN]
+    with running_server(tmp_path_factory.mktemp("full-home"), [*plugins, dashboard_sample.SAMPLE]) as server:
+        load = ",".join(["refactorbot-dashboard", *(f"refactorbot-slice-{name}" for name in BUILT_IN)])
+        log = tmp_path_factory.mktemp("full-served") / "dashboard.log"
+        dashboard = start_dashboard(Path(server.host.home), log, load=load)
+        try:
+            yield server, dashboard
+        finally:
+            stop_dashboard(dashboard.proc)
+
+
+def _call(server: RunningServer, operation_name: str, **payload: Any) -> None:
+    slice_id, operation = operation_name.split(".")
+    response = httpx.post(
+        f"{server.url}/slices/{slice_id}/operations/{operation}", json=payload, headers=server.headers, timeout=30
+    )
+    assert response.status_code == 200 and response.json()["success"], response.text
+
+
+def test_every_page_renders_in_chromium_and_is_screenshotted(
+    browser: Any,
+    full: tuple[RunningServer, ServedDashboard],
+    tmp_path_factory: pytest.TempPathFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server, served = full
+    # something on each page: a conversation, a memory, a prompt version, a job that ran
+    _call(server, "session.begin_turn", channel="cli", chat_id="demo", user_id="alice", content="Plan the trip")
+    _call(server, "memory.remember", user_id="alice", content="Alice prefers trains", tags=["travel"])
+    _call(server, "agent.set_prompt", name="system", content="You are brief. {date}", note="shorter")
+    _call(
+        server,
+        "scheduling.add",
+        name="digest",
+        cron="0 8 * * *",
+        target={"type": "operation", "operation": "sample.add", "payload": {"title": "digest"}},
+    )
+    _call(server, "scheduling.run_now", name="digest")
+    shots = tmp_path_factory.mktemp("screenshots")
+    with capsys.disabled():
+        print(f"\ndashboard screenshots: {shots}")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{served.url}/?token={served.token}", wait_until="domcontentloaded")
+    _settle(page, "Overview")
+    every = {**PAGES, "search": "Search", **SLICE_PAGES}
+    for path, title in every.items():
+        page.goto(f"{served.url}/{path}", wait_until="domcontentloaded")
+        _settle(page, title)
+        page.wait_for_timeout(300)
+        exceptions = page.locator('[data-testid="stException"]')
+        assert exceptions.count() == 0, f"{path}: {exceptions.first.inner_text()}"
+        assert served.token not in page.content() and server.token not in page.content()
+        shot = shots / f"{path or 'overview'}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    assert sorted(p.name for p in shots.iterdir()) == sorted(f"{p or 'overview'}.png" for p in every)
     context.close()
