@@ -26,14 +26,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from refactorbot.testing import ModelServer
+
+if TYPE_CHECKING:
+    from refactorbot.testing import ModelServer
 
 #: The variable the loopback model's key is read from (the model server accepts any key).
 KEY_ENV = "RB_TEST_LOOPBACK_KEY"
-#: How long a server may take to write ``server.json``, and a stopped one to exit, before the test fails.
+#: How long a server may take to write ``server.json``, and to exit after SIGTERM, before the test fails.
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
 #: The communication slice's retries of a failed send, short enough for a test to see them all.
@@ -43,6 +45,16 @@ QUICK_SENDS = "[slices.communication]\nsend_backoff = 0.05\nsend_attempts = 3\n"
 def last_user(body: dict[str, Any]) -> str:
     """Return the last user message of a chat completion request."""
     return str(next(m["content"] for m in reversed(body["messages"]) if m["role"] == "user"))
+
+
+def echo_model(answers: Mapping[str, str]) -> Callable[[dict[str, Any]], str]:
+    """Return a ``ModelServer`` responder: the answer given for the last user message, else ``echo: <message>``."""
+
+    def respond(body: dict[str, Any]) -> str:
+        text = last_user(body)
+        return answers.get(text, f"echo: {text}")
+
+    return respond
 
 
 def clean_env(*drop: str, **extra: str) -> dict[str, str]:
@@ -198,13 +210,17 @@ def serve(
         url, token = _wait_for_server(home, proc, lines)
         yield kind(home, proc, url, token, stdout=lines, **fields)
     finally:
-        stop(proc)
-        if reader is not None:
-            reader.join(timeout=10)
+        try:
+            stop(proc)
+        finally:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            if reader is not None:
+                reader.join(timeout=10)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
-    """Stop a server with SIGTERM, and with SIGKILL if it has not exited after ``STOP_TIMEOUT`` seconds."""
+    """Stop a server with SIGTERM; kill it and fail if it has not exited after ``STOP_TIMEOUT`` seconds."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -212,6 +228,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+            raise AssertionError(f"server ignored SIGTERM for {STOP_TIMEOUT:g}s and was killed") from None
 
 
 def _read_lines(proc: subprocess.Popen[str], lines: list[str]) -> None:

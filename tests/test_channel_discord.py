@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +22,7 @@ from refactorbot.channels import split_text
 from refactorbot.testing import ModelServer
 from refactorbot.testing.discord import DiscordServer
 from refactorbot_channel_discord.channel import DiscordChannel
-from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, echo_model, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.integration.discord-bot-token"
 OWNER = "100000000000000042"
@@ -41,9 +40,7 @@ LONG_ANSWER = (
 )
 
 
-def responder(body: dict[str, Any]) -> str:
-    text = last_user(body)
-    return LONG_ANSWER if text == "the long plan please" else f"echo: {text}"
+responder = echo_model({"the long plan please": LONG_ANSWER})
 
 
 @dataclass

@@ -27,7 +27,7 @@ from refactorbot.testing.feishu import (
     post_event,
     sign_headers,
 )
-from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, echo_model, serve, wait_for_channels, wait_until, write_config
 
 ENCRYPT_KEY = "e2e-feishu-encrypt-key-0123456789"
 TOKEN = "e2e-feishu-verification-token"
@@ -40,9 +40,7 @@ ANSWER = (
 )
 
 
-def responder(body: dict[str, Any]) -> str:
-    text = last_user(body)
-    return ANSWER if text == "write me a script" else f"echo: {text}"
+responder = echo_model({"write me a script": ANSWER})
 
 
 @dataclass

@@ -12,14 +12,13 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from refactorbot.testing import ModelServer
 from refactorbot.testing.telegram import TelegramServer, parse_telegram_html, post_webhook
 from refactorbot_channel_telegram.channel import TelegramChannel
 from refactorbot_channel_telegram.html import utf16_len
-from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, echo_model, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "7000002:integration-token-AbCdEfGhIjKlMnOpQrSt"
 OWNER = 424242
@@ -33,9 +32,7 @@ LONG_ANSWER = (
 )
 
 
-def responder(body: dict[str, Any]) -> str:
-    text = last_user(body)
-    return LONG_ANSWER if text == "the long plan please" else f"echo: {text}"
+responder = echo_model({"the long plan please": LONG_ANSWER})
 
 
 @dataclass

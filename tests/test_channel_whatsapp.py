@@ -20,7 +20,7 @@ import pytest
 from refactorbot.testing import ModelServer
 from refactorbot.testing.whatsapp import WhatsAppServer
 from refactorbot_channel_whatsapp.channel import WhatsAppChannel
-from serving import QUICK_SENDS, Served, clean_env, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, echo_model, serve, wait_for_channels, wait_until, write_config
 
 TOKEN = "e2e-whatsapp-access-token-0123456789"
 APP_SECRET = "e2e-whatsapp-app-secret-abcdef012345"
@@ -39,9 +39,7 @@ LONG = (
 )
 
 
-def responder(body: dict[str, Any]) -> str:
-    text = last_user(body)
-    return LONG if text == "plan the migration" else f"echo: {text}"
+responder = echo_model({"plan the migration": LONG})
 
 
 @dataclass

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from refactorbot.channels import split_text
 from refactorbot.testing import ModelServer, PlatformResponse, WebhookReceiver, sign_webhook
-from serving import QUICK_SENDS, Served, clean_env, cli, last_user, serve, wait_for_channels, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, cli, echo_model, serve, wait_for_channels, wait_until, write_config
 
 SECRET = "integration-webhook-secret-0123456789"
 LIMIT = 120
@@ -32,9 +32,7 @@ ANSWER = (
 )
 
 
-def responder(body: dict[str, Any]) -> str:
-    text = last_user(body)
-    return ANSWER if text == "write me a script" else f"echo: {text}"
+responder = echo_model({"write me a script": ANSWER})
 
 
 @dataclass
