@@ -1,0 +1,1 @@
+"""refactorbot event bus on Redis Streams."""

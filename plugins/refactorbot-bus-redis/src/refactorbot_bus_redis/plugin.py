@@ -1,0 +1,28 @@
+"""Entry point of refactorbot-bus-redis: the event bus on Redis Streams when ``[plugins.redis] url`` is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refactorbot import hookimpl
+
+#: The plugin API versions this plugin supports.
+REFACTORBOT_API = 1
+
+
+@hookimpl(tryfirst=True)
+def provide_event_bus(config: Any, env: Any) -> Any:
+    """Return the Redis bus when ``[plugins.redis] url`` (or ``RB_REDIS_URL``) is set, else ``None``.
+
+    Called before the other buses' hooks (``tryfirst``): with a URL it wins over the durable
+    SQLite bus of ``refactorbot-slice-eventbus``; without one, that bus (or the in-memory one)
+    is used as if this plugin were not installed.
+    """
+    from refactorbot_bus_redis.config import RedisConfig
+
+    settings = config.section("plugins", "redis", RedisConfig, env)
+    if settings.url is None:
+        return None
+    from refactorbot_bus_redis.bus import RedisEventBus
+
+    return RedisEventBus(settings)
