@@ -82,7 +82,7 @@ def render_channels(api: Any) -> None:
         return
     if not listed["serving"]:
         st.warning("This host does not run channels; the status shown is the last one recorded.")
-    st.dataframe(channel_rows(listed["channels"]), hide_index=True, use_container_width=True)
+    table(channel_rows(listed["channels"]), key="communication.channels")
     for c in listed["channels"]:
         if c["enabled"] and c["status"] in ("failed", "invalid"):
             st.error(f"{c['name']}: {c.get('last_error') or c['status']}")
@@ -157,7 +157,7 @@ def render_messages(api: Any) -> None:
     if not page["items"]:
         st.info("No messages match." if not cursor else "No older messages.")
     else:
-        st.dataframe(message_rows(page["items"]), hide_index=True, use_container_width=True)
+        table(message_rows(page["items"]), key="communication.messages")
     buttons = st.columns(2)
     if cursor and buttons[0].button("Newest", key="comm.log.newest"):
         st.session_state["comm.log.before"] = None
@@ -214,13 +214,12 @@ def render_templates(api: Any) -> None:
         return
     templates = listed["templates"]
     if templates:
-        st.dataframe(
+        table(
             [
                 {"name": t["name"], "variables": ", ".join(t["variables"]), "description": t["description"]}
                 for t in templates
             ],
-            hide_index=True,
-            use_container_width=True,
+            key="communication.templates",
         )
     else:
         st.info("No templates yet.")
@@ -247,3 +246,10 @@ def render_templates(api: Any) -> None:
                 st.error(error)
             else:
                 st.rerun()
+
+
+def table(rows: Any, *, key: str, **options: Any) -> Any:
+    """Draw ``rows`` as the dashboard draws every table: with an "Export CSV" button."""
+    from refactorbot_dashboard.tables import table as draw
+
+    return draw(rows, key=key, **options)

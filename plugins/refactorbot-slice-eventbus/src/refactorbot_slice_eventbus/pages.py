@@ -93,7 +93,7 @@ def render_overview(api: Any) -> None:
     if not stats["subscribers"]:
         st.info("No subscribers yet: slices subscribe with @subscribe while they run.")
         return
-    st.dataframe(subscriber_rows(stats["subscribers"]), hide_index=True, use_container_width=True)
+    table(subscriber_rows(stats["subscribers"]), key="eventbus.subscribers")
     for s in stats["subscribers"]:
         if s["active"] and s["lag"] >= s["max_in_flight"]:
             st.warning(f"{s['name']} is full: {s['lag']} unacknowledged (max_in_flight {s['max_in_flight']}).")
@@ -141,7 +141,7 @@ def render_dead_letters(api: Any) -> None:
     if not items:
         st.info("No dead letters.")
         return
-    st.dataframe(letter_rows(items), hide_index=True, use_container_width=True)
+    table(letter_rows(items), key="eventbus.dead_letters")
     dead = [d["id"] for d in items if d["status"] == "dead"]
     if not dead:
         return
@@ -163,3 +163,10 @@ def render_dead_letters(api: Any) -> None:
             f"Error: {error}" if error else f"{verb} {changed['count']} dead letter(s)."
         )
         st.rerun()
+
+
+def table(rows: Any, *, key: str, **options: Any) -> Any:
+    """Draw ``rows`` as the dashboard draws every table: with an "Export CSV" button."""
+    from refactorbot_dashboard.tables import table as draw
+
+    return draw(rows, key=key, **options)

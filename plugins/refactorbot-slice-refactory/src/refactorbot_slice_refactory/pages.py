@@ -99,12 +99,12 @@ def render_queue(api: Any) -> None:
         return
     st.caption(f"orchestration {orchestration['id']} · {orchestration['status']} · {orchestration['integration']}")
     st.write("Waiting to merge, in order: " + (", ".join(f"#{t}" for t in orchestration["queue"]) or "none"))
-    st.dataframe(
+    table(
         [
             {"task": a["task_id"], "attempt": a["attempt"], "outcome": a["outcome"], "detail": a["detail"][:200]}
             for a in orchestration["attempts"]
         ],
-        hide_index=True,
+        key="refactory.merge_attempts",
     )
     report = orchestration["report"]
     if report:
@@ -113,3 +113,10 @@ def render_queue(api: Any) -> None:
         for unreviewed in report.get("reviewed_without_model", []):
             st.warning(f"Task #{unreviewed['task']} reviewed without a model: {unreviewed['reason']}")
         st.json(report)
+
+
+def table(rows: Any, *, key: str, **options: Any) -> Any:
+    """Draw ``rows`` as the dashboard draws every table: with an "Export CSV" button."""
+    from refactorbot_dashboard.tables import table as draw
+
+    return draw(rows, key=key, **options)

@@ -77,7 +77,7 @@ def render_jobs(api: Any) -> None:
     if not listed["jobs"]:
         st.info("No jobs yet: refactorbot schedule add NAME --cron '0 9 * * *' --prompt '...'")
         return
-    st.dataframe(job_rows(listed["jobs"]), hide_index=True, use_container_width=True)
+    table(job_rows(listed["jobs"]), key="scheduling.jobs")
     names = [j["name"] for j in listed["jobs"]]
     chosen = st.selectbox("Job", names, key="sched.job")
     columns = st.columns(3)
@@ -124,11 +124,11 @@ def render_history(api: Any) -> None:
     elif not history["runs"]:
         st.info(f"{chosen} has not run yet.")
     else:
-        st.dataframe(run_rows(history["runs"]), hide_index=True, use_container_width=True)
+        table(run_rows(history["runs"]), key="scheduling.history")
         for run in history["runs"]:
             if run.get("steps"):
                 with st.expander(f"run {run['id']}: {len(run['steps'])} step(s)"):
-                    st.dataframe(run["steps"], hide_index=True, use_container_width=True)
+                    table(run["steps"], key=f"scheduling.steps.{run['id']}")
 
 
 def timeline_rows(timeline: dict[str, Any]) -> list[dict[str, Any]]:
@@ -153,7 +153,7 @@ def render_timeline(api: Any) -> None:
         return
     st.caption(f"Now: {when(timeline['now'])} UTC. Runs of the last 24 hours and fires due in the next 24.")
     st.scatter_chart(rows, x="time (UTC)", y="job", color="kind", use_container_width=True)
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    table(rows, key="scheduling.timeline")
 
 
 def render_alerts(api: Any) -> None:
@@ -180,7 +180,7 @@ def render_alerts(api: Any) -> None:
     resolved = [a for a in listed["alerts"] if a["state"] == "resolved"]
     if resolved:
         st.subheader("Resolved")
-        st.dataframe(
+        table(
             [
                 {
                     "kind": a["kind"],
@@ -190,6 +190,12 @@ def render_alerts(api: Any) -> None:
                 }
                 for a in resolved
             ],
-            hide_index=True,
-            use_container_width=True,
+            key="scheduling.resolved_alerts",
         )
+
+
+def table(rows: Any, *, key: str, **options: Any) -> Any:
+    """Draw ``rows`` as the dashboard draws every table: with an "Export CSV" button."""
+    from refactorbot_dashboard.tables import table as draw
+
+    return draw(rows, key=key, **options)

@@ -64,7 +64,7 @@ def render_list(api: Any) -> None:
     for s in skills:
         counts[s["status"]] = counts.get(s["status"], 0) + 1
     st.caption(", ".join(f"{n} {status}" for status, n in counts.items()))
-    st.dataframe(skill_rows(skills), hide_index=True, use_container_width=True)
+    table(skill_rows(skills), key="skills.list")
 
 
 def render_detail(api: Any) -> None:
@@ -98,7 +98,7 @@ def render_detail(api: Any) -> None:
     for warning in skill["warnings"]:
         st.caption(f"warning: {warning}")
     if skill["versions"]:
-        st.dataframe(
+        table(
             [
                 {
                     "version": v["version"],
@@ -108,7 +108,7 @@ def render_detail(api: Any) -> None:
                 }
                 for v in skill["versions"]
             ],
-            hide_index=True,
+            key="skills.versions",
         )
     action = "disable" if skill["status"] != "disabled" else "enable"
     if st.button(action.capitalize(), key="skills.detail.toggle"):
@@ -153,3 +153,10 @@ def show_result(st: Any, result: dict[str, Any] | None, error: str | None, check
         st.warning(warning)
     if result["unavailable_reason"]:
         st.info(f"not available here: {result['unavailable_reason']}")
+
+
+def table(rows: Any, *, key: str, **options: Any) -> Any:
+    """Draw ``rows`` as the dashboard draws every table: with an "Export CSV" button."""
+    from refactorbot_dashboard.tables import table as draw
+
+    return draw(rows, key=key, **options)
