@@ -291,3 +291,12 @@ def test_contract_says_when_the_providers_slice_it_requires_is_missing(tmp_path:
     reports = ran.stdout.split("short test summary info")[0]
     assert reports.count("TestNeedsProviders checks usage, cost and budgets through the providers slice") == 2
     assert "set requires_providers = False" in ran.stdout
+
+
+def test_build_host_config_writes_lists_of_tables(tmp_path: Path) -> None:
+    """A list of mappings in ``config`` (``[[slices.providers.models]]``, say) reaches the settings as tables."""
+    from refactorbot.testing import build_host
+
+    models = [{"name": "openai/a", "input_per_mtok": 1.5, "tags": ["x", "y"]}, {"name": "b", "enabled": False}]
+    host = build_host(tmp_path, [], config={"slices": {"providers": {"models": models}}}, load_installed=False)
+    assert host.settings.slices["providers"]["models"] == models
