@@ -106,12 +106,36 @@ async def test_one_turn_at_a_time_per_chat_and_chats_concurrently(
             assert await adapter.inject(text, chat_id=chat, message_id=text) is Delivery.ACCEPTED
         await until(lambda: platform.texts("B") == ["echo: b1"])  # B answered while A's first turn waits
         assert "a2" not in seen, "a chat's second message waits for its first turn"
+        comm = host.instance("communication")
+        await until(lambda: comm.lanes.stats()["turns_running"] == 1)  # B's turn ends once its reply is recorded
         stats = (await host.call("communication.status")).data
         assert (stats["turns_running"], stats["queued"]) == (1, 1)
         gate.set()
         await until(lambda: len(platform.texts("A")) == 2)
         assert platform.texts("A") == ["echo: a1", "echo: a2"]
     assert seen.index("a1") < seen.index("a2")
+
+
+@pytest.mark.asyncio
+async def test_a_queued_message_resumed_as_its_channel_starts_runs_one_turn(
+    tmp_path: Path, model: ModelServer, platform: LoopPlatform
+) -> None:
+    gate = threading.Event()
+    model.responder = lambda body: (gate.wait(30), f"echo: {last_user(body)}")[1]
+    async with running(tmp_path, host_config(model, platform, loop={"dm_policy": "open"})) as host:
+        adapter = await running_adapter(host)
+        assert await adapter.inject("m1", message_id="m1") is Delivery.ACCEPTED
+        await until(lambda: len(model.requests) == 1)
+        assert await adapter.inject("m2", message_id="m2") is Delivery.ACCEPTED  # queued behind m1's turn
+        comm = host.instance("communication")
+        await comm._resume_queued("loop")  # what a (re)started channel does with the rows still queued
+        comm._turns.clear()  # even queued again, the row's claim lets one turn run it
+        await comm._resume_queued("loop")
+        gate.set()
+        await until(lambda: len(platform.sent) == 2)
+        await idle(host)
+        assert platform.texts() == ["echo: m1", "echo: m2"] and len(model.requests) == 2
+        assert [r["status"] for r in await log(host, direction="in")] == ["answered", "answered"]
 
 
 @pytest.mark.asyncio

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -65,6 +66,13 @@ from refactorbot_slice_communication.models import (
 )
 from refactorbot_slice_communication.runtime import ChannelRunner, one_line
 from refactorbot_slice_communication.streaming import StreamedReply
+
+
+def _write_one(conn: sqlite3.Connection, sql: str, params: Any) -> tuple[int, int]:
+    """Run one statement; return (lastrowid, rows changed)."""
+    cursor = conn.execute(sql, params)
+    return cursor.lastrowid or 0, max(0, cursor.rowcount)
+
 
 _INSERT_IN = (
     "INSERT INTO messages (direction, kind, channel, chat_id, sender_id, sender_name, message_id, reply_to, text,"
@@ -148,6 +156,8 @@ class CommunicationSlice(AtomicSlice):
         self.settings: CommunicationConfig = self.config  # type: ignore[assignment]
         self.runners: dict[str, ChannelRunner] = {}
         self.lanes = Lanes(self.settings.max_queue_per_chat, self.settings.max_concurrent_turns)
+        #: Inbound rows whose turn is queued or running in this process: resuming never queues them twice.
+        self._turns: set[int] = set()
         self.serving = False
         self._accepting = False
         self._counts: dict[str, dict[str, int]] = {}
@@ -190,6 +200,7 @@ class CommunicationSlice(AtomicSlice):
                 await self._maintenance
             self._maintenance = None
         await self.lanes.close(self.settings.stop_grace)
+        self._turns.clear()  # dropped jobs: their rows stay queued for the next start
         for runner in self.runners.values():
             await runner.stop()
             if self.db is not None:
@@ -389,6 +400,8 @@ class CommunicationSlice(AtomicSlice):
         )
         for row in rows:
             key = (channel, row["chat_id"])
+            if row["id"] in self._turns:  # queued by its intake (it arrived as the channel started)
+                continue
             if not self.lanes.reserve(key):
                 continue
             message = IncomingMessage(
@@ -420,9 +433,7 @@ class CommunicationSlice(AtomicSlice):
 
     async def _run_write(self, sql: str, params: Any) -> tuple[int, int]:
         assert self.db is not None
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(sql, params)
-            return cursor.lastrowid or 0, max(0, cursor.rowcount)
+        return await self.db.atomic(_write_one, sql, params)
 
     # -- inbound -----------------------------------------------------------------------------------
 
@@ -457,11 +468,14 @@ class CommunicationSlice(AtomicSlice):
         queued = decision.verdict in ("allow", "pair")
         if queued and not self.lanes.reserve(key):
             return Delivery.BUSY
+        recording = asyncio.ensure_future(self._record_inbound(message, decision))
         try:
-            duplicate, row, code = await asyncio.shield(self._record_inbound(message, decision))
+            duplicate, row, code = await asyncio.shield(recording)
         except BaseException:
             if queued:
                 self.lanes.release(key)
+            # never queued here after all: a later start of the channel resumes it
+            recording.add_done_callback(self._forget_recorded)
             raise
         if duplicate:
             if queued:
@@ -483,65 +497,83 @@ class CommunicationSlice(AtomicSlice):
     async def _record_inbound(
         self, message: IncomingMessage, decision: access.Decision
     ) -> tuple[bool, int, str | None]:
-        """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code)."""
+        """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code).
+
+        One transaction, in one trip to the database's thread.
+        """
         assert self.db is not None
-        now = time.time()
+        duplicate, row, code = await self.db.atomic(self._record_inbound_now, message, decision, time.time())
+        if not duplicate and decision.verdict == "allow":
+            # Taken by this intake from the moment it is committed: a resume whose read of the queued
+            # rows ran after this transaction resumes after this line, and leaves the row to the intake.
+            self._turns.add(row)
+        return duplicate, row, code
+
+    def _record_inbound_now(
+        self, conn: sqlite3.Connection, message: IncomingMessage, decision: access.Decision, now: float
+    ) -> tuple[bool, int, str | None]:
         detail = decision.reason or None
         code: str | None = None
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                "INSERT OR IGNORE INTO seen (channel, message_id, received_at) VALUES (?, ?, ?)",
-                (message.channel, message.message_id, now),
-            )
-            if cursor.rowcount == 0:
-                return True, 0, None
-            if decision.verdict == "pair":
-                code, detail = await self._pairing_code(conn, message, now)
-            cursor = await conn.execute(
-                _INSERT_IN,
-                (
-                    message.channel,
-                    message.chat_id,
-                    message.sender_id,
-                    message.sender_name,
-                    message.message_id,
-                    message.reply_to,
-                    message.text,
-                    int(message.is_group),
-                    int(message.mentions_bot),
-                    json.dumps([m.model_dump(mode="json") for m in message.media]) if message.media else None,
-                    "queued" if decision.verdict == "allow" else "refused",
-                    detail,
-                    now,
-                    now,
-                ),
-            )
-            return False, cursor.lastrowid or 0, code
+        cursor = conn.execute(
+            "INSERT OR IGNORE INTO seen (channel, message_id, received_at) VALUES (?, ?, ?)",
+            (message.channel, message.message_id, now),
+        )
+        if cursor.rowcount == 0:
+            return True, 0, None
+        if decision.verdict == "pair":
+            code, detail = self._pairing_code(conn, message, now)
+        cursor = conn.execute(
+            _INSERT_IN,
+            (
+                message.channel,
+                message.chat_id,
+                message.sender_id,
+                message.sender_name,
+                message.message_id,
+                message.reply_to,
+                message.text,
+                int(message.is_group),
+                int(message.mentions_bot),
+                json.dumps([m.model_dump(mode="json") for m in message.media]) if message.media else None,
+                "queued" if decision.verdict == "allow" else "refused",
+                detail,
+                now,
+                now,
+            ),
+        )
+        return False, cursor.lastrowid or 0, code
 
-    async def _pairing_code(self, conn: Any, message: IncomingMessage, now: float) -> tuple[str | None, str]:
+    def _forget_recorded(self, recording: asyncio.Future[tuple[bool, int, str | None]]) -> None:
+        if not recording.cancelled() and recording.exception() is None:
+            self._turns.discard(recording.result()[1])
+
+    def _pairing_code(self, conn: sqlite3.Connection, message: IncomingMessage, now: float) -> tuple[str | None, str]:
         """Create a pairing request for a new sender; return (code to send or None, the log's detail)."""
-        async with conn.execute(
-            "SELECT code FROM pairing WHERE channel = ? AND sender_id = ? AND status = 'pending' AND expires_at > ?",
-            (message.channel, message.sender_id, now),
-        ) as cursor:
-            if await cursor.fetchone() is not None:
-                return None, "waiting for the owner to approve this sender's pairing code"
-        async with conn.execute(
-            "SELECT 1 FROM pairing WHERE channel = ? AND sender_id = ? AND status = 'denied' AND decided_at > ?",
-            (message.channel, message.sender_id, now - 86_400),
-        ) as cursor:
-            if await cursor.fetchone() is not None:
-                return None, "the owner denied this sender's pairing in the last 24 hours"
-        async with conn.execute(
+        if (
+            conn.execute(
+                "SELECT code FROM pairing WHERE channel = ? AND sender_id = ? AND status = 'pending' AND expires_at > ?",
+                (message.channel, message.sender_id, now),
+            ).fetchone()
+            is not None
+        ):
+            return None, "waiting for the owner to approve this sender's pairing code"
+        if (
+            conn.execute(
+                "SELECT 1 FROM pairing WHERE channel = ? AND sender_id = ? AND status = 'denied' AND decided_at > ?",
+                (message.channel, message.sender_id, now - 86_400),
+            ).fetchone()
+            is not None
+        ):
+            return None, "the owner denied this sender's pairing in the last 24 hours"
+        pending = conn.execute(
             "SELECT COUNT(*) FROM pairing WHERE channel = ? AND status = 'pending' AND expires_at > ?",
             (message.channel, now),
-        ) as cursor:
-            pending = (await cursor.fetchone())[0]
+        ).fetchone()[0]
         if pending >= self.settings.max_pending_pairings:
             self.log.warning("channel %s: %d pairing requests pending; no new code sent", message.channel, pending)
             return None, "too many pairing requests pending; no code sent"
         code = access.new_code()
-        await conn.execute(
+        conn.execute(
             "INSERT INTO pairing (code, channel, sender_id, sender_name, chat_id, status, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
             (
@@ -557,16 +589,30 @@ class CommunicationSlice(AtomicSlice):
         return code, "pairing code sent; the owner must approve it"
 
     def _submit_turn(self, key: tuple[str, str], row: int, message: IncomingMessage) -> None:
-        self.lanes.submit(key, lambda: self._turn(row, message))
+        self._turns.add(row)
+
+        async def job() -> None:
+            try:
+                await self._turn(row, message)
+            finally:
+                self._turns.discard(row)
+
+        self.lanes.submit(key, job)
 
     async def _turn(self, row: int, message: IncomingMessage) -> None:
         """Run one turn of a chat through ``MasterChat`` and send the reply on the same chat."""
         from refactorbot import MasterChat
 
         assert self.db is not None
-        await self.db.execute_alone(
-            "UPDATE messages SET status = 'running', updated_at = ? WHERE id = ?", (time.time(), row)
+        # The claim: only the turn that moves its row from queued to running runs (a message resumed
+        # as its channel started while its intake queued it too runs once).
+        claimed = await self._write_count(
+            "UPDATE messages SET status = 'running', updated_at = ? WHERE id = ? AND status = 'queued'",
+            (time.time(), row),
         )
+        if not claimed:
+            self.log.debug("channel %s: message row %d is already taken by another turn", message.channel, row)
+            return
         runner = self.runners.get(message.channel)
         adapter = runner.adapter if runner is not None else None
         if self.settings.typing and adapter is not None:
@@ -693,17 +739,21 @@ class CommunicationSlice(AtomicSlice):
 
     async def _record_ids(self, row: int, channel: str, chat_id: str, ids: list[str], parts: int) -> None:
         assert self.db is not None
-        now = time.time()
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE messages SET platform_ids = ?, parts = ?, updated_at = ? WHERE id = ?",
-                (json.dumps(ids), parts, now, row),
-            )
-            await conn.executemany(
-                "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
-                [(channel, chat_id, platform_id, row) for platform_id in ids],
-            )
-            await self._link_reports(conn, row, channel, chat_id, ids, now)
+        if await self.db.atomic(self._record_ids_now, row, channel, chat_id, ids, parts, time.time()):
+            self._count(channel, "failed")
+
+    def _record_ids_now(
+        self, conn: sqlite3.Connection, row: int, channel: str, chat_id: str, ids: list[str], parts: int, now: float
+    ) -> bool:
+        conn.execute(
+            "UPDATE messages SET platform_ids = ?, parts = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(ids), parts, now, row),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
+            [(channel, chat_id, platform_id, row) for platform_id in ids],
+        )
+        return self._link_reports(conn, row, channel, chat_id, ids, now)
 
     def _host_stopping(self) -> bool:
         return (self.ctx.host is not None and self.ctx.host.stopping) or not self._accepting
@@ -844,63 +894,88 @@ class CommunicationSlice(AtomicSlice):
     ) -> int:
         """Record an outgoing message's outcome (and the turn's, for a reply) in one transaction; return its row."""
         assert self.db is not None
-        now = time.time()
-        async with self.db.transaction() as conn:
-            if answered is not None and out.in_reply_to is not None:
-                await conn.execute(
-                    "UPDATE messages SET status = ?, detail = ?, updated_at = ? WHERE id = ?",
-                    (answered[0], answered[1], now, out.in_reply_to),
-                )
-            if row is None:
-                cursor = await conn.execute(
-                    "INSERT INTO messages (direction, kind, channel, chat_id, reply_to, text, status, in_reply_to,"
-                    " platform_ids, parts, attempts, detail, created_at, updated_at)"
-                    " VALUES ('out', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        out.kind,
-                        out.channel,
-                        out.chat_id,
-                        out.reply_to,
-                        out.text,
-                        status,
-                        out.in_reply_to,
-                        json.dumps(ids),
-                        parts,
-                        attempts,
-                        error,
-                        out.created_at,
-                        now,
-                    ),
-                )
-                row = cursor.lastrowid or 0
-            else:
-                await conn.execute(
-                    "UPDATE messages SET status = ?, text = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?,"
-                    " updated_at = ? WHERE id = ?",
-                    (status, out.text, json.dumps(ids), parts, attempts, error, now, row),
-                )
-            if ids:
-                await conn.executemany(
-                    "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
-                    [(out.channel, out.chat_id, platform_id, row) for platform_id in ids],
-                )
-                await self._link_reports(conn, row, out.channel, out.chat_id, ids, now)
-        return row
+        recorded, turned_failed = await self.db.atomic(
+            self._record_out_now, row, out, status, ids, parts, attempts, error, answered, time.time()
+        )
+        if turned_failed:
+            self._count(out.channel, "failed")
+        return recorded
 
-    async def _link_reports(self, conn: Any, row: int, channel: str, chat_id: str, ids: list[str], now: float) -> None:
-        """Give message ``row`` the delivery reports that arrived for its ids before it was recorded."""
+    def _record_out_now(
+        self,
+        conn: sqlite3.Connection,
+        row: int | None,
+        out: _Outgoing,
+        status: str,
+        ids: list[str],
+        parts: int,
+        attempts: int,
+        error: str | None,
+        answered: tuple[str, str | None] | None,
+        now: float,
+    ) -> tuple[int, bool]:
+        if answered is not None and out.in_reply_to is not None:
+            conn.execute(
+                "UPDATE messages SET status = ?, detail = ?, updated_at = ? WHERE id = ?",
+                (answered[0], answered[1], now, out.in_reply_to),
+            )
+        if row is None:
+            cursor = conn.execute(
+                "INSERT INTO messages (direction, kind, channel, chat_id, reply_to, text, status, in_reply_to,"
+                " platform_ids, parts, attempts, detail, created_at, updated_at)"
+                " VALUES ('out', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    out.kind,
+                    out.channel,
+                    out.chat_id,
+                    out.reply_to,
+                    out.text,
+                    status,
+                    out.in_reply_to,
+                    json.dumps(ids),
+                    parts,
+                    attempts,
+                    error,
+                    out.created_at,
+                    now,
+                ),
+            )
+            row = cursor.lastrowid or 0
+        else:
+            conn.execute(
+                "UPDATE messages SET status = ?, text = ?, platform_ids = ?, parts = ?, attempts = ?, detail = ?,"
+                " updated_at = ? WHERE id = ?",
+                (status, out.text, json.dumps(ids), parts, attempts, error, now, row),
+            )
+        turned_failed = False
+        if ids:
+            conn.executemany(
+                "INSERT OR IGNORE INTO sent_ids (channel, chat_id, platform_id, message_row) VALUES (?, ?, ?, ?)",
+                [(out.channel, out.chat_id, platform_id, row) for platform_id in ids],
+            )
+            turned_failed = self._link_reports(conn, row, out.channel, out.chat_id, ids, now)
+        return row, turned_failed
+
+    def _link_reports(
+        self, conn: sqlite3.Connection, row: int, channel: str, chat_id: str, ids: list[str], now: float
+    ) -> bool:
+        """Give message ``row`` the delivery reports that arrived for its ids before it was recorded.
+
+        Runs inside the caller's transaction (on the database's thread); return whether the
+        reports turned the message failed.
+        """
         if not self._orphan_reports or not ids:
-            return
+            return False
         marks = ", ".join("?" * len(ids))
-        cursor = await conn.execute(
+        cursor = conn.execute(
             "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"
             f" AND chat_id IN ('', ?) AND platform_id IN ({marks})",
             (row, channel, chat_id, *ids),
         )
         if cursor.rowcount > 0:
             self._orphan_reports = max(0, self._orphan_reports - cursor.rowcount)
-            if await self._apply_reports(conn, row, now):
-                self._count(channel, "failed")
+            return self._apply_reports(conn, row, now)
+        return False
 
     # -- delivery reports --------------------------------------------------------------------------
 
@@ -926,35 +1001,44 @@ class CommunicationSlice(AtomicSlice):
     ) -> tuple[bool, bool]:
         """Store one report and re-apply its message's reports; return (linked to a message, turned it failed)."""
         assert self.db is not None
-        now = time.time()
+        return await self.db.atomic(self._record_report_now, channel, message_id, status, reason, chat_id, time.time())
+
+    def _record_report_now(
+        self,
+        conn: sqlite3.Connection,
+        channel: str,
+        message_id: str,
+        status: str,
+        reason: str | None,
+        chat_id: str,
+        now: float,
+    ) -> tuple[bool, bool]:
         sql = "SELECT message_row FROM sent_ids WHERE channel = ? AND platform_id = ?"
         args: list[object] = [channel, message_id]
         if chat_id:
             sql += " AND chat_id = ?"
             args.append(chat_id)
-        async with self.db.transaction() as conn:
-            async with conn.execute(sql + " ORDER BY message_row DESC LIMIT 1", args) as cursor:
-                found = await cursor.fetchone()
-            row: int | None = found[0] if found is not None else None
-            if row is None and self._orphan_reports >= MAX_ORPHAN_REPORTS:
-                self.log.warning(
-                    "channel %s: delivery report for unknown message %r dropped (%d unmatched reports kept)",
-                    channel,
-                    message_id[:80],
-                    self._orphan_reports,
-                )
-                return False, False
-            cursor = await conn.execute(
-                "INSERT INTO delivery_reports (channel, platform_id, chat_id, status, reason, reported_at, message_row)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, platform_id, chat_id, status) DO NOTHING",
-                (channel, message_id, chat_id, status, reason, now, row),
+        found = conn.execute(sql + " ORDER BY message_row DESC LIMIT 1", args).fetchone()
+        row: int | None = found[0] if found is not None else None
+        if row is None and self._orphan_reports >= MAX_ORPHAN_REPORTS:
+            self.log.warning(
+                "channel %s: delivery report for unknown message %r dropped (%d unmatched reports kept)",
+                channel,
+                message_id[:80],
+                self._orphan_reports,
             )
-            if row is None:
-                self._orphan_reports += max(0, cursor.rowcount)
-                return False, False
-            return True, await self._apply_reports(conn, row, now)
+            return False, False
+        cursor = conn.execute(
+            "INSERT INTO delivery_reports (channel, platform_id, chat_id, status, reason, reported_at, message_row)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, platform_id, chat_id, status) DO NOTHING",
+            (channel, message_id, chat_id, status, reason, now, row),
+        )
+        if row is None:
+            self._orphan_reports += max(0, cursor.rowcount)
+            return False, False
+        return True, self._apply_reports(conn, row, now)
 
-    async def _apply_reports(self, conn: Any, row: int, now: float) -> bool:
+    def _apply_reports(self, conn: sqlite3.Connection, row: int, now: float) -> bool:
         """Sum up the reports of message ``row`` into its delivery columns; return whether it turned failed.
 
         The rule: ``delivery`` is ``failed`` once any part was reported failed, else ``read`` when
@@ -962,17 +1046,15 @@ class CommunicationSlice(AtomicSlice):
         read), else ``sent``. A part reported failed turns a ``sent`` message into ``failed`` with
         the reason; nothing turns a failed message back.
         """
-        async with conn.execute("SELECT status, platform_ids FROM messages WHERE id = ?", (row,)) as cursor:
-            message = await cursor.fetchone()
+        message = conn.execute("SELECT status, platform_ids FROM messages WHERE id = ?", (row,)).fetchone()
         if message is None:
             return False
         ids: list[str] = json.loads(message["platform_ids"] or "[]")
-        async with conn.execute(
+        reports = conn.execute(
             "SELECT platform_id, status, reason, reported_at FROM delivery_reports WHERE message_row = ?"
             " ORDER BY reported_at, id",
             (row,),
-        ) as cursor:
-            reports = await cursor.fetchall()
+        ).fetchall()
         failure: Any = None
         delivered: dict[str, float] = {}
         read: dict[str, float] = {}
@@ -999,13 +1081,13 @@ class CommunicationSlice(AtomicSlice):
         if turned_failed:
             which = f"part {ids.index(failure['platform_id']) + 1} of {len(ids)} " if len(ids) > 1 else ""
             detail = f"the platform reported {which}failed: {failure['reason'] or 'no reason given'}"
-            await conn.execute(
+            conn.execute(
                 "UPDATE messages SET status = 'failed', detail = ?, delivery = ?, delivered_at = ?, read_at = ?,"
                 " updated_at = ? WHERE id = ?",
                 (detail, delivery, delivered_at, read_at, now, row),
             )
         else:
-            await conn.execute(
+            conn.execute(
                 "UPDATE messages SET delivery = ?, delivered_at = ?, read_at = ?, updated_at = ? WHERE id = ?",
                 (delivery, delivered_at, read_at, now, row),
             )
