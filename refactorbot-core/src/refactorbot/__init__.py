@@ -89,6 +89,21 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.gitenv import git_neutral as git_neutral
     from refactorbot.gitenv import git_overrides as git_overrides
     from refactorbot.home import default_home as default_home
+    from refactorbot.improve import ActionKind as ActionKind
+    from refactorbot.improve import BrainAnswer as BrainAnswer
+    from refactorbot.improve import BrainAnswerInvalid as BrainAnswerInvalid
+    from refactorbot.improve import FailureSample as FailureSample
+    from refactorbot.improve import ImprovementAction as ImprovementAction
+    from refactorbot.improve import Risk as Risk
+    from refactorbot.improve import SliceEvidence as SliceEvidence
+    from refactorbot.improve import WindowMetrics as WindowMetrics
+    from refactorbot.improve import actions_of as actions_of
+    from refactorbot.improve import ask_brain as ask_brain
+    from refactorbot.improve import check_action as check_action
+    from refactorbot.improve import config_with as config_with
+    from refactorbot.improve import default_self_improve as default_self_improve
+    from refactorbot.improve import gather_evidence as gather_evidence
+    from refactorbot.improve import window_metrics as window_metrics
     from refactorbot.llm import LLMCall as LLMCall
     from refactorbot.llm import LLMChunk as LLMChunk
     from refactorbot.llm import LLMGateway as LLMGateway
@@ -211,6 +226,21 @@ _LAZY = {
     "SubscriptionOptions": "events",
     "subscription_options": "events",
     "default_home": "home",
+    "ActionKind": "improve",
+    "BrainAnswer": "improve",
+    "BrainAnswerInvalid": "improve",
+    "FailureSample": "improve",
+    "ImprovementAction": "improve",
+    "Risk": "improve",
+    "SliceEvidence": "improve",
+    "WindowMetrics": "improve",
+    "actions_of": "improve",
+    "ask_brain": "improve",
+    "check_action": "improve",
+    "config_with": "improve",
+    "default_self_improve": "improve",
+    "gather_evidence": "improve",
+    "window_metrics": "improve",
     "LLMCall": "llm",
     "LLMChunk": "llm",
     "LLMGateway": "llm",

@@ -10,10 +10,15 @@ timeout = 30.0
 
 [slices.notes]              # one section per slice, validated against the slice's Config
 enabled = true              # RB_NOTES_ENABLED
+brain_model = "openai/gpt-4o"  # RB_NOTES_BRAIN_MODEL: the model of its self-improvement (default [llm] model)
 max_notes = 1000            # RB_NOTES_MAX_NOTES
 [slices.notes.resources]
 rate_limit = 50             # RB_NOTES_RESOURCES_RATE_LIMIT
 ```
+
+A slice's settings are, lowest first: its ``[slices.<id>]`` table, the overrides in
+``<home>/overrides/<id>.json`` (written by tools such as self-improvement, never by editing the
+TOML file), then ``RB_<ID>_<FIELD>`` variables.
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ from refactorbot.models import Model
 CONFIG_FILE = "refactorbot.toml"
 M = TypeVar("M", bound=BaseModel)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: Keys of ``[slices.<id>]`` the host reads itself; the rest is validated against the slice's ``Config``.
+RESERVED_SLICE_KEYS = ("enabled", "resources", "brain_model")
+#: Folder of the home holding one ``<slice_id>.json`` of setting overrides per slice.
+OVERRIDES_DIR = "overrides"
+#: Largest overrides file read (bytes): a setting, not a data store.
+_OVERRIDES_MAX_BYTES = 256 * 1024
 
 
 def _env_var_name(value: str) -> str:
@@ -174,10 +185,54 @@ class Settings(Model):
         return bool(self.slices.get(slice_id, {}).get("enabled", True))
 
     def slice_config(self, slice_id: str, model: type[M], env: Mapping[str, str] | None = None) -> M:
-        """Return ``[slices.<id>]`` plus ``RB_<ID>_<FIELD>`` validated against ``model``."""
-        section = {k: v for k, v in self.slices.get(slice_id, {}).items() if k not in ("enabled", "resources")}
+        """Return ``[slices.<id>]``, then its overrides file, then ``RB_<ID>_<FIELD>``, validated against ``model``."""
+        section = {k: v for k, v in self.slices.get(slice_id, {}).items() if k not in RESERVED_SLICE_KEYS}
+        overrides = self.slice_overrides(slice_id)
+        section.update(overrides)
         section.update(_env_fields(model, f"RB_{_env_key(slice_id)}_", env))
-        return validate_section(model, section, f"[slices.{slice_id}]")
+        where = f"[slices.{slice_id}]" + (f" with {self.overrides_file(slice_id)}" if overrides else "")
+        return validate_section(model, section, where)
+
+    def slice_brain_model(self, slice_id: str, env: Mapping[str, str] | None = None) -> str:
+        """Return the model of the slice's self-improvement: ``RB_<ID>_BRAIN_MODEL``, ``brain_model``, ``[llm] model``."""
+        env = os.environ if env is None else env
+        raw = env.get(f"RB_{_env_key(slice_id)}_BRAIN_MODEL") or self.slices.get(slice_id, {}).get("brain_model")
+        if raw is not None and not isinstance(raw, str):
+            raise ConfigError(f"[slices.{slice_id}] brain_model: must be a model name (a string)")
+        return raw.strip() if raw and raw.strip() else self.llm.model
+
+    def overrides_file(self, slice_id: str) -> Path:
+        """Return the file of the slice's setting overrides (``<home>/overrides/<id>.json``)."""
+        if not _SLICE_ID.match(slice_id):
+            raise ConfigError(f"slice id {slice_id!r} cannot name an overrides file")
+        return self.home / OVERRIDES_DIR / f"{slice_id}.json"
+
+    def slice_overrides(self, slice_id: str) -> dict[str, Any]:
+        """Return the slice's setting overrides (``{}`` without a file); ``ConfigError`` when it is unreadable."""
+        import json
+
+        if not _SLICE_ID.match(slice_id):  # an id that cannot name a file has no overrides
+            return {}
+        path = self.overrides_file(slice_id)
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(_OVERRIDES_MAX_BYTES + 1)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if len(raw) > _OVERRIDES_MAX_BYTES:
+            raise ConfigError(f"{path}: larger than {_OVERRIDES_MAX_BYTES} bytes")
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must hold a JSON object of settings")
+        reserved = sorted(set(data) & set(RESERVED_SLICE_KEYS))
+        if reserved:
+            raise ConfigError(f"{path}: {', '.join(reserved)} cannot be overridden (set them in refactorbot.toml)")
+        return data
 
     def slice_resources(self, slice_id: str, env: Mapping[str, str] | None = None) -> ResourceLimits:
         """Return the slice's resource limits: defaults, its TOML section, then env."""
@@ -191,6 +246,9 @@ class Settings(Model):
         raw = dict(getattr(self, kind).get(name, {}))
         raw.update(_env_fields(model, f"RB_{_env_key(name)}_", env))
         return validate_section(model, raw, f"[{kind}.{name}]")
+
+
+_SLICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def _env_key(name: str) -> str:

@@ -31,7 +31,6 @@ from refactorbot.models import (
     ImprovementPlan,
     Model,
     OperationInfo,
-    Proposal,
     SliceCapabilities,
     SliceRequest,
     SliceResponse,
@@ -423,25 +422,16 @@ class AtomicSlice:
         return DiagnosticReport(slice_id=self.slice_id, checks=checks)
 
     async def self_improve(self, feedback: ImprovementFeedback) -> ImprovementPlan:
-        """Propose changes from diagnostics and feedback; nothing is applied without review."""
-        report = await self.run_self_diagnostics()
-        proposals = [
-            Proposal(
-                title=f"Fix failing check '{check.name}'",
-                rationale=check.detail,
-                kind="config" if check.name.startswith("error_rate") else "other",
-            )
-            for check in report.checks
-            if not check.passed
-        ]
-        if feedback.summary:
-            proposals.append(
-                Proposal(
-                    title=f"Address {feedback.source} feedback", rationale=feedback.summary, changes=feedback.details
-                )
-            )
-        notes = "all checks passed" if report.passed else f"{len(proposals)} proposal(s) from diagnostics"
-        return ImprovementPlan(slice_id=self.slice_id, proposals=proposals, notes=notes)
+        """Propose changes from metrics, diagnostics and feedback; nothing is applied here.
+
+        The default gathers the slice's evidence (error rate, p95, recent failures with their
+        messages, failed checks, feedback, settings, prompt templates) and, when there is
+        something to improve, asks the slice's brain model (``[slices.<id>] brain_model``) for
+        validated actions; without a model the plan is rule-based. See ``refactorbot.improve``.
+        """
+        from refactorbot.improve import default_self_improve
+
+        return await default_self_improve(self, feedback)
 
 
 async def _drop(chunk: Any) -> None:
