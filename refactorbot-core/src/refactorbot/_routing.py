@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Coroutine
 from typing import Any
 
+from refactorbot import tracing
 from refactorbot._slots import SliceSlot, SlotHost
 from refactorbot.errors import OperationTimeout, RateLimited, ResourceLimitExceeded
 from refactorbot.events import Event
@@ -38,16 +39,47 @@ class Routing(SlotHost):
         return await self.route(SliceRequest(slice_id=slice_id, operation=op, payload=payload))
 
     async def route(self, request: SliceRequest) -> SliceResponse:
-        """Run one request through hooks, limits and the slice; log and measure it. Never raises."""
+        """Run one request through hooks, limits and the slice; log and measure it. Never raises.
+
+        With a tracer installed (``provide_tracer``), the request runs inside its operation's span.
+        """
+        tracer = tracing.tracer()
+        if tracer is not None:
+            return await self._traced(tracer, request, self._route(request))
+        return await self._route(request)
+
+    async def _traced(
+        self, tracer: tracing.Tracer, request: SliceRequest, work: Coroutine[Any, Any, SliceResponse]
+    ) -> SliceResponse:
+        """Await ``work`` inside the span of ``request``'s operation (a child of ``request.traceparent``)."""
+        attributes: dict[str, tracing.AttributeValue] = {
+            "refactorbot.slice": request.slice_id,
+            "refactorbot.operation": request.operation,
+            "refactorbot.request_id": request.request_id,
+        }
+        if request.caller is not None:
+            attributes["refactorbot.caller"] = request.caller
+        with tracer.span(request.target, attributes=attributes, parent=request.traceparent) as span:
+            request.traceparent = span.traceparent  # what a worker process and after_operation see
+            response = await work
+            span.set_attribute("refactorbot.success", response.success)
+            if not response.success:
+                error_type = response.error_type.value if response.error_type else ErrorType.OPERATION_ERROR.value
+                span.set_error(error_type, response.error_message)
+            return response
+
+    async def _route(self, request: SliceRequest) -> SliceResponse:
         started = time.perf_counter()
         slot = self._slots.get(request.slice_id)
         if self._stopping or slot is None or slot.instance is None:
             return self._finish(request, started, self._unavailable(request, slot))
         self._inflight += 1
+        slot.inflight += 1
         self._idle.clear()
         try:
             response = await self._run(request, slot.instance, started)
         finally:
+            slot.done()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -138,6 +170,7 @@ class Routing(SlotHost):
             out.response = self._finish(request, started, self._unavailable(request, slot))
             return
         self._inflight += 1
+        slot.inflight += 1
         self._idle.clear()
         queue: asyncio.Queue[Any] = asyncio.Queue()  # unbounded: the operation never waits on its reader
         done = object()
@@ -145,9 +178,11 @@ class Routing(SlotHost):
         async def emit(chunk: Any) -> None:
             queue.put_nowait(chunk)
 
-        producer = asyncio.get_running_loop().create_task(
-            self._run(request, slot.instance, started, emit), name=f"stream {request.target}"
-        )
+        work = self._run(request, slot.instance, started, emit)
+        tracer = tracing.tracer()
+        if tracer is not None:
+            work = self._traced(tracer, request, work)
+        producer = asyncio.get_running_loop().create_task(work, name=f"stream {request.target}")
         producer.add_done_callback(lambda _: queue.put_nowait(done))
         delivered = 0
         try:
@@ -167,6 +202,7 @@ class Routing(SlotHost):
                 response = SliceResponse.failure(request, ErrorType.OPERATION_ERROR, why)
             else:
                 response = producer.result()
+            slot.done()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -187,5 +223,18 @@ class Routing(SlotHost):
     # -- events ----------------------------------------------------------------------------
 
     async def publish(self, event: Event) -> None:
-        """Publish ``event`` on the bus."""
-        await self.bus.publish(event)
+        """Publish ``event`` on the bus (with tracing on, in a ``publish <topic>`` span it carries)."""
+        tracer = tracing.tracer()
+        if tracer is None:
+            await self.bus.publish(event)
+            return
+        attributes: dict[str, tracing.AttributeValue] = {
+            "messaging.system": "refactorbot",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": event.topic,
+        }
+        if event.source is not None:
+            attributes["refactorbot.slice"] = event.source
+        with tracer.span(f"publish {event.topic}", kind="producer", attributes=attributes) as span:
+            event.traceparent = event.traceparent or span.traceparent
+            await self.bus.publish(event)

@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import ConfigDict, Field, field_validator
 
+from refactorbot import tracing
 from refactorbot.config import HttpUrl
 from refactorbot.errors import RefactorbotError
 from refactorbot.models import IncomingMessage, Model, OutgoingMessage
@@ -465,7 +466,12 @@ class ChannelAdapter(abc.ABC):
             return Delivery.UNAVAILABLE
         if message.channel != self.name:
             raise ChannelError(f"channel {self.name} delivered a message of channel {message.channel!r}")
-        return await self._inbound(message)
+        if tracing.tracer() is None:
+            return await self._inbound(message)
+        with tracing.span(f"receive {self.name}", kind="consumer", attributes=_channel_attributes(self.name)) as span:
+            delivery = await self._inbound(message)
+            span.set_attribute("refactorbot.delivery", delivery.value)
+            return delivery
 
     async def report_delivery(
         self,
@@ -748,3 +754,20 @@ def split_text(text: str, limit: int) -> list[str]:
     markers take at most half of a part.
     """
     return [part.text for part in split_parts(text, limit)]
+
+
+def _channel_attributes(channel: str) -> dict[str, tracing.AttributeValue]:
+    return {"messaging.system": "refactorbot", "refactorbot.channel": channel}
+
+
+def send_span(channel: str, message: OutgoingMessage) -> tracing.SpanScope:
+    """Return the span of one ``send`` to a platform (``send <channel>``; a no-op when tracing is off).
+
+    The runtime that calls ``ChannelAdapter.send`` opens it around each call, so a reply's parts
+    are children of the chat turn that wrote them.
+    """
+    if tracing.tracer() is None:
+        return tracing.NOOP_SPAN
+    attributes = _channel_attributes(channel)
+    attributes["refactorbot.text_format"] = message.text_format
+    return tracing.span(f"send {channel}", kind="producer", attributes=attributes)

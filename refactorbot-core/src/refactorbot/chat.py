@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from refactorbot import tracing
 from refactorbot.models import ErrorType, IncomingMessage, OutgoingMessage
 
 log = logging.getLogger(__name__)
@@ -179,8 +180,16 @@ class MasterChat:
     # -- entry points ----------------------------------------------------------------------
 
     async def process_message(self, message: IncomingMessage) -> OutgoingMessage:
-        """Answer one message: session → memory recall → agent → session → memory → reply."""
-        return await self._answer(await self._begin(message))
+        """Answer one message: session → memory recall → agent → session → memory → reply.
+
+        With a tracer installed, the turn is one ``chat_turn <channel>`` span over all of it.
+        """
+        if tracing.tracer() is None:
+            return await self._answer(await self._begin(message))
+        with _turn_span(message) as span:
+            reply = await self._answer(await self._begin(message))
+            _turn_attributes(span, reply)
+            return reply
 
     async def stream_message(self, message: IncomingMessage, *, announce_failure: bool = True) -> AsyncIterator[str]:
         """Yield the answer's text as it arrives; the turn is stored like ``process_message`` does.
@@ -192,6 +201,17 @@ class MasterChat:
         When the turn fails, the failure's text is yielded last; with ``announce_failure=False``
         it is not (a caller that shows its own failure text reads ``last_reply.metadata["error"]``).
         """
+        if tracing.tracer() is None:
+            async for text in self._stream_turn(message, announce_failure):
+                yield text
+            return
+        with _turn_span(message) as span:
+            async for text in self._stream_turn(message, announce_failure):
+                yield text
+            if self.last_reply is not None:
+                _turn_attributes(span, self.last_reply)
+
+    async def _stream_turn(self, message: IncomingMessage, announce_failure: bool) -> AsyncIterator[str]:
         turn = await self._begin(message)
         if not self.host.has_slice("agent"):
             reply = await self._end(turn, NO_AGENT)
@@ -239,3 +259,25 @@ class MasterChat:
             return await self._end(turn, failure)
         turn.result = response.data
         return await self._end(turn, str(turn.result["answer"]))
+
+
+def _turn_span(message: IncomingMessage) -> tracing.SpanScope:
+    """Return the span of one chat turn (the root of its trace, unless a caller's span is current)."""
+    attributes: dict[str, tracing.AttributeValue] = {
+        "gen_ai.operation.name": "chat_turn",
+        "refactorbot.channel": message.channel,
+        "refactorbot.message_id": message.message_id,
+    }
+    return tracing.span(f"chat_turn {message.channel}", kind="server", attributes=attributes)
+
+
+def _turn_attributes(span: tracing.Span, reply: OutgoingMessage) -> None:
+    meta = reply.metadata
+    if meta.get("session_id"):
+        span.set_attribute("gen_ai.conversation.id", str(meta["session_id"]))
+    span.set_attribute("refactorbot.turn.steps", int(meta.get("steps") or 0))
+    span.set_attribute("refactorbot.turn.tool_calls", [str(t) for t in meta.get("tool_calls") or []])
+    if meta.get("degraded"):
+        span.set_attribute("refactorbot.turn.degraded", [str(d) for d in meta["degraded"]])
+    if not meta.get("ok"):
+        span.set_error("turn_failed", str(meta.get("error") or "the turn failed"))

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from refactorbot import tracing
 from refactorbot.errors import RefactorbotError
 from refactorbot.models import Model
+from refactorbot.tracing import SpanScope
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ class Event(Model):
     #: Position in a durable bus's log (``None`` on the in-memory bus): the same event redelivered
     #: after a crash or a retry has the same offset, so a handler can skip what it already did.
     offset: int | None = None
+    #: W3C ``traceparent`` of the span that published it (set by the host's ``publish`` when tracing
+    #: is on): its delivery's span is that span's child. A durable bus stores it with the event.
+    traceparent: str | None = Field(None, max_length=512)
 
 
 class EventRejected(RefactorbotError):
@@ -196,9 +201,32 @@ class InMemoryEventBus(EventBus):
                 self._queue.task_done()
 
     async def _deliver(self, handler: Handler, event: Event) -> None:
-        try:
-            await asyncio.wait_for(handler(event), timeout=self.handler_timeout)
-            self.delivered += 1
-        except Exception:  # a subscriber's bug must not stop delivery to others
-            self.failed += 1
-            log.exception("event handler %r failed on %s", handler, event.topic)
+        with delivery_span(event, handler) as span:
+            try:
+                await asyncio.wait_for(handler(event), timeout=self.handler_timeout)
+                self.delivered += 1
+            except Exception as exc:  # a subscriber's bug must not stop delivery to others
+                self.failed += 1
+                span.set_error(type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
+                log.exception("event handler %r failed on %s", handler, event.topic)
+
+
+def delivery_span(event: Event, handler: Handler) -> SpanScope:
+    """Return the span of one delivery of ``event`` to ``handler`` (a no-op when tracing is off).
+
+    A ``process <topic>`` consumer span, child of the publisher's span (``event.traceparent``). A
+    bus from ``provide_event_bus`` opens it around each handler call, like the in-memory bus.
+    """
+    if tracing.tracer() is None:
+        return tracing.NOOP_SPAN
+    return tracing.span(
+        f"process {event.topic}",
+        kind="consumer",
+        attributes={
+            "messaging.system": "refactorbot",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": event.topic,
+            "refactorbot.handler": getattr(handler, "__qualname__", type(handler).__name__),
+        },
+        parent=event.traceparent,
+    )

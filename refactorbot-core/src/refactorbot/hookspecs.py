@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from refactorbot.models import IncomingMessage, OutgoingMessage, SliceRequest, SliceResponse
     from refactorbot.slice import AtomicSlice
     from refactorbot.tools import Tool, ToolCall, ToolResult
+    from refactorbot.tracing import Tracer
 
     #: What a veto hook returns, or an awaitable of it: ``None`` allows, a non-empty reason refuses.
     Veto: TypeAlias = str | Awaitable[str | None] | None
@@ -161,3 +162,8 @@ def message_sent(message: OutgoingMessage) -> Observed:
 @hookspec(firstresult=True)
 def provide_event_bus(config: Settings, env: Mapping[str, str]) -> EventBus | Awaitable[EventBus | None] | None:
     """Return an ``EventBus`` to replace the in-memory one (``config``: ``Settings``, ``env``: the host's), or ``None``."""
+
+
+@hookspec(firstresult=True)
+def provide_tracer(config: Settings, env: Mapping[str, str]) -> Tracer | Awaitable[Tracer | None] | None:
+    """Return a ``refactorbot.tracing.Tracer`` to trace this host's work (``config``: ``Settings``), or ``None``."""

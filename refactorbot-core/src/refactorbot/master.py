@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from refactorbot import tracing
 from refactorbot._control import Control
 from refactorbot._llm_routing import LLMRouting
 from refactorbot._routing import Routing
@@ -97,6 +98,9 @@ class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
         self._watchdog: LoopWatchdog | None = None
         #: ``time.monotonic()`` by which a stop begun by a signal must be over (``serve_forever``).
         self._deadline: float | None = None
+        #: What ``provide_tracer`` returned (installed while the host runs), and what it replaced.
+        self._tracer: tracing.Tracer | None = None
+        self._previous_tracer: tracing.Tracer | None = None
 
     @classmethod
     def from_environment(
@@ -136,6 +140,11 @@ class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
         )
         if provided is not None:
             self.bus = provided
+        tracer = await self.plugins.afirstresult(
+            "provide_tracer", config=self.settings, env=os.environ if self.env is None else self.env
+        )
+        if tracer is not None:  # installed for the process until this host stops
+            self._tracer, self._previous_tracer = tracer, tracing.install(tracer)
         await self.bus.start()
         self._build_slots()
         self._subset_ids = self._subset()
@@ -183,6 +192,14 @@ class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
             logging.getLogger("refactorbot").removeHandler(self._log_handler)
             logging.getLogger("refactorbot").setLevel(self._saved_log_level)
         await self._state.close()
+        if self._tracer is not None:
+            if tracing.tracer() is self._tracer:
+                tracing.install(self._previous_tracer)
+            tracer, self._tracer = self._tracer, None
+            try:
+                await asyncio.to_thread(tracer.shutdown)  # exports what is buffered
+            except Exception:  # a tracer failing to flush must not fail the stop
+                log.exception("the tracer failed to shut down")
         self._running = False
         if self._watchdog is not None:
             self._watchdog.close()

@@ -33,6 +33,9 @@ class SliceRequest(Model):
     request_id: str = Field(default_factory=_request_id)
     caller: str | None = None  # slice id of a cross-slice caller, None for external callers
     created_at: float = Field(default_factory=time.time)
+    #: W3C ``traceparent`` of the caller's span (a request from another process: the API's header,
+    #: a worker); once routed with tracing on, of the request's own operation span. See ``refactorbot.tracing``.
+    traceparent: str | None = Field(None, max_length=512)
 
     @property
     def target(self) -> str:

@@ -1,0 +1,195 @@
+"""Trace context: what a tracing plugin needs from the host, and nothing more.
+
+The core does not trace. A plugin that implements ``provide_tracer`` hands the host a ``Tracer``;
+from then on the host opens a span around every routed operation, LLM call, chat turn, channel
+delivery and event publish/delivery, and slices may open their own with ``span(...)``. Without
+one, ``span(...)`` returns a shared no-op and the host pays one attribute check per request.
+
+The context is the W3C ``traceparent`` of the current span (``00-<trace id>-<span id>-<flags>``):
+
+- in-process it travels in the context variable ``TRACEPARENT``, which asyncio copies into every
+  task, so ``ctx.call`` needs nothing more: the called operation's span is a child of the caller's;
+- ``SliceRequest.traceparent`` carries it across a process boundary (the control API reads the
+  ``traceparent`` header into it; a routed request holds its own operation's span context);
+- ``Event.traceparent`` carries it from ``publish`` to the subscriber, which runs on another task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Literal, Protocol
+
+#: What a span attribute may hold (OpenTelemetry's primitive attribute values).
+AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool]
+#: A span's kind, as OpenTelemetry names them.
+SpanKind = Literal["internal", "server", "client", "producer", "consumer"]
+
+#: The W3C ``traceparent`` of the span running in this context, ``None`` outside any span.
+TRACEPARENT: ContextVar[str | None] = ContextVar("refactorbot_traceparent", default=None)
+
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?$")
+
+
+class TraceParent(tuple[str, str, int]):
+    """A parsed ``traceparent``: ``(trace_id, span_id, flags)``, ids in lower-case hex."""
+
+    __slots__ = ()
+
+    @property
+    def trace_id(self) -> str:
+        """Return the 32-digit trace id."""
+        return self[0]
+
+    @property
+    def span_id(self) -> str:
+        """Return the 16-digit id of the parent span."""
+        return self[1]
+
+    @property
+    def sampled(self) -> bool:
+        """Return whether the caller recorded its span (flag ``01``)."""
+        return bool(self[2] & 1)
+
+
+def parse_traceparent(value: str | None) -> TraceParent | None:
+    """Return ``value`` parsed, or ``None`` when it is absent or not a valid W3C ``traceparent``.
+
+    Version ``00`` must be exactly four fields; a later version may append fields (ignored);
+    version ``ff`` and all-zero ids are invalid (W3C Trace Context, section 3.2).
+    """
+    if not value or len(value) > 512:
+        return None
+    match = _TRACEPARENT.match(value.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return TraceParent((trace_id, span_id, int(flags, 16)))
+
+
+def format_traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
+    """Return the version-00 ``traceparent`` of a span."""
+    return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+
+
+def current_traceparent() -> str | None:
+    """Return the ``traceparent`` of the span running in this context, or ``None``."""
+    return TRACEPARENT.get()
+
+
+def current_ids() -> tuple[str, str] | None:
+    """Return ``(trace_id, span_id)`` of the current span (for log lines), or ``None``."""
+    value = TRACEPARENT.get()
+    if value is None:
+        return None
+    return value[3:35], value[36:52]
+
+
+class Span(Protocol):
+    """An open span, as the host and slices use it."""
+
+    @property
+    def traceparent(self) -> str:
+        """Return this span's ``traceparent`` (what its children name as parent)."""
+        ...
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set one attribute (OpenTelemetry semantic-convention names where one exists)."""
+        ...
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Mark the span failed: ``error.type`` and the status description (one line)."""
+        ...
+
+
+class SpanScope(Protocol):
+    """What ``Tracer.span`` returns: entering makes the span current, leaving ends it."""
+
+    def __enter__(self) -> Span: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None: ...
+
+
+class Tracer(Protocol):
+    """What ``provide_tracer`` returns."""
+
+    def span(
+        self,
+        name: str,
+        *,
+        kind: SpanKind = "internal",
+        attributes: Mapping[str, AttributeValue] | None = None,
+        parent: str | None = None,
+    ) -> SpanScope:
+        """Return a scope for a new span named ``name``.
+
+        Its parent is ``parent`` (a ``traceparent``, e.g. from a request or an event) when that is
+        valid, else the current span (``TRACEPARENT``), else none (a new trace). While the scope is
+        entered, ``TRACEPARENT`` holds the new span's context; an exception leaving it is recorded
+        on the span (``error.type``: the exception's class) and propagates.
+        """
+        ...
+
+    def shutdown(self) -> None:
+        """Export what is buffered and release resources (called by the host as it stops, off the loop)."""
+        ...
+
+
+class _NoopSpan:
+    __slots__ = ()
+    traceparent = ""
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Ignore the attribute."""
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Ignore the error."""
+
+    def __enter__(self) -> _NoopSpan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NOOP_SPAN = _NoopSpan()
+
+_tracer: Tracer | None = None
+
+
+def tracer() -> Tracer | None:
+    """Return the tracer installed in this process, or ``None`` (tracing off)."""
+    return _tracer
+
+
+def install(new: Tracer | None) -> Tracer | None:
+    """Install ``new`` as this process's tracer (``None``: tracing off); return the previous one.
+
+    The host installs what ``provide_tracer`` returned as it starts and removes it as it stops.
+    """
+    global _tracer
+    previous, _tracer = _tracer, new
+    return previous
+
+
+def span(
+    name: str,
+    *,
+    kind: SpanKind = "internal",
+    attributes: Mapping[str, AttributeValue] | None = None,
+    parent: str | None = None,
+) -> SpanScope:
+    """Return a scope for a span of the installed tracer, or a no-op one when tracing is off.
+
+    ``with span("execute_tool search", attributes={...}) as s: ...; s.set_attribute(...)``.
+    """
+    current = _tracer
+    if current is None:
+        return NOOP_SPAN
+    return current.span(name, kind=kind, attributes=attributes, parent=parent)
