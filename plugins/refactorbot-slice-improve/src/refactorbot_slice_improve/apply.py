@@ -110,9 +110,9 @@ async def try_candidate(cls: type[AtomicSlice], slice_id: str, config: Any, sett
 
 def config_diff(path: Path, before: dict[str, Any], after: dict[str, Any]) -> str:
     """Return the overrides file's change as a unified diff."""
-    old = json.dumps(before, indent=2, sort_keys=True).splitlines(keepends=True) if before else []
-    new = json.dumps(after, indent=2, sort_keys=True).splitlines(keepends=True) if after else []
-    return "".join(difflib.unified_diff(old, new, f"a/{path.name}", f"b/{path.name}"))
+    old = json.dumps(before, indent=2, sort_keys=True) if before else ""
+    new = json.dumps(after, indent=2, sort_keys=True) if after else ""
+    return text_diff(path.name, old, new)
 
 
 def previous_setting(overrides: dict[str, Any], setting: str) -> dict[str, Any]:
@@ -147,10 +147,9 @@ def check_prompt(current: str, new: str) -> str:
 
 
 def text_diff(name: str, old: str, new: str) -> str:
-    """Return a unified diff of two texts."""
-    return "".join(
-        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{name}", f"b/{name}")
-    )
+    """Return a unified diff of two texts, one line per line."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), f"a/{name}", f"b/{name}", lineterm="")
+    return "".join(line + "\n" for line in lines)
 
 
 # -- code -----------------------------------------------------------------------------------
