@@ -19,6 +19,7 @@ from refactorbot._version import API_VERSION, __version__
 from refactorbot.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names load lazily
+    from refactorbot import tracing as tracing
     from refactorbot.channels import CHANNEL_NAME as CHANNEL_NAME
     from refactorbot.channels import ChannelAdapter as ChannelAdapter
     from refactorbot.channels import ChannelConfig as ChannelConfig
@@ -292,10 +293,15 @@ _LAZY = {
     "workspace_for": "workspace",
 }
 
-__all__ = ["API_VERSION", "__version__", "hookimpl", *sorted(_LAZY)]
+#: Public modules reached as attributes (``from refactorbot import tracing``).
+_SUBMODULES = frozenset({"tracing"})
+
+__all__ = ["API_VERSION", "__version__", "hookimpl", *sorted(_LAZY), *sorted(_SUBMODULES)]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"refactorbot.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'refactorbot' has no attribute {name!r}")

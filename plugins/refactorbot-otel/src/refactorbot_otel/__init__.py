@@ -1,0 +1,1 @@
+"""refactorbot-otel: OpenTelemetry tracing for refactorbot (see docs/observability.md)."""

@@ -1,0 +1,280 @@
+"""Tracing on a real host: spans in the SQLite store, parentage across ctx.call and the bus, OTLP export."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import pytest
+import refactorbot_otel.plugin
+from pydantic import BaseModel
+from refactorbot import AtomicSlice, Event, SliceRequest, operation, subscribe, tracing
+from refactorbot.testing import host_running, plugin_of
+from refactorbot.testing._loopback import LoopbackHTTPServer
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
+
+
+class Text(BaseModel):
+    text: str = ""
+
+
+class FrontSlice(AtomicSlice):
+    """Calls the back slice and publishes an event: the trace spans both and the bus."""
+
+    slice_id = "front"
+    uses_database = False
+
+    @operation
+    async def ask(self, params: Text) -> Text:
+        """Ask the back slice, then announce it."""
+        answer = await self.ctx.call("back.echo", text=params.text)
+        await self.ctx.publish("front.asked", {"text": params.text})
+        return Text(text=answer["text"])
+
+    @operation
+    async def fail(self, params: Text) -> Text:
+        """Fail on purpose."""
+        raise ValueError("no good")
+
+
+class BackSlice(AtomicSlice):
+    """Echoes; records the events it receives."""
+
+    slice_id = "back"
+    uses_database = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: list[Event] = []
+        self.got = threading.Event()
+
+    @operation
+    async def echo(self, params: Text) -> Text:
+        """Echo."""
+        return params
+
+    @subscribe("front.*")
+    async def on_front(self, event: Event) -> None:
+        """Remember the event."""
+        self.seen.append(event)
+        self.got.set()
+
+
+SAMPLES = plugin_of(slices=[FrontSlice, BackSlice], name="samples")
+
+
+async def trace_of(host: Any, root: str) -> dict[str, Any]:
+    listed = await host.call("traces.recent", name_contains=root)
+    assert listed.success, listed.error_message
+    assert listed.data["stored"] is True
+    trace_id = listed.data["traces"][0]["trace_id"]
+    detail = await host.call("traces.trace", trace_id=trace_id)
+    assert detail.success, detail.error_message
+    data: dict[str, Any] = detail.data
+    return data
+
+
+async def wait_for(event: threading.Event) -> None:
+    import asyncio
+
+    await asyncio.to_thread(event.wait, 10)
+    assert event.is_set()
+
+
+@pytest.mark.asyncio
+async def test_operation_call_and_event_are_one_trace_in_the_store(tmp_path: Path) -> None:
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES]) as host:
+        assert tracing.tracer() is not None
+        response = await host.call("front.ask", text="hi")
+        assert response.success
+        back = host.instance("back")
+        assert isinstance(back, BackSlice)
+        await wait_for(back.got)
+        assert back.seen[0].traceparent is not None
+        await host.call("front.fail")
+        await host.bus.stop()  # delivered and its span ended: the bus drains on stop
+        await host.bus.start()
+
+        detail = await trace_of(host, "front.ask")
+        spans = {s["name"]: s for s in detail["spans"]}
+        assert set(spans) == {"front.ask", "back.echo", "publish front.asked", "process front.asked"}
+        root = spans["front.ask"]
+        assert root["parent_id"] is None and root["depth"] == 0
+        assert spans["back.echo"]["parent_id"] == root["span_id"]
+        assert spans["publish front.asked"]["parent_id"] == root["span_id"]
+        assert spans["process front.asked"]["parent_id"] == spans["publish front.asked"]["span_id"]
+        assert spans["back.echo"]["attributes"]["refactorbot.caller"] == "front"
+        assert root["attributes"]["refactorbot.success"] is True
+        assert spans["process front.asked"]["kind"] == "consumer"
+        assert back.seen[0].traceparent.split("-")[2] == spans["publish front.asked"]["span_id"]
+
+        failed = await trace_of(host, "front.fail")
+        (span,) = failed["spans"]
+        assert span["status"] == "error"
+        assert span["attributes"]["error.type"] == "operation_error"
+        assert "ValueError: no good" in span["status_message"]
+        errors = await host.call("traces.recent", errors_only=True)
+        assert [t["root_name"] for t in errors.data["traces"]] == ["front.fail"]
+    assert tracing.tracer() is None  # the host removed its tracer as it stopped
+    assert (tmp_path / "slices" / "traces.db").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.asyncio
+async def test_a_request_from_another_process_continues_its_trace(tmp_path: Path) -> None:
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES]) as host:
+        request = SliceRequest(slice_id="back", operation="echo", payload={"text": "x"}, traceparent=PARENT)
+        assert (await host.route(request)).success
+        assert request.traceparent is not None and request.traceparent.split("-")[1] == TRACE
+        bad = SliceRequest(slice_id="back", operation="echo", traceparent="00-" + "0" * 32 + "-00f067aa0ba902b7-01")
+        assert (await host.route(bad)).success  # an invalid parent starts a new trace
+        assert bad.traceparent is not None and bad.traceparent.split("-")[1] != "0" * 32
+
+        detail = await host.call("traces.trace", trace_id=TRACE)
+        (span,) = detail.data["spans"]
+        assert span["parent_id"] == "00f067aa0ba902b7" and span["depth"] == 0
+        listed = await host.call("traces.recent")
+        assert TRACE in {t["trace_id"] for t in listed.data["traces"]}
+        unknown = await host.call("traces.trace", trace_id="f" * 32)
+        assert not unknown.success and "no trace" in (unknown.error_message or "")
+        refused = await host.call("traces.trace", trace_id="XYZ")
+        assert refused.error_type is not None and refused.error_type.value == "invalid_payload"
+
+
+@pytest.mark.asyncio
+async def test_retention_keeps_the_newest_spans(tmp_path: Path) -> None:
+    config = {"slices": {"traces": {"max_spans": 1000, "prune_batch": 100, "prune_interval": 3600}}}
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], config=config) as host:
+        for i in range(600):  # 2 spans each (front.ask -> back.echo) + publish + process
+            assert (await host.call("back.echo", text=str(i))).success
+        for _ in range(200):
+            assert (await host.call("front.ask", text="x")).success
+        await host.bus.stop()
+        await host.bus.start()
+        pruned = await host.call("traces.prune")
+        assert pruned.success, pruned.error_message
+        # (the retention loop's first pass, at start, may already have taken a few)
+        assert pruned.data["remaining_spans"] == 1000
+        listed = await host.call("traces.recent", limit=500)
+        roots = [t["root_name"] for t in listed.data["traces"]]
+        assert roots.count("front.ask") == 200 and roots.count("back.echo") == 200
+        assert all(t["spans"] == 4 for t in listed.data["traces"] if t["root_name"] == "front.ask")
+
+
+class Collector(LoopbackHTTPServer):
+    """An OTLP/HTTP collector on loopback: decodes each ExportTraceServiceRequest it is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spans: list[Any] = []
+        self.resources: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.arrived = threading.Event()
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                if self.path != "/v1/traces" or self.headers["Content-Type"] != "application/x-protobuf":
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                request = ExportTraceServiceRequest.FromString(body)
+                collector.headers.append(dict(self.headers))
+                for resource_spans in request.resource_spans:
+                    collector.resources.append(
+                        {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                    )
+                    for scope in resource_spans.scope_spans:
+                        collector.spans.extend(scope.spans)
+                out = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+                collector.arrived.set()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    with Collector() as server:
+        yield server
+
+
+@pytest.mark.asyncio
+async def test_spans_go_to_the_otlp_collector_when_the_endpoint_is_set(tmp_path: Path, collector: Collector) -> None:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
+        "OTEL_SERVICE_NAME": "bot-under-test",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-scope=tests",
+    }
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], env=env) as host:
+        assert (await host.call("front.ask", text="hi")).success
+        listed = await host.call("traces.recent")
+        assert listed.data == {"stored": False, "traces": []}  # OTLP only: nothing in the store
+    assert collector.arrived.is_set()  # the host's stop flushed the exporter
+    by_name = {s.name: s for s in collector.spans}
+    assert {"front.ask", "back.echo", "publish front.asked"} <= set(by_name)
+    assert by_name["back.echo"].parent_span_id == by_name["front.ask"].span_id
+    assert by_name["back.echo"].trace_id == by_name["front.ask"].trace_id
+    attributes = {a.key: a.value for a in by_name["back.echo"].attributes}
+    assert attributes["refactorbot.slice"].string_value == "back"
+    assert collector.resources[0]["service.name"] == "bot-under-test"
+    assert collector.headers[0]["x-scope"] == "tests"
+
+
+@pytest.mark.asyncio
+async def test_disabled_tracing_installs_nothing(tmp_path: Path) -> None:
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], env={"OTEL_SDK_DISABLED": "true"}) as host:
+        assert tracing.tracer() is None
+        assert (await host.call("front.ask", text="hi")).success
+        assert (await host.call("traces.recent")).data == {"stored": False, "traces": []}
+    config = {"plugins": {"otel": {"enabled": False}}}
+    async with host_running(tmp_path / "off", [refactorbot_otel.plugin, SAMPLES], config=config):
+        assert tracing.tracer() is None
+
+
+def test_the_plugin_imports_no_opentelemetry_code() -> None:
+    code = (
+        "import sys, refactorbot_otel.plugin, refactorbot_otel.slice, refactorbot_otel.pages;"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_traceparent_parsing_follows_w3c() -> None:
+    assert tracing.parse_traceparent(PARENT) == (TRACE, "00f067aa0ba902b7", 1)
+    assert tracing.parse_traceparent(PARENT.upper()) is None  # lower-case hex only
+    assert tracing.parse_traceparent("ff" + PARENT[2:]) is None
+    assert tracing.parse_traceparent(PARENT + "-extra") is None  # version 00 has four fields
+    assert tracing.parse_traceparent("01" + PARENT[2:] + "-extra") is not None  # a later version may add
+    assert tracing.parse_traceparent(f"00-{TRACE}-0000000000000000-01") is None
+    assert tracing.parse_traceparent("") is None and tracing.parse_traceparent(None) is None
+    assert tracing.format_traceparent(TRACE, "00f067aa0ba902b7") == PARENT
