@@ -27,6 +27,7 @@ from refactorbot import (
     ToolResult,
     describe_validation_error,
     operation,
+    tracing,
 )
 
 from refactorbot_slice_tools.models import (
@@ -302,7 +303,26 @@ class ToolsSlice(AtomicSlice):
 
     @operation(name="execute")
     async def execute_tool(self, params: ExecuteParams) -> ToolResult:
-        """Validate, police and run one tool call; failures come back as ``ok=False`` with an error."""
+        """Validate, police and run one tool call; failures come back as ``ok=False`` with an error.
+
+        With tracing on, the call is an ``execute_tool <tool>`` span (OpenTelemetry GenAI conventions).
+        """
+        if tracing.tracer() is None:
+            return await self._execute(params)
+        attributes: dict[str, tracing.AttributeValue] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": params.tool,
+        }
+        if params.call_id:
+            attributes["gen_ai.tool.call.id"] = params.call_id
+        with tracing.span(f"execute_tool {params.tool}", attributes=attributes) as span:
+            result = await self._execute(params)
+            span.set_attribute("refactorbot.tool.ok", result.ok)
+            if not result.ok:
+                span.set_error("tool_error", result.error)
+            return result
+
+    async def _execute(self, params: ExecuteParams) -> ToolResult:
         started = time.perf_counter()
         arguments: Any = params.arguments
         call = ToolCall(
