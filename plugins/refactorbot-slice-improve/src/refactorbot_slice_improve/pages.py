@@ -148,7 +148,7 @@ def _cycle(cycle: dict[str, Any], st: Any) -> None:
             {
                 "when (UTC)": when(e["ts"]),
                 "step": e["step"],
-                "change": e["change_id"] or "",
+                "change": str(e["change_id"] or ""),
                 "by": e["actor"],
                 "detail": e["detail"],
             }
