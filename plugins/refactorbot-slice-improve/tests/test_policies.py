@@ -267,3 +267,19 @@ async def test_overrides_are_listed(tmp_path: Path, flaky_site: Path) -> None:
         assert host.instance("flaky").config.failure_rate == 0.25
         [item] = await ok(host, "improve.overrides")
         assert item["slice_id"] == "flaky" and item["settings"] == {"failure_rate": 0.25}
+
+
+async def test_a_broken_overrides_file_stops_only_its_slice_with_the_reason(tmp_path: Path, flaky_site: Path) -> None:
+    home = tmp_path / "home"
+    (home / "overrides").mkdir(parents=True, mode=0o700)
+    (home / "overrides" / "flaky.json").write_text('{"failure_rate": 0.25,')
+    async with host_for(home, None) as host:
+        row = next(r for r in host.slice_status() if r["slice_id"] == "flaky")
+        assert row["status"] == "failed" and row["error"].startswith(
+            f"{home / 'overrides' / 'flaky.json'}: invalid JSON"
+        )
+        assert host.has_slice("improve")
+    (home / "overrides" / "flaky.json").write_text('{"enabled": false}')
+    async with host_for(home, None) as host:
+        row = next(r for r in host.slice_status() if r["slice_id"] == "flaky")
+        assert row["error"].endswith("enabled cannot be overridden (set them in refactorbot.toml)")
