@@ -148,6 +148,7 @@ class RedisEventBus(EventBus):
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._closing = False
+        self._stopping = asyncio.Event()
         self.published = 0
         self.publish_retries = 0
         self.rejected = 0
@@ -180,6 +181,7 @@ class RedisEventBus(EventBus):
         self._publish_script = self._client.register_script(scripts.PUBLISH)
         self._trim_script = self._client.register_script(scripts.TRIM)
         self._closing = False
+        self._stopping = asyncio.Event()
         self._started = True
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -198,6 +200,7 @@ class RedisEventBus(EventBus):
         if not self._started:
             return
         self._closing = True
+        self._stopping.set()
         subs = list(self._subs.values())
         for sub in subs:
             self._close(sub)
@@ -206,13 +209,13 @@ class RedisEventBus(EventBus):
             _, late = await asyncio.wait(running, timeout=self.config.stop_timeout)
             for task in late:
                 task.cancel()
-            if late:
-                await asyncio.wait(late)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if late:  # each hands back what it holds: one command, bounded by the command timeout
+                await asyncio.wait(late, timeout=self.config.command_timeout + 1)
+        # The background loops end at their next turn; a command they are in is bounded too.
+        if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=self.config.command_timeout + 1)
+            for task in late:
+                task.cancel()
         self._tasks = []
         self._subs.clear()
         self._started = False
@@ -312,15 +315,21 @@ class RedisEventBus(EventBus):
         }
         return self.floor
 
+    async def _idle(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the bus stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
     async def _trim_loop(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 result = await self.trim()
                 if result["trimmed"]:
                     log.debug("trimmed %d entries (floor %d)", result["trimmed"], result["floor"])
             except Exception as exc:  # the next pass tries again; an outage is reported by the subscribers
                 log.debug("trim pass failed: %s", one_line(exc, 200))
-            await asyncio.sleep(self.config.trim_interval)
+            await self._idle(self.config.trim_interval)
 
     # -- subscribing -------------------------------------------------------------------------
 
@@ -637,8 +646,10 @@ class RedisEventBus(EventBus):
 
     async def _touch_loop(self) -> None:
         """Re-claim the entries every subscriber holds, so they do not look idle to other consumers."""
-        while True:
-            await asyncio.sleep(self._touch_interval)
+        while not self._closing:
+            await self._idle(self._touch_interval)
+            if self._closing:
+                return
             for sub in list(self._subs.values()):
                 held = [e.id for e in sub.backlog]
                 if not held:
