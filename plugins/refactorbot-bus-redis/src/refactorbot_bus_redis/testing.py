@@ -2,7 +2,7 @@
 
     with RedisServer(tmp_path) as server:
         url = server.url           # redis://127.0.0.1:<port>/0
-        server.restart()           # same port, same data (append-only file, fsync always)
+        server.restart()           # same port, same data (append-only file, fsync always by default)
 
 The binary is ``$RB_TEST_REDIS_SERVER`` or ``redis-server`` on the ``PATH`` (Debian:
 ``apt-get install redis-server``). Without one, ``RedisServer`` raises ``RedisServerMissing``
@@ -50,12 +50,15 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process with its data in ``folder``; ``url`` reaches it on loopback."""
 
-    def __init__(self, folder: Path, port: int | None = None, ready_timeout: float = 30.0) -> None:
+    def __init__(
+        self, folder: Path, port: int | None = None, ready_timeout: float = 30.0, appendfsync: str = "always"
+    ) -> None:
         self.binary = find_redis_server()
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = port or _free_port()
         self.ready_timeout = ready_timeout
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -77,7 +80,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            self.appendfsync,
             "--logfile",
             str(self.folder / "redis.log"),
             "--daemonize",
