@@ -120,7 +120,9 @@ async def test_openapi_document_is_complete(served: Served) -> None:
         for method, operation in methods.items():
             responses = operation["responses"]
             assert "200" in responses, (method, path)
-            media = "application/x-ndjson" if path == "/chat/stream" else "application/json"
+            media = {"/chat/stream": "application/x-ndjson", "/metrics/prometheus": "text/plain"}.get(
+                path, "application/json"
+            )
             assert responses["200"]["content"][media]["schema"], (method, path)
             if path != "/health" and not path.startswith("/hooks/"):
                 assert "401" in responses, (method, path)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import time
 from typing import Any
+
+#: Upper bounds (ms) of the latency histogram kept per operation (Prometheus-style, cumulative on export).
+BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -18,13 +22,15 @@ def percentile(sorted_values: list[float], q: float) -> float:
 class OperationStats:
     """Counters and a window of recent latencies for one ``slice.operation``."""
 
-    __slots__ = ("count", "errors", "recent", "total_ms")
+    __slots__ = ("buckets", "count", "errors", "recent", "total_ms")
 
     def __init__(self, window: int) -> None:
         self.count = 0
         self.errors = 0
         self.total_ms = 0.0
         self.recent: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
+        #: Operations per latency bucket since start (``BUCKETS_MS``, then one past the last bound).
+        self.buckets = [0] * (len(BUCKETS_MS) + 1)
 
     def snapshot(self, now: float, rate_window: float) -> dict[str, Any]:
         """Return counts, error rate, ops/s over ``rate_window`` and latency percentiles."""
@@ -61,6 +67,22 @@ class Metrics:
         if not success:
             stats.errors += 1
         stats.recent.append((time.time(), duration_ms))
+        stats.buckets[bisect.bisect_left(BUCKETS_MS, duration_ms)] += 1
+
+    def histograms(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Return per ``(slice_id, operation)`` every operation since start, Prometheus-style.
+
+        ``buckets``: ``(upper bound in ms, operations at most that long)`` pairs, cumulative, the
+        last bound ``inf``; ``sum_ms``, ``count`` and ``errors``.
+        """
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for key, st in sorted(self._ops.items()):
+            cumulative, running = [], 0
+            for bound, n in zip((*BUCKETS_MS, float("inf")), st.buckets, strict=True):
+                running += n
+                cumulative.append((bound, running))
+            out[key] = {"buckets": cumulative, "sum_ms": st.total_ms, "count": st.count, "errors": st.errors}
+        return out
 
     def snapshot(self, slice_id: str | None = None) -> dict[str, dict[str, Any]]:
         """Return stats keyed by ``slice.operation`` (only ``slice_id``'s when given)."""

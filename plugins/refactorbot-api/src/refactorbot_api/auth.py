@@ -13,6 +13,8 @@ from refactorbot import TOKEN_FILE
 #: Paths served without a token. ``/hooks/...`` routes must verify their own signatures.
 PUBLIC_PATHS = frozenset({"/health"})
 PUBLIC_PREFIXES = ("/hooks/",)
+#: The one path the scrape token (``[plugins.api] scrape_token_env``) opens.
+SCRAPE_PATH = "/metrics/prometheus"
 UNAUTHORIZED = "missing or wrong bearer token (the token is in <home>/api-token)"
 
 
@@ -47,9 +49,10 @@ def token_matches(expected: str, authorization: str | None) -> bool:
 class BearerGuard:
     """ASGI middleware: refuse every non-public path without the bearer token, before any parsing."""
 
-    def __init__(self, app: Any, token: str) -> None:
+    def __init__(self, app: Any, token: str, scrape_token: str | None = None) -> None:
         self.app = app
         self.token = token
+        self.scrape_token = scrape_token
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Pass public paths and authorized requests on; answer 401 (or close a websocket) otherwise."""
@@ -67,4 +70,7 @@ class BearerGuard:
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return True
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        return token_matches(self.token, header.decode("latin-1") if header is not None else None)
+        given = header.decode("latin-1") if header is not None else None
+        if token_matches(self.token, given):
+            return True
+        return path == SCRAPE_PATH and self.scrape_token is not None and token_matches(self.scrape_token, given)

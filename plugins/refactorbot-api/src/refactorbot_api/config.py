@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pydantic import ConfigDict, Field
-from refactorbot import Model
+from refactorbot import EnvVarName, Model
 
 
 class ApiConfig(Model):
@@ -18,4 +18,11 @@ class ApiConfig(Model):
         1_048_576,
         ge=1024,
         description="largest request body in bytes; a larger one is answered 413 before it is read",
+    )
+    scrape_token_env: EnvVarName | None = Field(
+        None,
+        description=(
+            "name of the environment variable holding a token that may read GET /metrics/prometheus"
+            " and nothing else (the bearer token works too)"
+        ),
     )

@@ -40,3 +40,38 @@ async def shutdown(host: MasterCore) -> None:
     server = _servers.pop(host, None)
     if server is not None:
         await server.stop()
+
+
+# -- counters for GET /metrics/prometheus ------------------------------------------------------
+
+
+@hookimpl
+def after_llm_call(call: Any, result: Any) -> None:
+    """Count the call, its tokens and cost for ``/metrics/prometheus``."""
+    from refactorbot_api.prometheus import COUNTERS
+
+    COUNTERS.llm(call, result)
+
+
+@hookimpl
+def after_tool_call(call: Any, result: Any) -> None:
+    """Count the tool call by outcome for ``/metrics/prometheus``."""
+    from refactorbot_api.prometheus import COUNTERS
+
+    COUNTERS.tool(call, result)
+
+
+@hookimpl
+def message_received(message: Any) -> None:
+    """Count a chat turn's incoming message per channel for ``/metrics/prometheus``."""
+    from refactorbot_api.prometheus import COUNTERS
+
+    COUNTERS.message(message, "in")
+
+
+@hookimpl
+def message_sent(message: Any) -> None:
+    """Count a chat turn's reply per channel for ``/metrics/prometheus``."""
+    from refactorbot_api.prometheus import COUNTERS
+
+    COUNTERS.message(message, "out")
