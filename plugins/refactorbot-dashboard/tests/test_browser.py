@@ -43,8 +43,33 @@ SLICE_PAGES = {
     "scheduling-alerts": "Alerts",
     "scheduling-history": "Run history",
     "scheduling-timeline": "Timeline",
+    "communication-channels": "Channels",
+    "communication-messages": "Messages",
+    "communication-pairing": "Pairing",
+    "communication-templates": "Templates",
+    "eventbus": "Event bus",
+    "eventbus-dead-letters": "Dead letters",
+    "skills": "Skills",
+    "skills-detail": "Skill",
+    "skills-upload": "Add a skill",
+    "refactory-board": "Refactory — plan board",
+    "refactory-task": "Refactory — task",
+    "refactory-queue": "Refactory — merge queue",
+    "improve": "Self-improvement",
 }
-BUILT_IN = ["session", "memory", "agent", "tools", "providers", "scheduling"]
+BUILT_IN = [
+    "session",
+    "memory",
+    "agent",
+    "tools",
+    "providers",
+    "scheduling",
+    "communication",
+    "eventbus",
+    "skills",
+    "refactory",
+    "improve",
+]
 LOGIN_HEADING = "Log in to the refactorbot dashboard"
 
 #: The script finished and every lazily loaded element is drawn.
