@@ -26,3 +26,11 @@ def provide_event_bus(config: Any, env: Any) -> Any:
     from refactorbot_bus_redis.bus import RedisEventBus
 
     return RedisEventBus(settings)
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """Add ``refactorbot worker``: serve slices from their Redis request streams."""
+    from refactorbot_bus_redis.cli import worker
+
+    cli.add_command(worker)

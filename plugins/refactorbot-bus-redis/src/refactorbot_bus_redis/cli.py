@@ -1,0 +1,87 @@
+"""``refactorbot worker``: serve some slices from their Redis request streams on this machine."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+import click
+from refactorbot.cli import Env, fail, run
+
+_SLICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def parse_slices(text: str) -> list[str]:
+    """Return the slice ids of ``memory,tools``; raise ``click.BadParameter`` with one line."""
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not ids:
+        raise click.BadParameter("name at least one slice: --slices memory,tools")
+    for slice_id in ids:
+        if not _SLICE.match(slice_id):
+            raise click.BadParameter(f"{slice_id!r} is not a slice id (letters, digits, '_' and '-')")
+    return list(dict.fromkeys(ids))
+
+
+@click.command()
+@click.option("--slices", "slices_text", required=True, help="Slices this worker serves, comma-separated.")
+@click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    help="Redis URL (default: [plugins.redis] url or RB_REDIS_URL); the password goes in RB_REDIS_PASSWORD.",
+)
+@click.option(
+    "--concurrency", default=64, show_default=True, type=click.IntRange(1, 10_000), help="Requests run at once."
+)
+@click.pass_obj
+def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) -> None:
+    """Serve the named slices to the whole deployment from their Redis request streams."""
+    import logging
+
+    from refactorbot.cli.main import console_handlers
+    from refactorbot.config import load_settings
+
+    from refactorbot_bus_redis.config import RedisConfig
+    from refactorbot_bus_redis.transport import SliceWorker
+
+    try:
+        slice_ids = parse_slices(slices_text)
+    except click.BadParameter as exc:
+        fail(env, f"--slices: {exc.message}")
+    settings = load_settings(env.home, env.config)
+    config = settings.section("plugins", "redis", RedisConfig, os.environ)
+    if redis_url:
+        try:
+            config = RedisConfig.model_validate({**config.model_dump(), "url": redis_url})
+        except ValueError as exc:
+            fail(env, f"--redis: {str(exc).splitlines()[-1].strip()}")
+    if config.url is None:
+        fail(env, "no Redis to serve from: pass --redis redis://HOST:6379/0 or set [plugins.redis] url")
+    for handler in console_handlers():
+        handler.setLevel(min(handler.level, logging.INFO))
+
+    async def serving() -> None:
+        host: Any = env.master(serving=True, only=slice_ids)
+        served = SliceWorker(config, slice_ids, host.route, stopping=lambda: host.stopping, concurrency=concurrency)
+        await host.start()
+        missing = [sid for sid in slice_ids if sid not in host.running_slices()]
+        if missing:
+            await host.stop()
+            known = ", ".join(host.slice_ids()) or "none"
+            fail(env, f"slice(s) not running here: {', '.join(missing)} (installed and enabled: {known})")
+        await served.start()
+
+        def ready() -> None:
+            click.echo(
+                f"refactorbot worker serving {', '.join(slice_ids)} from Redis at {config.where()},"
+                f" namespace {config.namespace}, consumer {served.consumer}"
+            )
+
+        try:
+            await host.serve_forever(ready)
+        finally:
+            await served.stop()
+
+    run(env, serving)
+    click.echo("refactorbot worker stopped.")

@@ -1,0 +1,433 @@
+"""Slice requests over Redis Streams: a request stream per slice, a reply stream per process.
+
+The caller (``RequestClient``) appends a request to ``rb:{ns}:req:<slice_id>`` with its
+correlation id (the request's ``request_id``, which is also its idempotency key), the reply
+stream to answer on (``rb:{ns}:reply:<node>:<pid>:<random>``) and a deadline, then waits for
+the answer with that id on its reply stream.
+
+A worker (``SliceWorker``) reads each slice's stream in the consumer group ``workers``, runs the
+request through its host's routing, and in one step (a Lua script) records the response under
+``rb:{ns}:done:<request_id>``, appends it to the reply stream and acknowledges the request. A
+request whose id is already recorded is answered from the record and not run again, so a
+request handed to another worker after the first died — or sent again by its caller with the
+same id — never runs twice once it has finished. Entries held by a worker that stopped answering
+are taken by another with ``XAUTOCLAIM`` after ``claim_idle`` seconds; a live worker re-claims
+what it is still running so it keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from refactorbot.models import ErrorType, SliceRequest, SliceResponse
+
+from refactorbot_bus_redis.config import Keys, RedisConfig, client_of
+
+log = logging.getLogger("refactorbot.redis.transport")
+
+#: The consumer group of every request stream.
+GROUP = "workers"
+#: Requests kept in a request stream once acknowledged (``XADD MAXLEN ~``); unacknowledged ones are never trimmed
+#: before they are read: a worker group reads them long before this many newer ones arrive.
+REQUEST_MAX_LEN = 100_000
+#: Replies kept in a reply stream; the stream expires an hour after its last reply.
+REPLY_MAX_LEN = 10_000
+REPLY_TTL_MS = 3_600_000
+#: Seconds a finished request's response is kept for redeliveries and retries with the same id.
+DONE_TTL = 86_400
+#: Connections a client sends requests on at once.
+SEND_CONNECTIONS = 32
+
+# KEYS: done, reply, requests; ARGV: response JSON, request id, group, entry id, done ttl, reply max len, reply ttl
+_FINISH = """
+local first = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[5]))
+if first then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[6]), '*', 'i', ARGV[2], 'd', ARGV[1])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[7]))
+end
+redis.call('XACK', KEYS[3], ARGV[3], ARGV[4])
+if first then return 1 end
+return 0
+"""
+
+# KEYS: done, reply, requests; ARGV: request id, group, entry id, reply max len, reply ttl
+_ANSWER_RECORDED = """
+local done = redis.call('GET', KEYS[1])
+if not done then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'i', ARGV[1], 'd', done)
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
+redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RequestClient:
+    """Send slice requests to the workers of a deployment and wait for their answers.
+
+    ``execute(request)`` never raises: no worker answering within the timeout is a ``timeout``
+    failure, Redis unreachable a ``slice_unavailable`` one, each with one line saying so.
+    """
+
+    def __init__(self, config: RedisConfig, *, timeout: float = 30.0) -> None:
+        if config.url is None:
+            raise ValueError("[plugins.redis] url is not set")
+        self.config = config
+        self.keys = Keys(config.namespace)
+        self.timeout = timeout
+        self.consumer = config.consumer_name()
+        self.reply_key = self.keys.key("reply", self.consumer)
+        self._client: Any = None
+        self._reader_client: Any = None
+        self._waiting: dict[str, asyncio.Future[SliceResponse]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        #: Sends at once; more wait for a connection rather than fail on the pool's limit.
+        self._sends = asyncio.Semaphore(SEND_CONNECTIONS)
+
+    async def start(self) -> None:
+        """Open the connections and start reading replies."""
+        self._client = client_of(self.config, max_connections=SEND_CONNECTIONS + 2)
+        # The reader blocks up to a second per read: its socket waits longer than that.
+        self._reader_client = client_of(self.config, socket_timeout=self.config.command_timeout + 2)
+        await self._client.ping()
+        self._stop.clear()
+        self._reader = asyncio.get_running_loop().create_task(self._read_replies(), name="redis reply reader")
+
+    async def stop(self) -> None:
+        """Stop reading; requests still waiting end as ``slice_unavailable``."""
+        self._stop.set()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, self.config.command_timeout + 3)
+            self._reader = None
+        for request_id, future in list(self._waiting.items()):
+            if not future.done():
+                future.set_exception(ConnectionError("the request client stopped"))
+            self._waiting.pop(request_id, None)
+        for client in (self._client, self._reader_client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.delete(self.reply_key)
+                await client.aclose()
+        self._client = self._reader_client = None
+
+    async def execute(self, request: SliceRequest, timeout: float | None = None) -> SliceResponse:
+        """Send ``request`` to a worker of its slice and return the answer (at most one per id)."""
+        if self._client is None:
+            return SliceResponse.failure(
+                request, ErrorType.SLICE_UNAVAILABLE, "the Redis request client is not started"
+            )
+        wait = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SliceResponse] = loop.create_future()
+        if request.request_id in self._waiting:
+            return SliceResponse.failure(
+                request, ErrorType.INVALID_PAYLOAD, f"request {request.request_id} is already waiting for an answer"
+            )
+        self._waiting[request.request_id] = future
+        try:
+            fields = {
+                "i": request.request_id,
+                "r": self.reply_key,
+                "dl": repr(time.time() + wait),
+                "q": request.model_dump_json(),
+            }
+            try:
+                async with self._sends:
+                    await self._client.xadd(
+                        self.keys.key("req", request.slice_id), fields, maxlen=REQUEST_MAX_LEN, approximate=True
+                    )
+            except Exception as exc:
+                why = f"Redis at {self.config.where()} unreachable: {type(exc).__name__}: {exc}"
+                return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, why)
+            try:
+                return await asyncio.wait_for(future, wait)
+            except TimeoutError:
+                why = f"no worker of slice '{request.slice_id}' answered {request.target} within {wait:g}s"
+                return SliceResponse.failure(request, ErrorType.TIMEOUT, why)
+            except ConnectionError as exc:
+                return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, str(exc))
+        finally:
+            self._waiting.pop(request.request_id, None)
+
+    async def _read_replies(self) -> None:
+        last = "0-0"  # the stream is this process's own: every entry in it is for this client
+        failing = False
+        while not self._stop.is_set():
+            try:
+                batches = await self._reader_client.xread({self.reply_key: last}, count=500, block=1000)
+            except Exception as exc:
+                await self._backoff(exc, failing)
+                failing = True
+                continue
+            if failing:
+                log.warning("Redis at %s reachable again; reading replies", self.config.where())
+                failing = False
+            for _stream, entries in batches or ():
+                for entry_id, fields in entries:
+                    last = _text(entry_id)
+                    self._resolve(fields)
+
+    def _resolve(self, fields: dict[Any, Any]) -> None:
+        request_id = _text(fields.get(b"i", b""))
+        future = self._waiting.get(request_id)
+        if future is None or future.done():  # a late or second answer: the caller has one already
+            return
+        try:
+            future.set_result(SliceResponse.model_validate_json(fields[b"d"]))
+        except Exception as exc:  # a reply that is not a response: the caller learns why
+            future.set_exception(ConnectionError(f"unreadable reply for {request_id}: {exc}"))
+
+    async def _backoff(self, exc: Exception, reported: bool) -> None:
+        if not reported:
+            log.warning("Redis at %s unreachable (%s); retrying", self.config.where(), type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), 0.5)
+
+
+Route = Callable[[SliceRequest], Awaitable[SliceResponse]]
+
+
+class SliceWorker:
+    """Serve ``slice_ids`` from their request streams, running each request with ``route``.
+
+    ``route`` is the worker host's ``MasterCore.route``, so the worker's own limits
+    (``[slices.<id>] max_concurrency``, timeouts) apply where the slice runs. ``stopping`` says
+    when the host no longer takes requests: what arrives then is handed back, not answered.
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        slice_ids: Iterable[str],
+        route: Route,
+        *,
+        stopping: Callable[[], bool] = lambda: False,
+        concurrency: int = 64,
+        claim_idle: float | None = None,
+    ) -> None:
+        if config.url is None:
+            raise ValueError("[plugins.redis] url is not set")
+        self.config = config
+        self.keys = Keys(config.namespace)
+        self.slice_ids = list(dict.fromkeys(slice_ids))
+        if not self.slice_ids:
+            raise ValueError("a worker needs at least one slice")
+        self.route = route
+        self.stopping = stopping
+        self.consumer = config.consumer_name()
+        self.claim_idle = config.claim_idle if claim_idle is None else claim_idle
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._stop = asyncio.Event()
+        self._client: Any = None
+        self._readers: Any = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._running: dict[str, set[str]] = {sid: set() for sid in self.slice_ids}  # entry ids held per slice
+        self._loops: list[asyncio.Task[None]] = []
+        self._finish: Any = None
+        self._answer: Any = None
+        #: Requests run to the end by this worker (answered from a record are not counted).
+        self.served = 0
+
+    async def start(self) -> None:
+        """Create the groups (reading from the start of each stream) and begin serving."""
+        # Each running request answers on one connection at a time, and the claim loop uses one more.
+        self._client = client_of(self.config, max_connections=self._concurrency + 4)
+        self._readers = client_of(
+            self.config, socket_timeout=self.config.command_timeout + 2, max_connections=len(self.slice_ids) + 2
+        )
+        self._finish = self._client.register_script(_FINISH)
+        self._answer = self._client.register_script(_ANSWER_RECORDED)
+        for slice_id in self.slice_ids:
+            try:
+                await self._client.xgroup_create(self.keys.key("req", slice_id), GROUP, id="0", mkstream=True)
+            except Exception as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        loop = asyncio.get_running_loop()
+        self._stop.clear()
+        for slice_id in self.slice_ids:
+            self._loops.append(loop.create_task(self._read(slice_id), name=f"worker read {slice_id}"))
+        self._loops.append(loop.create_task(self._claims(), name="worker claims"))
+
+    async def stop(self) -> None:
+        """Stop reading, let running requests finish, then hand back what is left at once."""
+        self._stop.set()
+        for task in self._loops:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, self.config.command_timeout + 3)
+        self._loops.clear()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.config.stop_timeout)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self._hand_back()
+        for client in (self._client, self._readers):
+            if client is not None:
+                await client.aclose()
+        self._client = self._readers = None
+
+    async def _hand_back(self) -> None:
+        """Mark what this worker still holds long idle, so the next worker claims it without waiting."""
+        for slice_id, held in self._running.items():
+            if held and self._client is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.xclaim(
+                        self.keys.key("req", slice_id),
+                        GROUP,
+                        self.consumer,
+                        0,
+                        list(held),
+                        idle=int(self.claim_idle * 1000) * 10,
+                        justid=True,
+                    )
+
+    async def _read(self, slice_id: str) -> None:
+        key = self.keys.key("req", slice_id)
+        failing = False
+        while not self._stop.is_set():
+            await self._slots.acquire()  # read only when a slot is free: what is read is run at once
+            self._slots.release()
+            free = max(1, self._concurrency - len(self._tasks))
+            try:
+                batches = await self._readers.xreadgroup(GROUP, self.consumer, {key: ">"}, count=free, block=1000)
+            except Exception as exc:
+                if "NOGROUP" in str(exc):  # the stream or group was deleted under us: create it again
+                    with contextlib.suppress(Exception):
+                        await self._client.xgroup_create(key, GROUP, id="0", mkstream=True)
+                    continue
+                if not failing:
+                    log.warning("Redis at %s unreachable (%s); retrying", self.config.where(), type(exc).__name__)
+                failing = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.5)
+                continue
+            failing = False
+            for _stream, entries in batches or ():
+                for entry_id, fields in entries:
+                    self._spawn(slice_id, _text(entry_id), fields)
+
+    def _spawn(self, slice_id: str, entry_id: str, fields: dict[Any, Any]) -> None:
+        if entry_id in self._running[slice_id]:
+            return
+        self._running[slice_id].add(entry_id)
+        task = asyncio.get_running_loop().create_task(self._handle(slice_id, entry_id, fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _handle(self, slice_id: str, entry_id: str, fields: dict[Any, Any]) -> None:
+        key = self.keys.key("req", slice_id)
+        try:
+            async with self._slots:
+                await self._serve(slice_id, key, entry_id, fields)
+        except Exception:  # Redis failed while answering: the entry stays pending and is claimed again
+            log.exception("request %s of slice %s not answered; left for another delivery", entry_id, slice_id)
+        finally:
+            self._running[slice_id].discard(entry_id)
+
+    async def _serve(self, slice_id: str, key: str, entry_id: str, fields: dict[Any, Any]) -> None:
+        request_id = _text(fields.get(b"i", b""))
+        reply_key = _text(fields.get(b"r", b""))
+        if not request_id or not reply_key.startswith(self.keys.key("reply", "")):
+            log.error("request %s on %s has no id or no reply stream of this namespace; dropped", entry_id, key)
+            await self._client.xack(key, GROUP, entry_id)
+            return
+        done_key = self.keys.key("done", request_id)
+        answered = await self._answer(
+            keys=[done_key, reply_key, key], args=[request_id, GROUP, entry_id, REPLY_MAX_LEN, REPLY_TTL_MS]
+        )
+        if answered:  # it ran already (a redelivery, or sent again with the same id): answered from the record
+            return
+        try:
+            request = SliceRequest.model_validate_json(fields[b"q"])
+            if request.request_id != request_id or request.slice_id != slice_id:
+                raise ValueError("its id or slice does not match its stream entry")
+        except Exception as exc:
+            failure = SliceResponse(
+                request_id=request_id,
+                success=False,
+                error_type=ErrorType.INVALID_PAYLOAD,
+                error_message=f"unreadable request on {key}: {str(exc).splitlines()[0]}",
+            )
+            await self._record(key, done_key, reply_key, entry_id, failure)
+            return
+        deadline = float(_text(fields.get(b"dl", b"0")) or 0)
+        if deadline and time.time() > deadline:  # the caller stopped waiting: do not run it for nobody
+            late = SliceResponse.failure(
+                request, ErrorType.TIMEOUT, f"{request.target} reached a worker after its caller's deadline"
+            )
+            await self._record(key, done_key, reply_key, entry_id, late)
+            return
+        if self.stopping():
+            return  # handed back at stop
+        response = await self.route(request)
+        if response.error_type is ErrorType.SLICE_UNAVAILABLE and self.stopping():
+            return  # the host began stopping under it: another worker runs it
+        await self._record(key, done_key, reply_key, entry_id, response)
+        self.served += 1
+
+    async def _record(self, key: str, done_key: str, reply_key: str, entry_id: str, response: SliceResponse) -> None:
+        await self._finish(
+            keys=[done_key, reply_key, key],
+            args=[
+                response.model_dump_json(),
+                response.request_id,
+                GROUP,
+                entry_id,
+                DONE_TTL,
+                REPLY_MAX_LEN,
+                REPLY_TTL_MS,
+            ],
+        )
+
+    async def _claims(self) -> None:
+        """Keep what this worker runs (re-claim it every ``claim_idle / 3``); take what dead workers held."""
+        refresh = self.claim_idle / 3
+        next_scan = 0.0
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), refresh)
+            if self._stop.is_set():
+                return
+            try:
+                for slice_id, held in self._running.items():
+                    if held:
+                        await self._client.xclaim(
+                            self.keys.key("req", slice_id), GROUP, self.consumer, 0, list(held), justid=True
+                        )
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + min(self.claim_idle / 2, 5.0)
+                    await self._take_over()
+            except Exception as exc:
+                log.warning("claiming requests on Redis at %s failed: %s", self.config.where(), type(exc).__name__)
+
+    async def _take_over(self) -> None:
+        idle_ms = int(self.claim_idle * 1000)
+        for slice_id in self.slice_ids:
+            key = self.keys.key("req", slice_id)
+            cursor = "0-0"
+            while not self._stop.is_set():
+                free = self._concurrency - len(self._tasks)
+                if free <= 0:
+                    return
+                result = await self._client.xautoclaim(key, GROUP, self.consumer, idle_ms, cursor, count=free)
+                cursor, entries = _text(result[0]), result[1]
+                for entry_id, fields in entries:
+                    if fields is None:  # deleted from the stream (trimmed): nothing left to run
+                        await self._client.xack(key, GROUP, entry_id)
+                        continue
+                    self._spawn(slice_id, _text(entry_id), fields)
+                if cursor == "0-0":
+                    break
