@@ -46,6 +46,15 @@ class SliceSlot:
         self.started_at: float | None = None
         self.next_restart_at: float | None = None
         self.unsubscribers: list[Any] = []
+        #: Requests routed to this slice and not yet answered; ``drained`` is set when it drops to 0.
+        self.inflight = 0
+        self.drained: asyncio.Event | None = None
+
+    def done(self) -> None:
+        """Count one routed request of this slice as answered."""
+        self.inflight -= 1
+        if self.inflight == 0 and self.drained is not None:
+            self.drained.set()
 
 
 class SlotHost:

@@ -154,6 +154,36 @@ def slices_show(env: Env, slice_id: str, as_json: bool) -> None:
     click.echo("\n".join(slice_lines(capabilities)))
 
 
+@slices.command("reload")
+@click.argument("slice_id", metavar="SLICE")
+@click.option("--json", "as_json", is_flag=True, help="The slice's status row after the reload, as JSON.")
+@pass_env
+def slices_reload(env: Env, slice_id: str, as_json: bool) -> None:
+    """Restart SLICE in the running server with the code installed now (after `pip install -U`).
+
+    The other slices of SLICE's plugin restart with it; nothing else does. Running requests
+    finish first. A failed reload exits 1 saying why, and the old version keeps running.
+    """
+    from refactorbot.client import ServerClient
+
+    client = ServerClient.discover(env.home)
+    if client is None:
+        fail(env, f"no refactorbot server is running for {env.home}: reload acts on `refactorbot serve`")
+    before = client.request("GET", f"/slices/{slice_id}")
+    if not isinstance(before, dict) or "status" not in before:
+        fail(env, str(before.get("detail") if isinstance(before, dict) else before))
+    try:
+        after = client.request("POST", f"/slices/{slice_id}/reload", timeout=600.0)
+    except OSError as exc:
+        fail(env, f"reload of {slice_id}: {exc}")
+    if not isinstance(after, dict) or "status" not in after:
+        fail(env, f"reload of {slice_id} failed: {after.get('detail') if isinstance(after, dict) else after}")
+    if as_json:
+        echo_json(after)
+        return
+    click.echo(f"reloaded {slice_id}: version {before['version']} -> {after['version']}, {after['status']}")
+
+
 # -- call --------------------------------------------------------------------------------------
 
 
