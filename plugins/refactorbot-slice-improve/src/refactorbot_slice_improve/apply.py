@@ -6,8 +6,10 @@
   slice is hot-reloaded (``host.reload_slice``); undo restores the file and reloads again.
 - ``prompt``: the template must keep the placeholders of the current version; deploy saves a
   new version (``<slice>.set_prompt``), undo makes the previous one current (``rollback_prompt``).
-- ``code``: a Refactory request against the plugin's source checkout (``refactory.create_request``);
-  Refactory tests and merges it, and the slice is reloaded once it has landed.
+- ``code``: a Refactory request against the plugin's source checkout (``refactory.create_request``),
+  planned and orchestrated there; the distribution's own tests on the integration branch; then a
+  fast-forward of the checked-out branch and a hot reload (``code.py``); undo commits the tree
+  from before the landing and reloads again.
 """
 
 from __future__ import annotations
@@ -155,8 +157,11 @@ def text_diff(name: str, old: str, new: str) -> str:
 # -- code -----------------------------------------------------------------------------------
 
 
-def source_checkout(distribution: str) -> Path:
-    """Return the git work tree a distribution is installed from (editable); ``ChangeRefused`` otherwise."""
+def source_checkout(distribution: str) -> tuple[Path, Path]:
+    """Return the git work tree a distribution is installed from (editable) and the distribution's folder in it.
+
+    ``ChangeRefused`` says why not (not installed, from an index or a URL, not in a git work tree).
+    """
     from importlib import metadata
     from urllib.parse import unquote, urlparse
 
@@ -170,15 +175,15 @@ def source_checkout(distribution: str) -> Path:
     parsed = urlparse(url)
     if parsed.scheme != "file":
         raise ChangeRefused(f"{distribution} was installed from {url}, not a local source checkout")
-    folder = Path(unquote(parsed.path))
+    folder = Path(unquote(parsed.path)).resolve()
     for candidate in (folder, *folder.parents):
         if (candidate / ".git").exists():
-            return candidate
+            return candidate, folder
     raise ChangeRefused(f"{distribution}'s source {folder} is not inside a git repository")
 
 
-def code_request(change: Change, distribution: str, repo: Path) -> dict[str, Any]:
-    """Return the ``refactory.create_request`` payload for a code change."""
+def code_request(change: Change, distribution: str, repo: Path, branch: str, test_command: list[str]) -> dict[str, Any]:
+    """Return the ``refactory.create_request`` payload for a code change (the distribution's tests gate it)."""
     return {
         "title": change.title[:200] or f"Improve {change.slice_id}: {change.target}"[:200],
         "description": (
@@ -187,4 +192,6 @@ def code_request(change: Change, distribution: str, repo: Path) -> dict[str, Any
             f"Expected effect: {change.expected_effect}\nRisk: {change.risk}\n"
         )[:20_000],
         "repo": str(repo),
+        "target_branch": branch,
+        "test_command": test_command,
     }

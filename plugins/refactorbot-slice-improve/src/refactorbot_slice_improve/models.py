@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 from refactorbot import ActionKind, ImprovementFeedback, Model, Risk, SliceConfig, WindowMetrics
 
 SLICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-ChangeStatus = Literal["pending", "approved", "rejected", "failed", "evaluating", "kept", "rolled_back", "handed_off"]
+ChangeStatus = Literal[
+    "pending",
+    "approved",
+    "rejected",
+    "failed",
+    "coding",
+    "ready_to_land",
+    "evaluating",
+    "kept",
+    "rolled_back",
+    "handed_off",
+]
 Verdict = Literal["better", "equal", "worse", "inconclusive"]
 #: Changes still waiting on someone or something.
-OPEN_STATUSES = ("pending", "approved", "evaluating", "handed_off")
+OPEN_STATUSES = ("pending", "approved", "coding", "ready_to_land", "evaluating", "handed_off")
+#: A slice with a change in one of these has its one change in progress: the next waits.
+BUSY_STATUSES = ("coding", "evaluating")
+Argv = Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]], Field(min_length=1, max_length=200)]
 RISKS = ("low", "medium", "high")
 
 
@@ -35,6 +49,20 @@ class ImproveConfig(SliceConfig):
     )
     latency_floor_ms: float = Field(5.0, ge=0, description="p95 differences below this many ms are noise")
     candidate_timeout: float = Field(30.0, gt=0, le=600, description="seconds a candidate may take to start and stop")
+    code_test_commands: dict[str, Argv] = Field(
+        default_factory=dict,
+        description="per slice id: the distribution's own test command, run in the checkout at the"
+        " integration branch (default: this Python's -m pytest <distribution folder>/tests)",
+    )
+    code_land: bool = Field(
+        False, description="land a green code change (fast-forward) by itself; false: stop at ready_to_land"
+    )
+    code_agents: int = Field(1, ge=1, le=32, description="Refactory coders per code change")
+    code_planner: Literal["auto", "model", "template"] = Field("auto", description="Refactory planner of a code change")
+    code_timeout: float = Field(
+        3600.0, gt=0, le=7 * 86_400, description="seconds a code change may spend in Refactory before it fails"
+    )
+    test_timeout: float = Field(900.0, gt=0, le=86_400, description="seconds the distribution's tests may run")
 
 
 class _Params(Model):

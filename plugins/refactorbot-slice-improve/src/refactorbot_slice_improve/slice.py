@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 from refactorbot import (
@@ -28,9 +29,10 @@ from refactorbot import (
     window_metrics,
 )
 
-from refactorbot_slice_improve import apply, store
+from refactorbot_slice_improve import apply, code, store
 from refactorbot_slice_improve.evaluation import compare
 from refactorbot_slice_improve.models import (
+    BUSY_STATUSES,
     RISKS,
     AuditEntry,
     AuditParams,
@@ -63,15 +65,19 @@ class ImproveSlice(AtomicSlice):
         super().__init__(ctx, config)
         self._locks: dict[str, asyncio.Lock] = {}
         self._timers: dict[int, asyncio.Task[None]] = {}
+        self._coding: dict[int, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
-        """Arm the end of the evaluation window of every change being evaluated."""
+        """Arm the end of the evaluation window of every change being evaluated; follow code changes in Refactory."""
         for change in await store.list_changes(self._db, "evaluating", None, 1000):
             self._arm(change)
+        for change in await store.list_changes(self._db, "coding", None, 1000):
+            self._follow(change.id)
 
     async def stop(self) -> None:
-        """Disarm the evaluation timers (they are armed again at the next start)."""
-        timers, self._timers = list(self._timers.values()), {}
+        """Disarm the evaluation timers and stop following code changes (both resume at the next start)."""
+        timers, self._timers = [*self._timers.values(), *self._coding.values()], {}
+        self._coding = {}
         for task in timers:
             task.cancel()
         for task in timers:
@@ -188,9 +194,9 @@ class ImproveSlice(AtomicSlice):
     async def reject(self, params: DecideParams) -> Change:
         """Reject a pending or approved (not yet deployed) change."""
         change = await store.get_change(self._db, params.id)
-        if change.status not in ("pending", "approved"):
+        if change.status not in ("pending", "approved", "ready_to_land"):
             raise RefactorbotError(
-                f"change {change.id} is {change.status}: only pending or approved changes are rejected"
+                f"change {change.id} is {change.status}: only pending, approved or ready_to_land changes are rejected"
             )
         await store.audit(self._db, "rejection", params.reason or "rejected", actor=params.by, change_id=change.id)
         return await store.update_change(
@@ -220,9 +226,9 @@ class ImproveSlice(AtomicSlice):
 
     @operation
     async def rollback(self, params: DecideParams) -> Change:
-        """Undo a kept or evaluating config or prompt change (the slice's newest deployed one)."""
+        """Undo a kept or evaluating change (the slice's newest deployed one of that target; code: a revert commit)."""
         change = await store.get_change(self._db, params.id)
-        if change.status not in ("kept", "evaluating") or change.kind == "code":
+        if change.status not in ("kept", "evaluating"):
             raise RefactorbotError(
                 f"change {change.id} is a {change.status} {change.kind} change: nothing to undo here"
             )
@@ -251,6 +257,16 @@ class ImproveSlice(AtomicSlice):
         return done
 
     @operation
+    async def land(self, params: DecideParams) -> Change:
+        """Land a ``ready_to_land`` code change: fast-forward its branch, hot-reload the slice, evaluate it."""
+        change = await store.get_change(self._db, params.id)
+        if change.status != "ready_to_land":
+            raise RefactorbotError(f"change {change.id} is {change.status}, not ready_to_land")
+        async with self._lock(change.slice_id):
+            await self._land_and_deploy(change.id, actor=params.by)
+        return await store.get_change(self._db, change.id)
+
+    @operation
     async def overrides(self) -> list[Override]:
         """Return the setting overrides every slice runs with (``<home>/overrides/<id>.json``)."""
         settings = self.ctx.settings
@@ -272,7 +288,7 @@ class ImproveSlice(AtomicSlice):
         """Deploy the slice's oldest approved change unless one is being evaluated (the lock is held)."""
         while True:
             busy = await self._db.scalar(
-                "SELECT id FROM changes WHERE slice_id = ? AND status = 'evaluating' LIMIT 1", (slice_id,)
+                "SELECT id FROM changes WHERE slice_id = ? AND status IN (?, ?) LIMIT 1", (slice_id, *BUSY_STATUSES)
             )
             row = await self._db.fetchone(
                 "SELECT * FROM changes WHERE slice_id = ? AND status = 'approved' ORDER BY id LIMIT 1", (slice_id,)
@@ -373,22 +389,240 @@ class ImproveSlice(AtomicSlice):
         }
 
     async def _hand_off(self, change: Change) -> None:
+        """Create the Refactory request of a code change and follow it in the background (``coding``)."""
         if not self.ctx.has_slice("refactory"):
             raise apply.ChangeRefused("code changes go through Refactory: install refactorbot-slice-refactory")
         row = next((r for r in self._host().slice_status() if r["slice_id"] == change.slice_id), None)
         if row is None:
             raise apply.ChangeRefused(f"slice '{change.slice_id}' is not installed and enabled")
-        repo = apply.source_checkout(row["plugin"])
-        request = await self.ctx.call("refactory.create_request", **apply.code_request(change, row["plugin"], repo))
-        await store.update_change(self._db, change.id, status="handed_off", refactory_request=request["id"])
+        repo, folder = apply.source_checkout(row["plugin"])
+        dist_folder = folder.relative_to(repo).as_posix()
+        state: dict[str, Any] = {"repo": str(repo), "distribution": row["plugin"], "dist_folder": dist_folder}
+        git = self._git(state)
+        branch = await git.checked_out()
+        if not await git.clean():
+            raise apply.ChangeRefused(f"{repo} has uncommitted changes on {branch}: commit or discard them first")
+        tests = self.config.code_test_commands.get(change.slice_id) or code.default_test_command(dist_folder)
+        payload = apply.code_request(change, row["plugin"], repo, branch, tests)
+        request = await self.ctx.call("refactory.create_request", **payload)
+        state.update(branch=branch, test_command=tests, handed_off_at=time.time())
+        await store.update_change(self._db, change.id, status="coding", refactory_request=request["id"], previous=state)
         await store.audit(
             self._db,
             "handoff",
-            f"Refactory request {request['id']} against {repo}: planned, coded, tested and merged there;"
-            f" reload the slice once it has landed (refactorbot slices reload {change.slice_id})",
+            f"Refactory request {request['id']} against {repo} (branch {branch});"
+            f" the distribution's tests: {' '.join(tests)}",
             actor=SELF,
             change_id=change.id,
         )
+        self._follow(change.id)
+
+    def _git(self, state: dict[str, Any]) -> code.Git:
+        return code.Git(Path(state["repo"]), self.ctx.home, code.GIT_TIMEOUT)
+
+    def _follow(self, change_id: int) -> None:
+        if change_id in self._coding:
+            return
+        self._coding[change_id] = asyncio.get_running_loop().create_task(
+            self._code_run(change_id), name=f"improve code change {change_id}"
+        )
+
+    async def _code_run(self, change_id: int) -> None:
+        """Plan, orchestrate and wait in Refactory; run the distribution's tests; land or stop at ready_to_land."""
+        try:
+            change = await store.get_change(self._db, change_id)
+            state = dict(change.previous or {})
+            deadline = float(state.get("handed_off_at") or time.time()) + self.config.code_timeout
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + max(0.0, deadline - time.time())):
+                report = await self._orchestrated(change, state)
+            problem = code.report_problem(report, state.get("orchestration_status", ""))
+            if problem is not None:
+                raise apply.ChangeRefused(f"Refactory plan {state['plan_id']}: {problem}")
+            await self._test_branch(change, state)
+            if self.config.code_land:
+                async with self._lock(change.slice_id):
+                    await self._land_and_deploy(change_id, actor=SELF)
+            else:
+                async with self._lock(change.slice_id):
+                    await store.update_change(self._db, change_id, status="ready_to_land")
+                    await store.audit(
+                        self._db,
+                        "ready",
+                        f"ready to land: {state['integration']} at {state['integration_head'][:12]} onto"
+                        f" {state['branch']} in {state['repo']} (refactorbot improve land {change_id})",
+                        actor=SELF,
+                        change_id=change_id,
+                    )
+                    await self.ctx.publish(
+                        "improve.ready_to_land",
+                        {"change_id": change_id, "slice_id": change.slice_id, "branch": state["integration"]},
+                    )
+                    await self._advance(change.slice_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the change records why it stopped; the next approved change goes on
+            if isinstance(exc, TimeoutError):
+                reason = f"not finished in Refactory within code_timeout ({self.config.code_timeout:g}s)"
+            elif isinstance(exc, RefactorbotError):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
+            await self._code_failed(change_id, reason)
+        finally:
+            self._coding.pop(change_id, None)
+
+    async def _code_failed(self, change_id: int, reason: str) -> None:
+        change = await store.get_change(self._db, change_id)
+        async with self._lock(change.slice_id):
+            current = await store.get_change(self._db, change_id)
+            if current.status in ("coding", "ready_to_land", "approved"):
+                await store.update_change(self._db, change_id, status="failed", reason=one_line(reason))
+                await store.audit(self._db, "failure", reason, actor=SELF, change_id=change_id)
+                await self.ctx.publish("improve.failed", {"change_id": change_id, "reason": one_line(reason)})
+            await self._advance(change.slice_id)
+
+    async def _orchestrated(self, change: Change, state: dict[str, Any]) -> dict[str, Any] | None:
+        """Plan and orchestrate the change's request (once each, across restarts); return the report at its end."""
+        if "plan_id" not in state:
+            planned = await self.ctx.call(
+                "refactory.create_plan", request_id=change.refactory_request, planner=self.config.code_planner
+            )
+            state["plan_id"] = planned["id"]
+            await store.update_change(self._db, change.id, previous=state)
+            fallback = f" WITHOUT a model: {planned['planner_fallback']}" if planned.get("planner_fallback") else ""
+            titles = "; ".join(t["title"] for t in planned["tasks"])
+            await store.audit(
+                self._db,
+                "refactory",
+                f"plan {planned['id']} ({planned['planner']} planner{fallback}) at {planned['base_commit'][:12]}:"
+                f" {len(planned['tasks'])} task(s): {titles}",
+                actor=SELF,
+                change_id=change.id,
+            )
+        finished = asyncio.Event()
+
+        async def on_finished(event: Any) -> None:
+            if event.payload.get("id") == state.get("orchestration_id"):
+                finished.set()
+
+        unsubscribe = self._host().bus.subscribe("refactory.orchestration.finished", on_finished)
+        try:
+            if "orchestration_id" not in state:
+                started = await self.ctx.call(
+                    "refactory.orchestrate", plan_id=state["plan_id"], agents=self.config.code_agents, land=False
+                )
+                state["orchestration_id"] = started["id"]
+                await store.update_change(self._db, change.id, previous=state)
+                await store.audit(
+                    self._db,
+                    "refactory",
+                    f"orchestration {started['id']}: {self.config.code_agents} coder(s), merge queue into"
+                    f" {started['integration']}",
+                    actor=SELF,
+                    change_id=change.id,
+                )
+            while True:
+                orch = await self.ctx.call("refactory.get_orchestration", id=state["orchestration_id"])
+                if orch["status"] != "running":
+                    break
+                await finished.wait()
+                finished.clear()
+        finally:
+            unsubscribe()
+        report = orch.get("report") or {}
+        state.update(
+            orchestration_status=orch["status"],
+            integration=orch["integration"],
+            integration_head=report.get("integration_head") or orch["integration_head"],
+        )
+        await store.update_change(self._db, change.id, previous=state)
+        merged = ", ".join(f"task {m['task']} ({m['attempts']} tries)" for m in report.get("merged", []))
+        await store.audit(
+            self._db,
+            "refactory",
+            f"orchestration {orch['id']} {orch['status']}: merged {merged or 'nothing'};"
+            f" {len(report.get('failed', []))} failed; the tests on {orch['integration']} are"
+            f" {'green' if report.get('tests_green') else 'red'}",
+            actor=SELF,
+            change_id=change.id,
+        )
+        return report or None
+
+    async def _test_branch(self, change: Change, state: dict[str, Any]) -> None:
+        """Run the distribution's own tests at the integration head; ``ChangeRefused`` when they fail."""
+        checkout = Path(state["repo"])
+        git = self._git(state)
+        paths = code.import_paths(state["distribution"], checkout)
+        outcome = await code.test_branch(
+            git,
+            state["integration_head"],
+            list(state["test_command"]),
+            paths,
+            self.ctx.home / "improve" / "worktrees",
+            f"change-{change.id}",
+            self.config.test_timeout,
+        )
+        head = state["integration_head"][:12]
+        if not outcome.ok:
+            await store.update_change(self._db, change.id, candidate=outcome.output)
+            raise apply.ChangeRefused(
+                f"the distribution's tests failed at {head} (exit {outcome.code}): {code.summary(outcome)}"
+            )
+        found = f"the distribution's tests passed at {head}: {code.summary(outcome)}"
+        await store.update_change(self._db, change.id, candidate=found)
+        await store.audit(self._db, "test", found, actor=SELF, change_id=change.id)
+
+    async def _land_and_deploy(self, change_id: int, *, actor: str) -> None:
+        """Fast-forward the checkout to the tested head, hot-reload the slice, start evaluating (lock held)."""
+        change = await store.get_change(self._db, change_id)
+        busy = await self._db.scalar(
+            "SELECT id FROM changes WHERE slice_id = ? AND id != ? AND status = 'evaluating' LIMIT 1",
+            (change.slice_id, change.id),
+        )
+        if busy is not None:
+            raise apply.ChangeRefused(f"change {busy} of {change.slice_id} is being evaluated: land this one after it")
+        state = dict(change.previous or {})
+        git = self._git(state)
+        before = await self._before_metrics(change)
+        old, new = await code.land(git, state["branch"], state["integration_head"])
+        state.update(old_head=old, new_head=new)
+        diff = (await git.run("diff", "--no-color", "--no-ext-diff", old, new)).output
+        await store.update_change(self._db, change.id, previous=state, diff=diff)
+        await store.audit(
+            self._db,
+            "land",
+            f"{state['branch']} fast-forwarded {old[:12]} -> {new[:12]} in {state['repo']}",
+            actor=actor,
+            change_id=change.id,
+        )
+        try:
+            await self._reload(change.slice_id)
+        except Exception as exc:  # the landed code does not start: revert it, reload the old code
+            why = f"the reload with the landed code failed: {one_line(str(exc))}"
+            with contextlib.suppress(Exception):
+                await self._undo(await store.get_change(self._db, change.id))
+            await store.update_change(self._db, change.id, status="failed", reason=why)
+            await store.audit(self._db, "failure", why, actor=SELF, change_id=change.id)
+            return
+        now = time.time()
+        done = await store.update_change(
+            self._db,
+            change.id,
+            status="evaluating",
+            deployed_at=now,
+            evaluate_by=now + self.config.eval_window,
+            before_metrics=before,
+        )
+        await store.audit(
+            self._db,
+            "deploy",
+            f"deployed {_summary(done)} by hot reload at {new[:12]};"
+            f" evaluating until {self.config.min_calls} calls or {self.config.eval_window:g}s",
+            actor=SELF,
+            change_id=change.id,
+        )
+        await self.ctx.publish("improve.deployed", {"change_id": change.id, "slice_id": change.slice_id})
+        self._arm(done)
 
     async def _reload(self, slice_id: str) -> None:
         reload = getattr(self._host(), "reload_slice", None)
@@ -407,6 +641,29 @@ class ImproveSlice(AtomicSlice):
         elif change.kind == "prompt":
             version = (change.previous or {}).get("version")
             await self.ctx.call(f"{change.slice_id}.rollback_prompt", name=change.target, version=version)
+        else:
+            state = dict(change.previous or {})
+            if not state.get("new_head"):
+                raise apply.ChangeRefused(f"change {change.id} was never landed: nothing to revert")
+            git = self._git(state)
+            commit = await code.revert(
+                git,
+                state["branch"],
+                state["old_head"],
+                state["new_head"],
+                f"Revert self-improvement change {change.id} of {change.slice_id}\n\n"
+                f"Restores {state['old_head'][:12]}: {change.title}"[:2000],
+            )
+            state["revert_commit"] = commit
+            await store.update_change(self._db, change.id, previous=state)
+            await store.audit(
+                self._db,
+                "revert",
+                f"{state['branch']} at {commit[:12]}: the tree of {state['old_head'][:12]} again",
+                actor=SELF,
+                change_id=change.id,
+            )
+            await self._reload(change.slice_id)
 
     async def _conclude(self, change_id: int, *, final: bool) -> tuple[Change | None, str]:
         """Evaluate one deployed change (the slice's lock is held); ``(None, why)`` while it waits for calls."""
