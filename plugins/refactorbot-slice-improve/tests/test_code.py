@@ -214,3 +214,41 @@ async def test_code_change_through_refactory_landed_evaluated_worse_and_reverted
             assert by_step["approval"]["actor"] == "alice" and by_step["land"]["actor"] == "bob"
             assert "model planner" in audit[3]["detail"] or "(model" in audit[3]["detail"]
             assert "merged task" in audit[5]["detail"] and "green" in audit[5]["detail"]
+
+
+async def test_code_change_whose_tests_fail_is_not_landed(tmp_path: Path, checkout: Path) -> None:
+    base = git(checkout, "rev-parse", "main")
+    breaking = ("    failure_rate: float = Field(0.0,", "    failure_rate: float = Field(0.1,")
+
+    def breaking_coder(body: dict[str, Any]) -> Any:
+        messages = body.get("messages") or []
+        first_user = next((str(m.get("content") or "") for m in messages if m.get("role") == "user"), "")
+        results = [m for m in messages if m.get("role") == "tool"]
+        if "working on task" in first_user and len(results) == 1:
+            source = str(results[0].get("content") or "")
+            return Reply.tool_call("files_write", {"path": SOURCE, "content": source.replace(*breaking)})
+        return responder(body)
+
+    with ModelServer(responder=breaking_coder) as server:
+        host = host_for(tmp_path / "home", server, code_land=True, auto_apply=["code"], auto_apply_max_risk="medium")
+        async with host:
+            failed = await next_event(host, "improve.failed")
+            cycle = await ok(
+                host,
+                "improve.run_cycle",
+                slice_id="flaky",
+                trigger="test",
+                feedback={"source": "user", "summary": "work is slow"},
+            )
+            [change] = cycle["changes"]
+            assert change["status"] == "coding" and change["decided_by"] == "auto_apply"
+            event = await failed
+            assert event.payload["change_id"] == change["id"]
+            done = await ok(host, "improve.change", id=change["id"])
+            assert done["status"] == "failed"
+            assert "task(s) failed" in done["reason"] and done["deployed_at"] is None
+            assert git(checkout, "rev-parse", "main") == base
+            assert breaking[0] in (checkout / SOURCE).read_text()
+            audit = steps(await ok(host, "improve.audit", change_id=change["id"]))
+            assert audit[:3] == ["plan", "approval", "handoff"] and audit[-1] == "failure"
+            assert "land" not in audit and "deploy" not in audit

@@ -1,7 +1,7 @@
 """``refactorbot improve``: run a cycle, list changes, approve or reject them, evaluate, roll back, read the audit.
 
 Each command uses the running server (``refactorbot serve``) when there is one. Without one,
-listing commands start the improve slice alone; ``run``, ``approve``, ``evaluate`` and
+listing commands start the improve slice alone; ``run``, ``approve``, ``evaluate``, ``land`` and
 ``rollback`` start every slice, since they ask a slice for its plan or deploy to it (and
 evaluations then conclude only when called: the window's timer runs in a server).
 """
@@ -16,7 +16,7 @@ import click
 from refactorbot.cli import Env, call_operation, echo_json, echo_table, fail, run
 
 #: Operations that reach other slices: without a server they run in a host of every slice.
-_WHOLE_HOST = frozenset({"run_cycle", "approve", "evaluate", "rollback"})
+_WHOLE_HOST = frozenset({"run_cycle", "approve", "evaluate", "rollback", "land"})
 
 
 def _env() -> Env:
@@ -221,6 +221,14 @@ def reject(change_id: int, reason: str) -> None:
 def rollback(change_id: int, reason: str) -> None:
     """Undo a kept or evaluating change."""
     _decide("rollback", change_id, reason)
+
+
+@improve_group.command("land")
+@click.argument("change_id", type=int)
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+def land(change_id: int, reason: str) -> None:
+    """Land a ready_to_land code change (fast-forward), hot-reload its slice and evaluate it."""
+    _decide("land", change_id, reason)
 
 
 @improve_group.command("evaluate")
