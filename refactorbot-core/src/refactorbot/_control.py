@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from refactorbot._isolation import IsolatedSlice
 from refactorbot._slots import SliceSlot, SlotHost
 from refactorbot.errors import SliceUnavailable
 
@@ -89,6 +90,8 @@ class Control(SlotHost):
                     **self.metrics.slice_summary(sid),
                 }
             )
+            if isinstance(slot.instance, IsolatedSlice):
+                rows[-1]["isolation"] = slot.instance.info()
         return rows
 
     def resources(self) -> dict[str, dict[str, Any]]:

@@ -12,8 +12,10 @@ import graphlib
 import logging
 import time
 from collections.abc import Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from refactorbot._isolation import IsolatedSlice, isolation_of, slice_config
 from refactorbot.errors import ConfigError
 from refactorbot.models import HealthState
 from refactorbot.slice import AtomicSlice, SliceContext
@@ -121,9 +123,9 @@ class SlotHost:
         await self._state.set_slice(slot.slice_id, "initializing", plugin=slot.plugin, version=slot.cls.version)
         slot.status = "initializing"
         try:
-            config = self.settings.slice_config(slot.slice_id, slot.cls.Config, self.env)
+            config = slice_config(self.settings, slot.slice_id, slot.cls.Config, self.env)
             ctx = SliceContext(slot.slice_id, self.settings.home, host=self._as_host(), settings=self.settings)
-            instance = slot.cls(ctx, config)
+            instance = self._instantiate(slot, ctx, config)
             await asyncio.wait_for(instance.initialize(), self.settings.core.start_timeout)
             slot.instance = instance  # initialized: it may serve calls, even from its own start()
             await asyncio.wait_for(instance.start(), self.settings.core.start_timeout)
@@ -161,12 +163,46 @@ class SlotHost:
         )
         return True
 
+    def _instantiate(self, slot: SliceSlot, ctx: SliceContext, config: Any) -> AtomicSlice:
+        """Return the slice's instance, or the proxy of its worker when ``isolation = "process"``."""
+        isolation = isolation_of(self.settings, slot.slice_id, self.env)
+        if isolation.isolation == "inline":
+            return slot.cls(ctx, config)
+        source = self.plugins.sources.get(slot.plugin)
+        if source is not None:
+            plugin: tuple[str, str, str | None] = (slot.plugin, source[1], source[2])
+        else:  # registered directly: the worker imports the same module by name
+            obj = self.plugins.pm.get_plugin(slot.plugin)
+            if not isinstance(obj, ModuleType):
+                raise ConfigError(
+                    f'[slices.{slot.slice_id}] isolation = "process" needs a plugin the worker can import'
+                    f" (an installed distribution or a module); {slot.plugin} is a {type(obj).__name__}"
+                )
+            plugin = (slot.plugin, obj.__name__, None)
+
+        async def report(status: str, error: str | None) -> None:
+            if slot.instance is None:
+                return
+            if status == "failed":
+                slot.health = HealthState.UNHEALTHY.value
+            elif status == "degraded":
+                slot.restarts += 1
+            slot.status, slot.error = status, error
+            await self._state.set_slice(slot.slice_id, status, error=error, restarts=slot.restarts)
+
+        proxy = IsolatedSlice.of(slot.cls)
+        return proxy(
+            ctx, config, isolation=isolation, plugin=plugin, settings=self.settings, env=self.env, report=report
+        )
+
     def _subscribe(self, slot: SliceSlot) -> None:
-        assert slot.instance is not None
-        for attr in dir(type(slot.instance)):
-            func = getattr(type(slot.instance), attr, None)
+        instance = slot.instance
+        assert instance is not None
+        for attr in dir(slot.cls):
+            func = getattr(slot.cls, attr, None)
             for pattern in getattr(func, "__rb_subscribe__", ()):
-                slot.unsubscribers.append(self.bus.subscribe(pattern, getattr(slot.instance, attr)))
+                handler = instance.subscriber(attr) if isinstance(instance, IsolatedSlice) else getattr(instance, attr)
+                slot.unsubscribers.append(self.bus.subscribe(pattern, handler))
 
     async def _take_down(self, slot: SliceSlot, status: str = "stopped") -> None:
         for unsubscribe in slot.unsubscribers:
