@@ -165,6 +165,28 @@ async def test_queries_return_rows_and_ids(tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_a_flush_cancelled_while_its_batch_is_written_counts_the_rows_once(tmp_path):
+    db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
+    await db.open()
+    writer = db.batch_writer("INSERT INTO t VALUES (?)", max_batch=4, interval=60)
+    writer.add((0,))
+    await asyncio.sleep(0)  # the writer's own task now waits its 60 s interval: the flush below is ours
+    for i in range(1, 10):
+        writer.add((i,))
+    task = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0)  # the first batch of 4 is on its way to the database thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await db.scalar("SELECT count(*) FROM t") == 4 and writer.written == 4
+    assert writer.pending == 6  # the batches not sent yet wait for the next flush
+    await writer.committed()
+    assert await db.scalar("SELECT group_concat(v) FROM t") == "0,1,2,3,4,5,6,7,8,9"
+    assert not writer.unsettled and writer.written == 10 and writer.errors == 0
+    await db.close()
+
+
+@pytest.mark.asyncio
 async def test_batch_writer_groups_rows_and_flushes_on_close(tmp_path):
     db = SliceDatabase(tmp_path / "s.db", write_migrations(tmp_path / "m", "CREATE TABLE t (v INTEGER);"))
     await db.open()

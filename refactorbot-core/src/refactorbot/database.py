@@ -94,11 +94,36 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
         cursor.close()
 
 
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-    """Run ``fn(conn, *args)`` between BEGIN and COMMIT (on the database thread); roll back if it raises."""
+class _FileChanged(Exception):
+    """The database file is no longer the one opened (seen on the database thread, before a commit)."""
+
+
+def _same_file(path: Path, identity: tuple[int, int] | None) -> bool:
+    if identity is None:
+        return True
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == identity
+
+
+def _in_transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[..., T],
+    args: tuple[Any, ...],
+    path: Path,
+    identity: tuple[int, int] | None,
+) -> T:
+    """Run ``fn(conn, *args)`` between BEGIN and COMMIT (on the database thread); roll back if it raises.
+
+    Nothing is committed to a file deleted or replaced since it was opened (``_FileChanged``).
+    """
     conn.execute("BEGIN").close()
     try:
         result = fn(conn, *args)
+        if not _same_file(path, identity):
+            raise _FileChanged
     except BaseException:
         if conn.in_transaction:
             conn.rollback()
@@ -294,8 +319,13 @@ class SliceDatabase:
         write (``DatabaseFileLost``) once the file was deleted or replaced while open.
         """
         async with self._tx_lock:
-            self._check_file()
-            return await self.run(_in_transaction, fn, args)
+            if self._lost is not None:
+                self._check_file()
+            try:
+                return await self.run(_in_transaction, fn, args, self.path, self._identity)
+            except _FileChanged:
+                self._check_file()  # records the loss (logged once) and raises DatabaseFileLost
+                raise DatabaseFileLost(f"database file {self.path} could not be checked; write refused") from None
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one statement (committed at once unless inside ``transaction``); return lastrowid.
@@ -452,26 +482,35 @@ class BatchWriter:
         try:
             for start in range(0, len(snapshot), self.max_batch):
                 batch = snapshot[start : start + self.max_batch]
-                try:
-                    if len(batch) == 1:  # one autocommit statement: one trip to the database thread, not three
-                        await self.db.execute_alone(self.sql, batch[0])
-                    else:
-                        async with self.db.transaction() as conn:
-                            await conn.executemany(self.sql, batch)
-                except asyncio.CancelledError:
-                    self._rows[:0] = snapshot[start:]  # rolled back: keep the rows for the next flush
-                    raise
-                except Exception as exc:
+                # One transaction in one trip to the database thread. Once sent it runs to its end
+                # there: a flush cancelled meanwhile waits for it, so its rows count once, as what
+                # became of them, and only the batches not sent yet are kept for the next flush.
+                work = asyncio.ensure_future(self.db.atomic(_execute_many, self.sql, batch))
+                cancelled = False
+                while not work.done():
+                    try:
+                        await asyncio.shield(work)
+                    except asyncio.CancelledError:
+                        if not cancelled:
+                            self._rows[:0] = snapshot[start + len(batch) :]
+                        cancelled = True
+                    except Exception:  # recorded below
+                        pass
+                failure = work.exception()
+                if failure is None:
+                    self._settled += len(batch)
+                    self.batches += 1
+                    total += len(batch)
+                else:
                     self.errors += len(batch)
                     self._failures.append(
-                        (self._settled + 1, self._settled + len(batch), f"{len(batch)} rows not written: {exc}")
+                        (self._settled + 1, self._settled + len(batch), f"{len(batch)} rows not written: {failure}")
                     )
                     self._settled += len(batch)
-                    log.exception("batch write to %s failed (%d rows)", self.db.path.name, len(batch))
-                    continue
-                self._settled += len(batch)
-                self.batches += 1
-                total += len(batch)
+                    log.error("batch write to %s failed (%d rows)", self.db.path.name, len(batch), exc_info=failure)
+                if cancelled:
+                    self.written += total
+                    raise asyncio.CancelledError
         finally:
             _FLUSHING.reset(token)
         self.written += total

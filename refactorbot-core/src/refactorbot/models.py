@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,9 +18,15 @@ class Model(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
+#: Ids need to be unique, not secret: a generator seeded from the OS (again in a forked child)
+#: draws them without a system call each.
+_IDS = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _IDS.seed(os.urandom(32)))
+
+
 def _request_id() -> str:
-    """Return 32 random hex digits (uuid4's shape, without building a ``UUID``)."""
-    return os.urandom(16).hex()
+    """Return 32 random hex digits (uuid4's shape)."""
+    return f"{_IDS.getrandbits(128):032x}"
 
 
 class SliceRequest(Model):

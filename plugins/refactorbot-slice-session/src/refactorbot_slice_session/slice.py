@@ -110,8 +110,8 @@ _INSERT_MESSAGE = (
 
 
 def _new_session(params: GetOrCreateParams | BeginTurnParams) -> tuple[Any, ...]:
-    """Return the row of a session to create: id, channel, chat, user, title, metadata (JSON)."""
-    return (uuid.uuid4().hex, params.channel, params.chat_id, params.user_id, params.title, json.dumps(params.metadata))
+    """Return what a session created now is made of: channel, chat, user, title, metadata."""
+    return (params.channel, params.chat_id, params.user_id, params.title, params.metadata)
 
 
 def _find_or_create(
@@ -127,10 +127,11 @@ def _find_or_create(
     if row is not None:
         return row, False
     now = time.time()
+    channel, chat_id, user_id, title, metadata = new
     inserted = conn.execute(
         "INSERT INTO sessions (id, channel, chat_id, user_id, title, metadata, created_at, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        (*new, now, now),
+        (uuid.uuid4().hex, channel, chat_id, user_id, title, json.dumps(metadata), now, now),
     ).rowcount
     row = conn.execute(query, (channel, chat_id)).fetchone()
     return row, inserted == 1
