@@ -43,7 +43,14 @@ def test_every_hook_has_a_one_line_docstring(name):
 
 def test_firstresult_hooks():
     first = {n for n, f in specs().items() if f.refactorbot_spec.get("firstresult")}
-    assert first == {"before_operation", "before_llm_call", "before_tool_call", "provide_event_bus", "provide_tracer"}
+    assert first == {
+        "before_operation",
+        "before_llm_call",
+        "before_tool_call",
+        "provide_event_bus",
+        "provide_tracer",
+        "provide_slice_transport",
+    }
 
 
 def test_the_veto_hooks_share_one_return_type():

@@ -29,7 +29,7 @@ import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +56,7 @@ MAX_FRAME = 64 * 1024 * 1024
 #: The error type of requests a worker's crash cut short.
 CRASHED: ErrorType = getattr(ErrorType, "SLICE_CRASHED", ErrorType.SLICE_UNAVAILABLE)
 #: Keys of ``[slices.<id>]`` that belong to the host, not to the slice's ``Config``.
-HOST_KEYS = ("enabled", "resources", "isolation", "limits")
+HOST_KEYS = ("enabled", "resources", "isolation", "limits", "location")
 #: Lines of a worker's stderr kept to explain its crash.
 STDERR_TAIL = 20
 
@@ -80,22 +80,33 @@ class Limits(Model):
 
 
 class Isolation(Model):
-    """How a slice runs: ``inline`` in the host's process (the default) or in its own ``process``."""
+    """How and where a slice runs: ``inline`` in the host's process (the default) or in its own ``process``.
+
+    ``location`` other than ``local`` (``redis``, say) serves the slice elsewhere, through the
+    transport a plugin's ``provide_slice_transport`` returns; ``isolation`` and ``limits`` then
+    apply where it runs, not here.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     isolation: Literal["inline", "process"] = "inline"
     limits: Limits = Field(default_factory=Limits)
+    location: str = Field("local", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 def isolation_of(settings: Settings, slice_id: str, env: Mapping[str, str] | None) -> Isolation:
-    """Return ``[slices.<id>] isolation`` and ``[slices.<id>.limits]`` (``RB_<ID>_ISOLATION`` overrides)."""
+    """Return ``[slices.<id>] isolation``, ``location`` and ``[slices.<id>.limits]``.
+
+    ``RB_<ID>_ISOLATION`` and ``RB_<ID>_LOCATION`` override the file.
+    """
     env = os.environ if env is None else env
     section = settings.slices.get(slice_id, {})
-    data: dict[str, Any] = {k: section[k] for k in ("isolation", "limits") if k in section}
-    override = env.get(f"RB_{slice_id.upper().replace('-', '_').replace('.', '_')}_ISOLATION")
-    if override:
-        data["isolation"] = override.strip()
+    data: dict[str, Any] = {k: section[k] for k in ("isolation", "limits", "location") if k in section}
+    prefix = f"RB_{slice_id.upper().replace('-', '_').replace('.', '_')}"
+    for key in ("isolation", "location"):
+        override = env.get(f"{prefix}_{key.upper()}")
+        if override:
+            data[key] = override.strip()
     return validate_section(Isolation, data, f"[slices.{slice_id}]")
 
 
@@ -553,3 +564,87 @@ class IsolatedSlice(AtomicSlice):
             with contextlib.suppress(OSError):
                 self._cgroup.rmdir()
             self._cgroup = None
+
+
+# -- a slice served elsewhere ---------------------------------------------------------------------
+
+
+class SliceTransport(Protocol):
+    """What ``provide_slice_transport`` returns: requests of one slice, served somewhere else.
+
+    ``execute`` never raises: a peer that cannot be reached or does not answer in time is a
+    failed ``SliceResponse`` saying so.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def execute(self, request: SliceRequest) -> SliceResponse: ...
+
+
+class RemoteSlice(AtomicSlice):
+    """The host's stand-in for a slice served at another ``location`` through a ``SliceTransport``.
+
+    The host routes to it like to any slice (hooks, limits, the operation log and metrics apply
+    here); its ``@subscribe`` handlers run where the slice runs, on the bus both share.
+    """
+
+    uses_database: ClassVar[bool] = False
+    real: ClassVar[type[AtomicSlice]]
+
+    @classmethod
+    def of(cls, real: type[AtomicSlice]) -> type[RemoteSlice]:
+        """Return the stand-in class of ``real`` (its slice id, version and operations)."""
+        attrs = {"real": real, "slice_id": real.slice_id, "version": real.version, "requires": real.requires}
+        return type(f"Remote{real.__name__}", (cls,), attrs)
+
+    @classmethod
+    def operations(cls) -> dict[str, OperationSpec]:
+        return cls.real.operations()
+
+    def __init__(self, ctx: SliceContext, config: BaseModel, *, location: str, transport: SliceTransport) -> None:
+        super().__init__(ctx, config)
+        self.location = location
+        self.transport = transport
+        self._started = False
+
+    async def initialize(self) -> None:
+        await self.transport.start()
+        self._started = True
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def shutdown(self) -> None:
+        if self._started:
+            self._started = False
+            await self.transport.stop()
+
+    async def health_check(self) -> HealthStatus:
+        if not self._started:
+            return HealthStatus(status=HealthState.UNHEALTHY, message=f"the {self.location} transport is stopped")
+        return HealthStatus(status=HealthState.HEALTHY, message=f"served at location {self.location}")
+
+    async def run_self_diagnostics(self) -> DiagnosticReport:
+        return DiagnosticReport(slice_id=self.slice_id, checks=[])
+
+    def info(self) -> dict[str, Any]:
+        """Return what the status row shows: where the slice is served, and through what."""
+        return {"mode": self.location, "transport": type(self.transport).__name__}
+
+    async def execute(self, request: SliceRequest, emit: Emit | None = None) -> SliceResponse:
+        if emit is not None:
+            why = f"{request.target} streams its answer; slice '{self.slice_id}' at location {self.location} answers whole"
+            return SliceResponse.failure(request, ErrorType.OPERATION_ERROR, why)
+        if not self._started:
+            why = f"slice '{self.slice_id}': the {self.location} transport is stopped"
+            return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, why)
+        try:
+            return await self.transport.execute(request)
+        except Exception as exc:  # a transport that broke its contract: the caller still gets an answer
+            why = f"slice '{self.slice_id}' at location {self.location}: {type(exc).__name__}: {one_line(exc)}"
+            return SliceResponse.failure(request, ErrorType.SLICE_UNAVAILABLE, why)

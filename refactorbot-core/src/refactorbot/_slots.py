@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import graphlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from refactorbot._isolation import IsolatedSlice, isolation_of, slice_config
+from refactorbot._isolation import IsolatedSlice, RemoteSlice, isolation_of, slice_config
 from refactorbot.errors import ConfigError
 from refactorbot.models import HealthState
 from refactorbot.slice import AtomicSlice, SliceContext
@@ -125,7 +126,7 @@ class SlotHost:
         try:
             config = slice_config(self.settings, slot.slice_id, slot.cls.Config, self.env)
             ctx = SliceContext(slot.slice_id, self.settings.home, host=self._as_host(), settings=self.settings)
-            instance = self._instantiate(slot, ctx, config)
+            instance = await self._instantiate(slot, ctx, config)
             await asyncio.wait_for(instance.initialize(), self.settings.core.start_timeout)
             slot.instance = instance  # initialized: it may serve calls, even from its own start()
             await asyncio.wait_for(instance.start(), self.settings.core.start_timeout)
@@ -163,9 +164,12 @@ class SlotHost:
         )
         return True
 
-    def _instantiate(self, slot: SliceSlot, ctx: SliceContext, config: Any) -> AtomicSlice:
-        """Return the slice's instance, or the proxy of its worker when ``isolation = "process"``."""
+    async def _instantiate(self, slot: SliceSlot, ctx: SliceContext, config: Any) -> AtomicSlice:
+        """Return the slice's instance, the proxy of its worker when ``isolation = "process"``,
+        or its stand-in over a plugin's transport when ``location`` is not ``local``."""
         isolation = isolation_of(self.settings, slot.slice_id, self.env)
+        if isolation.location != "local":
+            return await self._remote(slot, ctx, config, isolation.location)
         if isolation.isolation == "inline":
             return slot.cls(ctx, config)
         source = self.plugins.sources.get(slot.plugin)
@@ -195,9 +199,24 @@ class SlotHost:
             ctx, config, isolation=isolation, plugin=plugin, settings=self.settings, env=self.env, report=report
         )
 
+    async def _remote(self, slot: SliceSlot, ctx: SliceContext, config: Any, location: str) -> AtomicSlice:
+        """Return the stand-in of a slice served at ``location`` (``provide_slice_transport``)."""
+        env = os.environ if self.env is None else self.env
+        transport = await self.plugins.afirstresult(
+            "provide_slice_transport", slice_id=slot.slice_id, location=location, config=self.settings, env=env
+        )
+        if transport is None:
+            raise ConfigError(
+                f"[slices.{slot.slice_id}] location = {location!r}: no installed plugin serves slices there"
+                ' (location = "redis" needs refactorbot-bus-redis)'
+            )
+        return RemoteSlice.of(slot.cls)(ctx, config, location=location, transport=transport)
+
     def _subscribe(self, slot: SliceSlot) -> None:
         instance = slot.instance
         assert instance is not None
+        if isinstance(instance, RemoteSlice):  # its handlers run where it is served
+            return
         for attr in dir(slot.cls):
             func = getattr(slot.cls, attr, None)
             for pattern in getattr(func, "__rb_subscribe__", ()):

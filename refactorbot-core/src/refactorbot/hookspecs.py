@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import click
     from fastapi import APIRouter
 
+    from refactorbot._isolation import SliceTransport
     from refactorbot.channels import ChannelAdapter
     from refactorbot.config import Settings
     from refactorbot.dashboard import DashboardPage
@@ -167,3 +168,10 @@ def provide_event_bus(config: Settings, env: Mapping[str, str]) -> EventBus | Aw
 @hookspec(firstresult=True)
 def provide_tracer(config: Settings, env: Mapping[str, str]) -> Tracer | Awaitable[Tracer | None] | None:
     """Return a ``refactorbot.tracing.Tracer`` to trace this host's work (``config``: ``Settings``), or ``None``."""
+
+
+@hookspec(firstresult=True)
+def provide_slice_transport(
+    slice_id: str, location: str, config: Settings, env: Mapping[str, str]
+) -> SliceTransport | Awaitable[SliceTransport | None] | None:
+    """Return a ``SliceTransport`` serving ``slice_id`` at ``location`` (not ``local``), or ``None``."""

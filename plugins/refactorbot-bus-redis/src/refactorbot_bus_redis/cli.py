@@ -23,6 +23,11 @@ def parse_slices(text: str) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def location_variable(slice_id: str) -> str:
+    """Return the variable overriding ``[slices.<slice_id>] location`` (``RB_<ID>_LOCATION``)."""
+    return f"RB_{slice_id.upper().replace('-', '_').replace('.', '_')}_LOCATION"
+
+
 @click.command()
 @click.option("--slices", "slices_text", required=True, help="Slices this worker serves, comma-separated.")
 @click.option(
@@ -39,8 +44,7 @@ def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) 
     """Serve the named slices to the whole deployment from their Redis request streams."""
     import logging
 
-    from refactorbot.cli.main import console_handlers
-    from refactorbot.config import load_settings
+    from refactorbot import load_settings
 
     from refactorbot_bus_redis.config import RedisConfig
     from refactorbot_bus_redis.transport import SliceWorker
@@ -58,11 +62,21 @@ def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) 
             fail(env, f"--redis: {str(exc).splitlines()[-1].strip()}")
     if config.url is None:
         fail(env, "no Redis to serve from: pass --redis redis://HOST:6379/0 or set [plugins.redis] url")
-    for handler in console_handlers():
+    # a server's console shows what it does: the root logger's plain console handlers go to INFO
+    for handler in [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]:
         handler.setLevel(min(handler.level, logging.INFO))
 
+    # The slices served here run here, whatever location the shared configuration gives them.
+    slices = {**settings.slices}
+    for slice_id in slice_ids:
+        slices[slice_id] = {**slices.get(slice_id, {}), "location": "local"}
+    local = settings.model_copy(update={"slices": slices})
+    environ = {k: v for k, v in os.environ.items() if k not in {location_variable(sid) for sid in slice_ids}}
+
     async def serving() -> None:
-        host: Any = env.master(serving=True, only=slice_ids)
+        from refactorbot import MasterCore
+
+        host: Any = MasterCore(local, env.plugins(), serving=True, only=slice_ids, env=environ)
         served = SliceWorker(config, slice_ids, host.route, stopping=lambda: host.stopping, concurrency=concurrency)
         await host.start()
         missing = [sid for sid in slice_ids if sid not in host.running_slices()]

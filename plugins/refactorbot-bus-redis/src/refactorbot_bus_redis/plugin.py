@@ -29,6 +29,22 @@ def provide_event_bus(config: Any, env: Any) -> Any:
 
 
 @hookimpl
+def provide_slice_transport(slice_id: str, location: str, config: Any, env: Any) -> Any:
+    """Return a ``RequestClient`` sending ``slice_id``'s requests to its workers for ``location = "redis"``."""
+    if location != "redis":
+        return None
+    from refactorbot import ConfigError
+
+    from refactorbot_bus_redis.config import RedisConfig
+    from refactorbot_bus_redis.transport import RequestClient
+
+    settings = config.section("plugins", "redis", RedisConfig, env)
+    if settings.url is None:
+        raise ConfigError(f'[slices.{slice_id}] location = "redis" needs [plugins.redis] url (or RB_REDIS_URL)')
+    return RequestClient(settings)
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     """Add ``refactorbot worker``: serve slices from their Redis request streams."""
     from refactorbot_bus_redis.cli import worker

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from refactorbot.models import ErrorType, SliceRequest, SliceResponse
+from refactorbot import ErrorType, SliceRequest, SliceResponse
 
 from refactorbot_bus_redis.config import Keys, RedisConfig, client_of
 
