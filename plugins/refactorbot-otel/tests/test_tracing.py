@@ -41,6 +41,12 @@ class FrontSlice(AtomicSlice):
         return Text(text=answer["text"])
 
     @operation
+    async def say(self, params: Text) -> Text:
+        """Log a warning, inside the operation's span."""
+        self.log.warning("saying %s", params.text)
+        return Text(text=tracing.current_traceparent() or "")
+
+    @operation
     async def fail(self, params: Text) -> Text:
         """Fail on purpose."""
         raise ValueError("no good")
@@ -278,3 +284,30 @@ def test_traceparent_parsing_follows_w3c() -> None:
     assert tracing.parse_traceparent(f"00-{TRACE}-0000000000000000-01") is None
     assert tracing.parse_traceparent("") is None and tracing.parse_traceparent(None) is None
     assert tracing.format_traceparent(TRACE, "00f067aa0ba902b7") == PARENT
+
+
+@pytest.mark.asyncio
+async def test_json_log_lines_carry_the_trace_and_span_ids(tmp_path: Path) -> None:
+    import io
+    import json
+    import logging
+
+    stream = io.StringIO()
+    console = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(console)
+    try:
+        config = {"core": {"log_format": "json"}}
+        async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], config=config) as host:
+            said = await host.call("front.say", text="hello")
+            assert (
+                isinstance(console.formatter, logging.Formatter) and type(console.formatter).__name__ == "JsonFormatter"
+            )
+        assert console.formatter is None  # put back as the host stopped
+    finally:
+        logging.getLogger().removeHandler(console)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if "saying" in line]
+    assert len(lines) == 1
+    (line,) = lines
+    _, trace_id, span_id, _ = said.data["text"].split("-")
+    assert line["message"] == "saying hello" and line["level"] == "WARNING" and line["slice_id"] == "front"
+    assert (line["trace_id"], line["span_id"]) == (trace_id, span_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
 from refactorbot._slots import SliceSlot, SlotHost
 from refactorbot.models import HealthState
+from refactorbot.state import Retention
 
 log = logging.getLogger("refactorbot.master")
 
@@ -17,6 +19,27 @@ class Supervision(SlotHost):
 
     async def _supervise(self) -> None:
         interval = self.settings.core.health_interval
+        retention = asyncio.get_running_loop().create_task(self._retain(), name="master.db retention")
+        try:
+            await self._check_forever(interval)
+        finally:
+            retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await retention
+
+    async def _retain(self) -> None:
+        """Prune ``master.db`` now, then every ``[core] retention_interval`` seconds (off the request path)."""
+        policy = Retention.of(self.settings.core)
+        while True:
+            try:
+                deleted = await self._state.prune(policy)
+                if any(deleted.values()):
+                    log.info("retention: deleted %s from master.db", ", ".join(f"{n} {t}" for t, n in deleted.items()))
+            except Exception:  # retention retries next time; the log keeps working
+                log.exception("pruning master.db failed")
+            await asyncio.sleep(self.settings.core.retention_interval)
+
+    async def _check_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
             for slice_id in list(self._order):

@@ -28,7 +28,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -139,6 +139,15 @@ class CoreSettings(Model):
         description="IANA zone schedules use when they name none (RB_TIMEZONE; default: the machine's)",
     )
     operation_log: bool = Field(True, description="log every operation to master.db")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="console log lines: text, or one JSON object a line (with trace_id/span_id when traced)"
+    )
+    log_retention_days: float = Field(30.0, gt=0, description="unified-log rows older than this are deleted")
+    log_max_rows: int = Field(1_000_000, ge=1000, description="the unified log keeps at most this many rows")
+    operation_log_retention_days: float = Field(30.0, gt=0, description="operation-log rows older than this go")
+    operation_log_max_rows: int = Field(1_000_000, ge=1000, description="the operation log keeps at most this many")
+    retention_interval: float = Field(600.0, gt=0, description="seconds between retention passes over master.db")
+    retention_batch: int = Field(5000, ge=100, le=100_000, description="rows deleted per transaction when pruning")
 
 
 class LLMSettings(Model):

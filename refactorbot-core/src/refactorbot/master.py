@@ -7,7 +7,6 @@ protocol. Its parts live in internal modules, one concern each:
 - ``_control``: which slices run, start/stop/restart one, status rows and records;
 - ``_routing``: requests and streams through hooks, limits, the operation log and metrics;
 - ``_llm_routing``: LLM calls through the gateways and the LLM hooks;
-- ``_reload``: hot reload of one plugin's slices with the code installed now;
 - ``_supervision``: health checks, restarts with backoff, heartbeats;
 - ``_watchdog_glue``: who owns code that blocks the event loop, and what gets recorded.
 """
@@ -23,10 +22,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from refactorbot import tracing
+from refactorbot import logformat, tracing
 from refactorbot._control import Control
 from refactorbot._llm_routing import LLMRouting
-from refactorbot._reload import Reloading
 from refactorbot._routing import Routing
 from refactorbot._slots import SliceSlot
 from refactorbot._supervision import Supervision
@@ -46,13 +44,12 @@ from refactorbot.watchdog import LoopWatchdog
 log = logging.getLogger(__name__)
 
 
-class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogGlue):
+class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
     """The orchestrator: one asyncio loop, one SQLite file per slice, ``master.db`` for itself.
 
     Public: the ``Host`` protocol's members, ``settings``, ``home``, ``bus``, ``start``/``stop``/
     ``serve_forever``, ``call``/``astream``, ``running_slices``, ``slice_status`` and the slice
-    controls (``reload_slice`` among them). Names with a leading underscore are the host's own and
-    may change at any time.
+    controls. Names with a leading underscore are the host's own and may change at any time.
     """
 
     def __init__(
@@ -104,6 +101,8 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
         #: What ``provide_tracer`` returned (installed while the host runs), and what it replaced.
         self._tracer: tracing.Tracer | None = None
         self._previous_tracer: tracing.Tracer | None = None
+        #: Console formatters ``[core] log_format = "json"`` replaced, put back at stop.
+        self._saved_formats: list[tuple[logging.Handler, logging.Formatter | None]] = []
 
     @classmethod
     def from_environment(
@@ -138,6 +137,7 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
         self._saved_log_level = package_logger.level
         if package_logger.getEffectiveLevel() > level:  # let [core] log_level reach the unified log
             package_logger.setLevel(level)
+        self._saved_formats = logformat.use_format(self.settings.core.log_format)
         provided = await self.plugins.afirstresult(
             "provide_event_bus", config=self.settings, env=os.environ if self.env is None else self.env
         )
@@ -194,6 +194,8 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
         if self._log_handler is not None:
             logging.getLogger("refactorbot").removeHandler(self._log_handler)
             logging.getLogger("refactorbot").setLevel(self._saved_log_level)
+        logformat.restore(self._saved_formats)
+        self._saved_formats = []
         await self._state.close()
         if self._tracer is not None:
             if tracing.tracer() is self._tracer:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from refactorbot.database import BatchWriter, SliceDatabase, current_flush
 from refactorbot.home import secure_home
@@ -61,6 +62,44 @@ class GlobalState:
         for writer in (self._ops, self._logs):
             if writer is not None and writer.unsettled:
                 await writer.committed()
+
+    # -- retention -------------------------------------------------------------------------
+
+    async def prune(self, policy: Retention) -> dict[str, int]:
+        """Delete log and operation-log rows past their age or row-count bound; return rows deleted per table.
+
+        Batches of ``policy.batch`` rows, each its own short transaction, so requests and the
+        batched writers interleave with a long prune; the newest rows are always the ones kept.
+        """
+        cutoffs = {
+            "logs": (time.time() - policy.log_days * 86_400, policy.log_rows),
+            "operation_log": (time.time() - policy.operation_days * 86_400, policy.operation_rows),
+        }
+        deleted: dict[str, int] = {}
+        for table, (cutoff, max_rows) in cutoffs.items():
+            count = await self._prune_batches(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE ts < ? ORDER BY id LIMIT ?)",
+                cutoff,
+                policy.batch,
+            )
+            newest = await self.db.scalar(f"SELECT max(id) FROM {table}")
+            if newest is not None and newest > max_rows:  # ids grow: the newest max_rows ids stay
+                count += await self._prune_batches(
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id <= ? ORDER BY id LIMIT ?)",
+                    newest - max_rows,
+                    policy.batch,
+                )
+            deleted[table] = count
+        return deleted
+
+    async def _prune_batches(self, sql: str, bound: float, batch: int) -> int:
+        total = 0
+        while True:
+            n = await self.db.atomic(_rows_deleted, sql, (bound, batch))
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(0)  # let waiting requests and writers in between batches
 
     # -- slices ----------------------------------------------------------------------------
 
@@ -118,6 +157,31 @@ class GlobalState:
         """Queue one log row (``message`` includes the traceback, if any; capped at 8,000 characters)."""
         if self._logs is not None:
             self._logs.add((record.created, record.levelno, record.levelname, slice_id, record.name, message[:8000]))
+
+
+class Retention(NamedTuple):
+    """How long ``master.db`` keeps its rows (``[core] log_*``, ``operation_log_*``, ``retention_batch``)."""
+
+    log_days: float
+    log_rows: int
+    operation_days: float
+    operation_rows: int
+    batch: int
+
+    @classmethod
+    def of(cls, core: Any) -> Retention:
+        """Return the policy of ``[core]`` settings."""
+        return cls(
+            core.log_retention_days,
+            core.log_max_rows,
+            core.operation_log_retention_days,
+            core.operation_log_max_rows,
+            core.retention_batch,
+        )
+
+
+def _rows_deleted(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+    return conn.execute(sql, params).rowcount
 
 
 class StateLogHandler(logging.Handler):

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import ConfigDict, Field
-from refactorbot import SliceConfig
-from refactorbot.models import Model
+from refactorbot import Model, SliceConfig
 
 Exporter = Literal["auto", "otlp", "sqlite", "both", "none"]
 

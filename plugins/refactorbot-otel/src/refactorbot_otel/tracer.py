@@ -24,9 +24,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from refactorbot import tracing
-from refactorbot.tracing import TRACEPARENT, AttributeValue, parse_traceparent
 
 from refactorbot_otel.config import OtelConfig, otlp_endpoint
+
+TRACEPARENT = tracing.TRACEPARENT
+AttributeValue = tracing.AttributeValue
+parse_traceparent = tracing.parse_traceparent
 
 log = logging.getLogger("refactorbot.otel")
 
