@@ -7,6 +7,7 @@ protocol. Its parts live in internal modules, one concern each:
 - ``_control``: which slices run, start/stop/restart one, status rows and records;
 - ``_routing``: requests and streams through hooks, limits, the operation log and metrics;
 - ``_llm_routing``: LLM calls through the gateways and the LLM hooks;
+- ``_reload``: hot reload of one plugin's slices with the code installed now;
 - ``_supervision``: health checks, restarts with backoff, heartbeats;
 - ``_watchdog_glue``: who owns code that blocks the event loop, and what gets recorded.
 """
@@ -25,6 +26,7 @@ from typing import Any
 from refactorbot import logformat, tracing
 from refactorbot._control import Control
 from refactorbot._llm_routing import LLMRouting
+from refactorbot._reload import Reloading
 from refactorbot._routing import Routing
 from refactorbot._slots import SliceSlot
 from refactorbot._supervision import Supervision
@@ -44,12 +46,13 @@ from refactorbot.watchdog import LoopWatchdog
 log = logging.getLogger(__name__)
 
 
-class MasterCore(Routing, LLMRouting, Control, Supervision, WatchdogGlue):
+class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogGlue):
     """The orchestrator: one asyncio loop, one SQLite file per slice, ``master.db`` for itself.
 
     Public: the ``Host`` protocol's members, ``settings``, ``home``, ``bus``, ``start``/``stop``/
     ``serve_forever``, ``call``/``astream``, ``running_slices``, ``slice_status`` and the slice
-    controls. Names with a leading underscore are the host's own and may change at any time.
+    controls (``reload_slice`` among them). Names with a leading underscore are the host's own and
+    may change at any time.
     """
 
     def __init__(
