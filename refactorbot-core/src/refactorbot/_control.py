@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from refactorbot._isolation import IsolatedSlice
+from refactorbot._isolation import IsolatedSlice, RemoteSlice
 from refactorbot._slots import SliceSlot, SlotHost
 from refactorbot.errors import SliceUnavailable
 
@@ -92,6 +92,8 @@ class Control(SlotHost):
             )
             if isinstance(slot.instance, IsolatedSlice):
                 rows[-1]["isolation"] = slot.instance.info()
+            elif isinstance(slot.instance, RemoteSlice):
+                rows[-1]["location"] = slot.instance.info()
         return rows
 
     def resources(self) -> dict[str, dict[str, Any]]:
