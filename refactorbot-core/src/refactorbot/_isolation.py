@@ -54,7 +54,7 @@ log = logging.getLogger("refactorbot.master")
 #: Largest frame either end accepts (a longer one is a protocol error that ends the worker).
 MAX_FRAME = 64 * 1024 * 1024
 #: The error type of requests a worker's crash cut short.
-CRASHED: ErrorType = getattr(ErrorType, "SLICE_CRASHED", ErrorType.SLICE_UNAVAILABLE)
+CRASHED = ErrorType.SLICE_CRASHED
 #: Keys of ``[slices.<id>]`` that belong to the host, not to the slice's ``Config``.
 HOST_KEYS = ("enabled", "resources", "isolation", "limits", "location")
 #: Lines of a worker's stderr kept to explain its crash.
@@ -111,11 +111,7 @@ def isolation_of(settings: Settings, slice_id: str, env: Mapping[str, str] | Non
 
 
 def slice_config(settings: Settings, slice_id: str, model: type[BaseModel], env: Mapping[str, str] | None) -> Any:
-    """Return the slice's ``Config`` from ``[slices.<id>]`` without the host's keys (``HOST_KEYS``)."""
-    section = settings.slices.get(slice_id, {})
-    if any(key in section for key in HOST_KEYS[2:]):
-        own = {k: v for k, v in section.items() if k not in HOST_KEYS[2:]}
-        settings = settings.model_copy(update={"slices": {**settings.slices, slice_id: own}})
+    """Return the slice's ``Config`` from ``[slices.<id>]`` (the host's keys are reserved there)."""
     return settings.slice_config(slice_id, model, env)
 
 

@@ -40,7 +40,7 @@ CONFIG_FILE = "refactorbot.toml"
 M = TypeVar("M", bound=BaseModel)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 #: Keys of ``[slices.<id>]`` the host reads itself; the rest is validated against the slice's ``Config``.
-RESERVED_SLICE_KEYS = ("enabled", "resources", "brain_model")
+RESERVED_SLICE_KEYS = ("enabled", "resources", "brain_model", "isolation", "limits", "location")
 #: Folder of the home holding one ``<slice_id>.json`` of setting overrides per slice.
 OVERRIDES_DIR = "overrides"
 #: Largest overrides file read (bytes): a setting, not a data store.

@@ -56,6 +56,7 @@ class ErrorType(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_OPERATION = "unknown_operation"
     SLICE_UNAVAILABLE = "slice_unavailable"
+    SLICE_CRASHED = "slice_crashed"  # an isolated slice's worker process died while running it
     RESOURCE_LIMIT = "resource_limit"
     TIMEOUT = "timeout"
     REFUSED = "refused"

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from refactorbot.database import BatchWriter, SliceDatabase, current_flush
 from refactorbot.home import secure_home
 
-SLICE_STATUSES = ("pending", "initializing", "running", "degraded", "failed", "stopped")
+SLICE_STATUSES = ("pending", "initializing", "running", "degraded", "reloading", "failed", "stopped")
 
 
 class GlobalState:
