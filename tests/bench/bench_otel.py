@@ -1,0 +1,218 @@
+"""Observability benchmarks: what tracing costs, and retention of master.db while the API serves.
+
+Run with `nox -s bench -- otel` (or `python tests/bench/bench_otel.py [--quick]` in an environment
+with the core, refactorbot-otel, refactorbot-api and the agent's slices installed). Prints a
+markdown table; docs/benchmarks.md records results.
+
+- routed no-op, sequential, without and with refactorbot-otel (the SQLite span store): ops/s and
+  the overhead, alternating rounds so both see the same machine load;
+- one chat turn with a tool call (session, memory, agent, tools, loopback model), p50 without and
+  with tracing: the overhead per turn;
+- 1,000,000 unified-log rows pruned to 100,000 by the host's retention while a client calls
+  `GET /slices` in a loop: the prune's duration and the p50/p99/max latency seen during it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def noop_plugin() -> Any:
+    from refactorbot import AtomicSlice, hookimpl, operation
+
+    class Noop(AtomicSlice):
+        slice_id = "noop"
+        uses_database = False
+
+        @operation
+        async def noop(self) -> None:
+            """Do nothing."""
+
+    class Plugin:
+        REFACTORBOT_API = 1
+
+        @hookimpl
+        def register_slices(self, register: Any) -> None:
+            register(Noop)
+
+    return Plugin()
+
+
+async def routed_rate(traced: bool, seconds: float) -> float:
+    from refactorbot.testing import host_running
+
+    plugins: list[Any] = [noop_plugin()]
+    if traced:
+        plugins.append("refactorbot_otel.plugin")
+    with tempfile.TemporaryDirectory() as tmp:
+        async with host_running(Path(tmp), plugins, config={"core": {"health_interval": 3600}}) as host:
+            for _ in range(1000):
+                await host.call("noop.noop")
+            count = 0
+            start = time.perf_counter()
+            end = start + seconds
+            while time.perf_counter() < end:
+                await host.call("noop.noop")
+                count += 1
+            return count / (time.perf_counter() - start)
+
+
+async def bench_routing(seconds: float, rounds: int) -> list[tuple[str, str, str]]:
+    plain, traced = [], []
+    for _ in range(rounds):  # alternate, so both see the same load on a shared machine
+        plain.append(await routed_rate(False, seconds))
+        traced.append(await routed_rate(True, seconds))
+    p, t = statistics.median(plain), statistics.median(traced)
+    return [
+        (
+            "routed no-op, sequential, no tracing plugin",
+            f"{p:,.0f} ops/s",
+            f"median of {rounds} rounds of {seconds:g}s",
+        ),
+        ("routed no-op, sequential, refactorbot-otel (SQLite span store)", f"{t:,.0f} ops/s", ""),
+        ("tracing overhead on the routed no-op (throughput lost)", f"{(1 - t / p) * 100:.1f} %", "goal ≤ 10 %"),
+    ]
+
+
+AGENT = [
+    "refactorbot_slice_session.plugin",
+    "refactorbot_slice_memory.plugin",
+    "refactorbot_slice_tools.plugin",
+    "refactorbot_slice_agent.plugin",
+    "refactorbot_tools_files.plugin",
+    "refactorbot.testing.loopback",
+]
+
+
+async def turn_times(traced: bool, turns: int) -> list[float]:
+    from refactorbot import IncomingMessage
+    from refactorbot.chat import MasterChat
+    from refactorbot.testing import ModelServer, Reply, host_running, loopback_config
+
+    with ModelServer() as server, tempfile.TemporaryDirectory() as tmp:
+        server.responder = lambda body: (
+            Reply.text("Done.")
+            if body["messages"][-1]["role"] == "tool"
+            else Reply.tool_call("files_write", {"path": "n.txt", "content": "x"})
+        )
+        config = {"core": {"health_interval": 3600}, **loopback_config(server)}
+        plugins = [*AGENT, "refactorbot_otel.plugin"] if traced else AGENT
+        async with host_running(Path(tmp), plugins, config=config) as host:
+            chat = MasterChat(host)
+            times = []
+            for i in range(turns + 5):
+                message = IncomingMessage(channel="bench", chat_id=f"c{i % 4}", sender_id="u", text="write it")
+                started = time.perf_counter()
+                reply = await chat.process_message(message)
+                if i >= 5:
+                    times.append((time.perf_counter() - started) * 1000)
+                assert reply.metadata["ok"], reply.metadata
+            return times
+
+
+async def bench_turn(turns: int, rounds: int) -> list[tuple[str, str, str]]:
+    plain: list[float] = []
+    traced: list[float] = []
+    for _ in range(rounds):
+        plain += await turn_times(False, turns)
+        traced += await turn_times(True, turns)
+    p, t = statistics.median(plain), statistics.median(traced)
+    return [
+        ("chat turn with one tool call, p50, no tracing", f"{p:.2f} ms", f"{len(plain)} turns, loopback model"),
+        ("chat turn with one tool call, p50, refactorbot-otel", f"{t:.2f} ms", ""),
+        ("tracing overhead per chat turn (p50)", f"{t - p:.2f} ms", f"{(t / p - 1) * 100:.1f} %"),
+    ]
+
+
+def bench_retention(rows: int, keep: int) -> list[tuple[str, str, str]]:
+    import logging
+
+    import httpx
+    from refactorbot.metrics import percentile
+    from refactorbot.state import GlobalState
+    from refactorbot_api.testing import running_server
+
+    async def fill(home: Path) -> None:  # a million rows, as a long-lived host would have
+        state = GlobalState(home / "master.db")
+        await state.open()
+        now = time.time()
+        async with state.db.transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO logs (ts, level, level_name, slice_id, logger, message) VALUES (?, 20, 'INFO', ?, ?, ?)",
+                [(now - rows + i, "noop", "refactorbot.slice.noop", f"line {i} " + "x" * 80) for i in range(rows)],
+            )
+        await state.close()
+
+    pruned = threading.Event()
+    report: list[str] = []
+
+    class Watch(logging.Handler):  # the host's retention pass says when it is done
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("retention: deleted"):
+                report.append(record.getMessage())
+                pruned.set()
+
+    watch = Watch()
+    logging.getLogger("refactorbot.master").addHandler(watch)
+    latencies: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            asyncio.run(fill(home))
+            config = {"core": {"health_interval": 3600, "log_max_rows": keep, "retention_interval": 3600}}
+            started = time.perf_counter()
+            with running_server(home, [noop_plugin()], config=config) as server:
+                with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
+                    while not pruned.is_set():  # the first retention pass runs as the host starts
+                        t = time.perf_counter()
+                        assert client.get("/slices").status_code == 200
+                        latencies.append((time.perf_counter() - t) * 1000)
+                took = time.perf_counter() - started
+                left = server.run(server.host._state.db.scalar("SELECT count(*) FROM logs"))
+    finally:
+        logging.getLogger("refactorbot.master").removeHandler(watch)
+    latencies.sort()
+    return [
+        (
+            f"retention: {rows:,} log rows pruned to {keep:,} by the host (batches of 5,000)",
+            f"{took:.1f} s",
+            f"{report[0].removeprefix('retention: deleted ')}; {left:,} left",
+        ),
+        (
+            "GET /slices during the prune: p50 / p99 / max",
+            f"{percentile(latencies, 50):.1f} / {percentile(latencies, 99):.1f} / {latencies[-1]:.1f} ms",
+            f"{len(latencies)} requests",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and rows")
+    parser.add_argument("only", nargs="*", help="run only these: routing, turn, retention")
+    args = parser.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    only = set(args.only)
+    if not only or "routing" in only:
+        rows += asyncio.run(bench_routing(1.0 if args.quick else 3.0, 3 if args.quick else 5))
+    if not only or "turn" in only:
+        rows += asyncio.run(bench_turn(20 if args.quick else 60, 1 if args.quick else 3))
+    if not only or "retention" in only:
+        rows += bench_retention(100_000 if args.quick else 1_000_000, 10_000 if args.quick else 100_000)
+    print("| benchmark | result | notes |")
+    print("|---|---|---|")
+    for name, value, note in rows:
+        print(f"| {name} | {value} | {note} |")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
