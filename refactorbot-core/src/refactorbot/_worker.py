@@ -120,6 +120,9 @@ class WorkerHost:
     async def master_db(self) -> Any:
         return self._unavailable("master_db")
 
+    async def reload_slice(self, slice_id: str) -> None:
+        self._unavailable("reload_slice")
+
 
 class _Forwarder(logging.Handler):
     """Send the worker's log records to the host, which writes them to its unified log."""

@@ -132,6 +132,10 @@ class Host(Protocol):
         """Commit queued operation-log and log rows, then return ``master.db`` (``operation_log``, ``logs``)."""
         ...
 
+    async def reload_slice(self, slice_id: str) -> None:
+        """Restart ``slice_id`` alone with the code installed now (hot reload); ``PluginError`` saying why not."""
+        ...
+
 
 class SliceContext:
     """A slice's handle on the host: its home, logger, cross-slice calls, events and LLMs."""

@@ -625,10 +625,7 @@ class ImproveSlice(AtomicSlice):
         self._arm(done)
 
     async def _reload(self, slice_id: str) -> None:
-        reload = getattr(self._host(), "reload_slice", None)
-        if reload is None:
-            raise apply.ChangeRefused("this host cannot hot-reload a slice")
-        await reload(slice_id)
+        await self._host().reload_slice(slice_id)
 
     async def _undo(self, change: Change) -> None:
         if change.kind == "config":
