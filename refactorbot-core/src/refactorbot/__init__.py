@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.channels import hmac_sha256_hex as hmac_sha256_hex
     from refactorbot.channels import markdown_to_plain as markdown_to_plain
     from refactorbot.channels import parse_retry_after as parse_retry_after
+    from refactorbot.channels import send_span as send_span
     from refactorbot.channels import signatures_match as signatures_match
     from refactorbot.channels import split_parts as split_parts
     from refactorbot.channels import split_text as split_text
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.events import Event as Event
     from refactorbot.events import EventBus as EventBus
     from refactorbot.events import EventRejected as EventRejected
+    from refactorbot.events import delivery_span as delivery_span
     from refactorbot.events import InMemoryEventBus as InMemoryEventBus
     from refactorbot.events import SubscriptionOptions as SubscriptionOptions
     from refactorbot.events import subscribe as subscribe
@@ -173,6 +175,7 @@ _LAZY = {
     "hmac_sha256_hex": "channels",
     "markdown_to_plain": "channels",
     "parse_retry_after": "channels",
+    "send_span": "channels",
     "signatures_match": "channels",
     "split_text": "channels",
     "split_parts": "channels",
@@ -222,6 +225,7 @@ _LAZY = {
     "Event": "events",
     "EventBus": "events",
     "EventRejected": "events",
+    "delivery_span": "events",
     "InMemoryEventBus": "events",
     "subscribe": "events",
     "SubscriptionOptions": "events",
