@@ -1,29 +1,58 @@
-"""The SQLite span store: an SDK ``SpanExporter`` writing finished spans to ``<home>/slices/traces.db``.
+"""The SQLite span store: batches of finished spans written to ``<home>/slices/traces.db``.
 
-The SDK's batch processor calls ``export`` from its own thread; the ``traces`` slice reads the same
-file (WAL: readers never wait for this writer) and prunes it.
+The tracer's exporting thread calls ``SpanStore.write``; the ``traces`` slice reads the same file
+(WAL: readers never wait for this writer) and prunes it.
+
+A batch crosses into SQLite as one JSON array, unpacked by ``json_each`` inside the INSERT: the
+exporting thread serializes the whole batch with one ``json.dumps`` and SQLite does the per-row
+work without holding Python's GIL, so the event loop keeps running while the batch is written.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import StatusCode
+if TYPE_CHECKING:
+    from refactorbot_otel.tracer import SpanRecord
 
-log = logging.getLogger("refactorbot.otel")
-
-_KIND_NAMES = {0: "internal", 1: "server", 2: "client", 3: "producer", 4: "consumer"}
-_STATUS_NAMES = {StatusCode.UNSET: "unset", StatusCode.OK: "ok", StatusCode.ERROR: "error"}
+# Each span of a batch is a JSON array: [trace_id, span_id, parent_id, remote_parent (0/1), name,
+# kind, start_ns, end_ns, status, status_message, attributes (object)].
+_BATCH = (
+    "WITH b AS (SELECT key, json_extract(value, '$[0]') AS trace_id, json_extract(value, '$[1]') AS span_id,"
+    " json_extract(value, '$[2]') AS parent_id, json_extract(value, '$[3]') AS remote,"
+    " json_extract(value, '$[4]') AS name, json_extract(value, '$[5]') AS kind,"
+    " json_extract(value, '$[6]') AS start_ns, json_extract(value, '$[7]') AS end_ns,"
+    " json_extract(value, '$[8]') AS status, json_extract(value, '$[9]') AS status_message,"
+    " json_extract(value, '$[10]') AS attributes FROM json_each(?))"
+)
+INSERT_SPANS = (
+    _BATCH + " INSERT INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status,"
+    " status_message, attributes, events)"
+    " SELECT trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, attributes, NULL"
+    " FROM b ORDER BY key"
+)
+# One summary row per trace: its root's name (the span without a parent), else the first span of
+# this process under a remote parent, until the root comes; first start, last end, counts.
+UPSERT_TRACES = (
+    _BATCH + " INSERT INTO traces (trace_id, root_name, start_ns, end_ns, spans, errors)"
+    " SELECT trace_id,"
+    " coalesce(max(CASE WHEN parent_id IS NULL THEN name END),"
+    " (SELECT x.name FROM b AS x WHERE x.trace_id = b.trace_id AND x.remote ORDER BY x.start_ns, x.key LIMIT 1)),"
+    " min(start_ns), max(end_ns), count(*), sum(status = 'error')"
+    " FROM b GROUP BY trace_id"
+    " ON CONFLICT(trace_id) DO UPDATE SET"
+    " root_name = coalesce((SELECT max(name) FROM b AS r WHERE r.trace_id = excluded.trace_id"
+    " AND r.parent_id IS NULL), traces.root_name, excluded.root_name),"
+    " start_ns = min(traces.start_ns, excluded.start_ns), end_ns = max(traces.end_ns, excluded.end_ns),"
+    " spans = traces.spans + excluded.spans, errors = traces.errors + excluded.errors"
+)
 
 
 def schema() -> str:
@@ -31,30 +60,31 @@ def schema() -> str:
     return (files("refactorbot_otel") / "migrations" / "0001_spans.sql").read_text(encoding="utf-8")
 
 
-def span_row(span: ReadableSpan) -> tuple[Any, ...]:
-    """Return one ``spans`` row for a finished span."""
-    ctx = span.context
-    parent = span.parent
-    status = span.status
-    events = [
-        {"name": e.name, "ts_ns": e.timestamp, "attributes": dict(e.attributes or {})} for e in span.events
-    ] or None
-    return (
-        f"{ctx.trace_id:032x}" if ctx else "",
-        f"{ctx.span_id:016x}" if ctx else "",
-        f"{parent.span_id:016x}" if parent is not None else None,
-        span.name,
-        _KIND_NAMES.get(span.kind.value, "internal"),
-        span.start_time or 0,
-        span.end_time or span.start_time or 0,
-        _STATUS_NAMES.get(status.status_code, "unset"),
-        status.description,
-        json.dumps(dict(span.attributes or {}), default=str, separators=(",", ":")),
-        json.dumps(events, default=str, separators=(",", ":")) if events else None,
+def batch_json(spans: Sequence[SpanRecord]) -> str:
+    """Return ``spans`` as the JSON array ``INSERT_SPANS`` and ``UPSERT_TRACES`` read."""
+    return json.dumps(
+        [
+            [
+                s.trace_id,
+                s.span_id,
+                s.parent_id,
+                1 if s.remote_parent else 0,
+                s.name,
+                s.kind,
+                s.start_ns,
+                s.end_ns,
+                s.status,
+                s.status_message,
+                s.attributes,
+            ]
+            for s in spans
+        ],
+        default=str,
+        separators=(",", ":"),
     )
 
 
-class SQLiteSpanExporter(SpanExporter):
+class SpanStore:
     """Write each batch of finished spans in one transaction; keep one summary row per trace."""
 
     def __init__(self, path: Path) -> None:
@@ -75,66 +105,26 @@ class SQLiteSpanExporter(SpanExporter):
             self._conn = conn
         return self._conn
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Store ``spans``; a failure is logged once per batch and reported to the SDK."""
-        if self._closed:
-            return SpanExportResult.FAILURE
-        rows = [span_row(s) for s in spans]
-        summary: dict[str, list[Any]] = {}
-        for span, row in zip(spans, rows, strict=True):
-            trace_id = row[0]
-            entry = summary.setdefault(trace_id, [None, None, row[5], row[6], 0, 0])
-            if span.parent is None:  # the trace's root
-                entry[0] = span.name
-            elif span.parent.is_remote and entry[1] is None:  # the first span of this process, until a root comes
-                entry[1] = span.name
-            entry[2] = min(entry[2], row[5])
-            entry[3] = max(entry[3], row[6])
-            entry[4] += 1
-            entry[5] += int(row[7] == "error")
-        try:
-            with self._lock:
-                conn = self._connect()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.executemany(
-                        "INSERT INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status,"
-                        " status_message, attributes, events) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        rows,
-                    )
-                    conn.executemany(
-                        "INSERT INTO traces (trace_id, root_name, start_ns, end_ns, spans, errors)"
-                        " VALUES (:trace_id, coalesce(:root, :first), :start, :end, :spans, :errors)"
-                        " ON CONFLICT(trace_id) DO UPDATE SET root_name = coalesce(:root, traces.root_name, :first),"
-                        " start_ns = min(traces.start_ns, excluded.start_ns),"
-                        " end_ns = max(traces.end_ns, excluded.end_ns),"
-                        " spans = traces.spans + excluded.spans, errors = traces.errors + excluded.errors",
-                        [
-                            dict(
-                                zip(
-                                    ("trace_id", "root", "first", "start", "end", "spans", "errors"),
-                                    (tid, *v),
-                                    strict=True,
-                                )
-                            )
-                            for tid, v in summary.items()
-                        ],
-                    )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            log.error("%d span(s) not stored in %s: %s", len(rows), self.path, exc)
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+    def write(self, spans: Sequence[SpanRecord]) -> None:
+        """Store ``spans`` in one transaction; raise ``sqlite3.Error`` (the batch is not stored)."""
+        if not spans:
+            return
+        payload = batch_json(spans)
+        with self._lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError(f"the span store {self.path} is closed")
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(INSERT_SPANS, (payload,))
+                conn.execute(UPSERT_TRACES, (payload,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here: every ``export`` commits."""
-        return True
-
-    def shutdown(self) -> None:
-        """Close the connection."""
+    def close(self) -> None:
+        """Close the connection; later writes fail."""
         with self._lock:
             self._closed = True
             if self._conn is not None:

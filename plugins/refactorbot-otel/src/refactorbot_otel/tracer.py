@@ -1,28 +1,33 @@
-"""The tracer the host gets from ``provide_tracer``: refactorbot's span protocol on the OpenTelemetry SDK.
+"""The tracer the host gets from ``provide_tracer``: spans recorded cheaply, exported by a thread.
 
-Imported only when tracing is on (``plugin.provide_tracer``): the SDK is never imported otherwise.
+Imported only when tracing is on (``plugin.provide_tracer``). On the request path a span is one
+small object: random ids, ``time.time_ns()`` at both ends, its name, kind, parent and attributes.
+Its end appends it to a bounded queue (``collections.deque``); when the queue is full the span is
+counted as dropped and the request goes on: the request path never waits for an exporter.
 
-The current span is ``refactorbot.tracing.TRACEPARENT``; the SDK's own context is not attached (that
-costs a context copy per span). A span's parent is the live span when its ``traceparent`` is the
-current one (the common case, no parsing), else the parsed ``traceparent`` as a remote parent.
+A background thread drains the queue in batches, every ``FLUSH_INTERVAL`` seconds or as soon as a
+batch is full, and hands each batch to the sinks: the SQLite span store (``store.SpanStore``) and,
+when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the OpenTelemetry SDK's OTLP/HTTP exporter, which the
+batch reaches as SDK ``ReadableSpan``s (``otlp.OtlpSink``). The SDK is imported only in that case.
+
+The current span is ``refactorbot.tracing.TRACEPARENT``. A span's parent is the live span when its
+``traceparent`` is the current one (the common case, no parsing), else the parsed ``traceparent``
+as a remote parent (a request from another process, an event from another task).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from refactorbot import tracing
 
 from refactorbot_otel.config import OtelConfig, otlp_endpoint
@@ -33,108 +38,125 @@ parse_traceparent = tracing.parse_traceparent
 
 log = logging.getLogger("refactorbot.otel")
 
-_KINDS = {
-    "internal": SpanKind.INTERNAL,
-    "server": SpanKind.SERVER,
-    "client": SpanKind.CLIENT,
-    "producer": SpanKind.PRODUCER,
-    "consumer": SpanKind.CONSUMER,
-}
-_NEW_TRACE = Context()  # no parent: the span starts a trace
-#: The span whose ``traceparent`` is in ``TRACEPARENT``, to parent children without parsing.
-_LIVE: ContextVar[OtelSpan | None] = ContextVar("refactorbot_otel_live", default=None)
+#: Seconds between two drains of the queue when it does not fill a batch first.
+FLUSH_INTERVAL = 1.0
+#: Spans handed to the sinks at a time (a full batch wakes the exporting thread at once).
+BATCH_SIZE = 512
 #: Operations of the span store itself are not traced (reading traces would fill the store).
 UNTRACED_SLICES = frozenset({"traces"})
+#: The span whose ``traceparent`` is in ``TRACEPARENT``, to parent children without parsing.
+_LIVE: ContextVar[SpanRecord | None] = ContextVar("refactorbot_otel_live", default=None)
+
+_rng = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
+_bits = _rng.getrandbits
+_time_ns = time.time_ns
+_MASK_64 = (1 << 64) - 1
+if hasattr(os, "register_at_fork"):  # a forked child draws other ids than its parent
+    os.register_at_fork(after_in_child=_rng.seed)
+
+#: What receives a batch of finished spans (on the exporting thread).
+Sink = Callable[[Sequence["SpanRecord"]], None]
 
 
-class OtelSpan:
-    """One open span: refactorbot's ``Span`` protocol over an SDK span."""
+class SpanRecord:
+    """One span: refactorbot's ``Span`` and ``SpanScope`` protocols in a single small object.
 
-    __slots__ = ("context", "span", "traceparent")
+    Entering gives it ids and a start and makes it current; leaving ends it, restores the previous
+    span and queues it for export (when sampled).
+    """
 
-    def __init__(self, span: trace.Span) -> None:
-        self.span = span
-        ids = span.get_span_context()
-        flags = "01" if ids.trace_flags & 1 else "00"
-        self.traceparent = f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{flags}"
-        self.context: Context | None = None  # built when a first child needs it
-
-    def set_attribute(self, key: str, value: AttributeValue) -> None:
-        """Set one attribute."""
-        self.span.set_attribute(key, value)
-
-    def set_error(self, error_type: str, message: str | None = None) -> None:
-        """Mark the span failed: ``error.type`` and an ERROR status with ``message``."""
-        self.span.set_attribute("error.type", error_type)
-        self.span.set_status(Status(StatusCode.ERROR, (message or error_type)[:1000]))
-
-    def as_parent(self) -> Context:
-        """Return a context whose current span is this one."""
-        if self.context is None:
-            self.context = trace.set_span_in_context(self.span, _NEW_TRACE)
-        return self.context
-
-
-class Scope:
-    """Entering opens the span and makes it current; leaving ends it and restores the previous one."""
-
-    __slots__ = ("_attributes", "_kind", "_live", "_name", "_parent", "_span", "_token", "_tracer")
+    __slots__ = (
+        "_live",
+        "_parent",
+        "_token",
+        "_tracer",
+        "attributes",
+        "end_ns",
+        "kind",
+        "name",
+        "parent_id",
+        "remote_parent",
+        "sampled",
+        "span_id",
+        "start_ns",
+        "status",
+        "status_message",
+        "trace_id",
+        "traceparent",
+    )
 
     def __init__(
         self,
-        tracer: trace.Tracer,
+        tracer: RecordingTracer,
         name: str,
-        kind: SpanKind,
+        kind: tracing.SpanKind,
         attributes: Mapping[str, AttributeValue] | None,
         parent: str | None,
     ) -> None:
         self._tracer = tracer
-        self._name = name
-        self._kind = kind
-        self._attributes = attributes
         self._parent = parent
-        self._span: OtelSpan | None = None
+        self.name = name
+        self.kind = kind
+        self.attributes: dict[str, AttributeValue] = dict(attributes) if attributes else {}
+        self.status = "unset"
+        self.status_message: str | None = None
+        self.trace_id = ""
+        self.span_id = ""
+        self.parent_id: str | None = None
+        self.remote_parent = False
+        self.sampled = True
+        self.traceparent = ""
+        self.start_ns = 0
+        self.end_ns = 0
         self._token: Token[str | None] | None = None
-        self._live: Token[OtelSpan | None] | None = None
+        self._live: Token[SpanRecord | None] | None = None
 
-    def _parent_context(self) -> Context:
-        wanted = self._parent if parse_traceparent(self._parent) is not None else None
-        if wanted is None:
-            wanted = TRACEPARENT.get()
-            if wanted is None:
-                return _NEW_TRACE
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set one attribute."""
+        self.attributes[key] = value
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Mark the span failed: ``error.type`` and an error status with ``message`` (one line)."""
+        self.attributes["error.type"] = error_type
+        self.status = "error"
+        self.status_message = (message or error_type)[:1000]
+
+    def _adopt(self, wanted: str) -> bool:
+        """Take ``wanted`` (a ``traceparent``) as parent; return whether it was valid."""
         live = _LIVE.get()
         if live is not None and live.traceparent == wanted:
-            return live.as_parent()
+            self.trace_id, self.parent_id, self.sampled = live.trace_id, live.span_id, live.sampled
+            return True
         parsed = parse_traceparent(wanted)
         if parsed is None:
-            return _NEW_TRACE
-        remote = SpanContext(
-            trace_id=int(parsed.trace_id, 16),
-            span_id=int(parsed.span_id, 16),
-            is_remote=True,
-            trace_flags=TraceFlags(parsed[2] & 1),
-        )
-        return trace.set_span_in_context(NonRecordingSpan(remote), _NEW_TRACE)
+            return False
+        self.trace_id, self.parent_id, self.sampled = parsed[0], parsed[1], bool(parsed[2] & 1)
+        self.remote_parent = True
+        return True
 
-    def __enter__(self) -> OtelSpan:
-        raw = self._tracer.start_span(
-            self._name, context=self._parent_context(), kind=self._kind, attributes=self._attributes
+    def __enter__(self) -> SpanRecord:
+        parent = self._parent
+        if parent is None or not self._adopt(parent):
+            current = TRACEPARENT.get()
+            if current is None or not self._adopt(current):
+                trace = _bits(128) or 1
+                self.trace_id = f"{trace:032x}"
+                self.sampled = (trace & _MASK_64) < self._tracer.sample_bound
+        self.span_id = span_id = f"{_bits(64) or 1:016x}"
+        self.traceparent = traceparent = (
+            f"00-{self.trace_id}-{span_id}-01" if self.sampled else f"00-{self.trace_id}-{span_id}-00"
         )
-        span = self._span = OtelSpan(raw)
-        self._token = TRACEPARENT.set(span.traceparent)
-        self._live = _LIVE.set(span)
-        return span
+        self._token = TRACEPARENT.set(traceparent)
+        self._live = _LIVE.set(self)
+        self.start_ns = _time_ns()
+        return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        span = self._span
-        if span is None:
-            return
+        self.end_ns = _time_ns()
         if exc is not None and not isinstance(exc, GeneratorExit):
-            span.set_error(type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
-        span.span.end()
+            self.set_error(type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
         try:  # a scope left in another context (a generator finalized elsewhere) restores nothing
             if self._live is not None:
                 _LIVE.reset(self._live)
@@ -142,18 +164,39 @@ class Scope:
                 TRACEPARENT.reset(self._token)
         except ValueError:
             pass
+        self._live = self._token = None
+        if self.sampled:
+            self._tracer.finished(self)
 
 
-class OtelTracer:
-    """refactorbot's ``Tracer`` on an SDK ``TracerProvider`` (its own: the global one is left alone)."""
+class RecordingTracer:
+    """refactorbot's ``Tracer``: records spans on the request path, exports them on its own thread."""
 
-    def __init__(self, provider: TracerProvider, *, store: Path | None = None, otlp: str | None = None) -> None:
-        self.provider = provider
+    def __init__(
+        self,
+        sinks: Sequence[tuple[str, Sink]],
+        *,
+        sample_ratio: float = 1.0,
+        max_queue: int = 8192,
+        store: Path | None = None,
+        otlp: str | None = None,
+        closers: Sequence[Callable[[], None]] = (),
+    ) -> None:
         self.store = store
         self.otlp = otlp
-        from refactorbot_otel import __name__ as package
-
-        self._tracer = provider.get_tracer(package, "0.1.0")
+        self.sample_bound = round(min(max(sample_ratio, 0.0), 1.0) * (1 << 64))
+        self.max_queue = max_queue
+        #: Spans dropped because the queue was full (the exporter could not keep up), since start.
+        self.dropped = 0
+        self._reported_drops = 0
+        self._sinks = list(sinks)
+        self._closers = list(closers)
+        self._queue: deque[SpanRecord] = deque(maxlen=max_queue)
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="refactorbot-otel export", daemon=True)
+        self._thread.start()
 
     def span(
         self,
@@ -166,18 +209,73 @@ class OtelTracer:
         """Return the scope of a new span (see ``refactorbot.tracing.Tracer.span``)."""
         if attributes is not None and attributes.get("refactorbot.slice") in UNTRACED_SLICES:
             return tracing.NOOP_SPAN
-        return Scope(self._tracer, name, _KINDS[kind], attributes, parent)
+        return SpanRecord(self, name, kind, attributes, parent)
+
+    def finished(self, span: SpanRecord) -> None:
+        """Queue an ended span; count it as dropped when the queue is full (never wait)."""
+        queue = self._queue
+        size = len(queue)
+        if size >= self.max_queue:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if size + 1 == BATCH_SIZE:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
+            with self._export_lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Hand everything queued to the sinks, a batch at a time (the export lock is held)."""
+        queue = self._queue
+        popleft = queue.popleft
+        while queue:
+            batch = [popleft() for _ in range(min(len(queue), BATCH_SIZE))]
+            for name, sink in self._sinks:
+                try:
+                    sink(batch)
+                except Exception as exc:  # a sink that breaks loses this batch, not the next ones
+                    log.error("%d span(s) not exported to %s: %s: %s", len(batch), name, type(exc).__name__, exc)
+        dropped = self.dropped
+        if dropped != self._reported_drops:
+            log.warning(
+                "%d span(s) dropped: the export queue (max_queue = %d) was full",
+                dropped - self._reported_drops,
+                self.max_queue,
+            )
+            self._reported_drops = dropped
 
     def force_flush(self, timeout_millis: int = 5000) -> bool:
-        """Export every finished span now; return whether it completed in time."""
-        return bool(self.provider.force_flush(timeout_millis))
+        """Export every span ended so far now; return whether it completed in time."""
+        if not self._export_lock.acquire(timeout=timeout_millis / 1000):
+            return False
+        try:
+            self._drain()
+        finally:
+            self._export_lock.release()
+        return True
 
     def shutdown(self) -> None:
-        """Export what is buffered and stop the exporters."""
-        self.provider.shutdown()
+        """Export what is queued, stop the thread and close the sinks."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        with self._export_lock:
+            self._drain()
+            for close in self._closers:
+                try:
+                    close()
+                except Exception as exc:
+                    log.error("closing a span exporter failed: %s: %s", type(exc).__name__, exc)
 
 
-def build_tracer(config: OtelConfig, env: Mapping[str, str], data_dir: Path) -> OtelTracer | None:
+def build_tracer(config: OtelConfig, env: Mapping[str, str], data_dir: Path) -> RecordingTracer | None:
     """Return a tracer exporting where ``config`` and the standard variables say, or ``None`` (off).
 
     ``OTEL_SDK_DISABLED=true`` turns tracing off; ``OTEL_SERVICE_NAME`` and
@@ -192,38 +290,44 @@ def build_tracer(config: OtelConfig, env: Mapping[str, str], data_dir: Path) -> 
         mode = "otlp" if endpoint else "sqlite"
     if mode == "none":
         return None
-    exporters: list[SpanExporter] = []
+    sinks: list[tuple[str, Sink]] = []
+    closers: list[Callable[[], None]] = []
     store: Path | None = None
+    otlp: str | None = None
     if mode in ("otlp", "both"):
         if endpoint is None:
             log.warning("[plugins.otel] exporter = %r but OTEL_EXPORTER_OTLP_ENDPOINT is not set", config.exporter)
         else:
-            exporters.append(_otlp_exporter(endpoint, env))
+            from refactorbot_otel.otlp import OtlpSink
+
+            exporter = OtlpSink(endpoint, env, _resource_attributes(config, env))
+            sinks.append((endpoint, exporter.export))
+            closers.append(exporter.shutdown)
+            otlp = endpoint
     if mode in ("sqlite", "both"):
-        from refactorbot_otel.store import SQLiteSpanExporter
+        from refactorbot_otel.store import SpanStore
 
         store = data_dir / "traces.db"
-        exporters.append(SQLiteSpanExporter(store))
-    if not exporters:
+        writer = SpanStore(store)
+        sinks.append((str(store), writer.write))
+        closers.append(writer.close)
+    if not sinks:
         return None
-    attributes: dict[str, Any] = {}
+    return RecordingTracer(
+        sinks,
+        sample_ratio=config.sample_ratio,
+        max_queue=config.max_queue,
+        store=store,
+        otlp=otlp,
+        closers=closers,
+    )
+
+
+def _resource_attributes(config: OtelConfig, env: Mapping[str, str]) -> dict[str, str]:
+    attributes: dict[str, str] = {}
     for pair in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
         key, sep, value = pair.partition("=")
         if sep and key.strip():
             attributes[key.strip()] = value.strip()
     attributes["service.name"] = env.get("OTEL_SERVICE_NAME", "").strip() or config.service_name
-    provider = TracerProvider(
-        resource=Resource.create(attributes), sampler=ParentBased(TraceIdRatioBased(config.sample_ratio))
-    )
-    for exporter in exporters:
-        provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=config.max_queue))
-    return OtelTracer(provider, store=store, otlp=endpoint if mode in ("otlp", "both") else None)
-
-
-def _otlp_exporter(endpoint: str, env: Mapping[str, str]) -> SpanExporter:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.util.re import parse_env_headers
-
-    raw = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS") or ""
-    headers = parse_env_headers(raw, liberal=True) if raw else None
-    return OTLPSpanExporter(endpoint=endpoint, headers=headers)
+    return attributes
