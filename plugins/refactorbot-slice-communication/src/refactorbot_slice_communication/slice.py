@@ -34,6 +34,7 @@ from refactorbot import (
     RefactorbotError,
     SendFailed,
     operation,
+    send_span,
 )
 
 from refactorbot_slice_communication import access
@@ -845,9 +846,12 @@ class CommunicationSlice(AtomicSlice):
             tries[0] += 1
             try:
                 adapter = self._adapter(channel)
-                ids = await adapter.send(message)
-                if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-                    raise SendFailed(f"channel {channel} returned {ids!r} instead of a list of message ids")
+                with send_span(channel, message) as span:
+                    span.set_attribute("refactorbot.send.attempt", attempt)
+                    ids = await adapter.send(message)
+                    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                        raise SendFailed(f"channel {channel} returned {ids!r} instead of a list of message ids")
+                    span.set_attribute("refactorbot.message_ids", ids)
                 return ids
             except FormattingRejected as exc:
                 if message.text_format == "plain":
