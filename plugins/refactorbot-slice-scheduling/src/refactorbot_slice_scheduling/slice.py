@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from refactorbot import AtomicSlice, RefactorbotError, operation
+from refactorbot import AtomicSlice, RefactorbotError, operation, tracing
 
 from refactorbot_slice_scheduling import targets
 from refactorbot_slice_scheduling.models import (
@@ -72,10 +72,11 @@ class JobNotFound(RefactorbotError):
 
 
 class Claim:
-    """A fire claimed in the database: the run row and the time it was scheduled for."""
+    """A fire claimed in the database: the run row, the time it was scheduled for, what fired it."""
 
-    def __init__(self, job: JobRow, run_id: int, scheduled_for: float, status: str) -> None:
+    def __init__(self, job: JobRow, run_id: int, scheduled_for: float, status: str, trigger: str) -> None:
         self.job, self.run_id, self.scheduled_for, self.status = job, run_id, scheduled_for, status
+        self.trigger = trigger
         self.done = asyncio.get_running_loop().create_future()
 
 
@@ -277,14 +278,14 @@ class SchedulingSlice(AtomicSlice):
         now = time.time()
         busy = {job.id for job, _, _, _ in fires if self.running.get(job.id)}
         rows: list[tuple[Any, ...]] = []
-        wanted: dict[tuple[int, float], tuple[JobRow, str]] = {}
+        wanted: dict[tuple[int, float], tuple[JobRow, str, str]] = {}
         for job, times, trigger, _ in fires:
             for n, scheduled in enumerate(times):
                 # Caught-up fires of one job run one after another, whatever its overlap policy.
                 status, error = ("queued", None) if n else self._overlap(job, busy)
                 rows.append((job.id, scheduled, trigger, status, now, error))
                 if status != "skipped":
-                    wanted[(job.id, scheduled)] = (job, status)
+                    wanted[(job.id, scheduled)] = (job, status, trigger)
                 if status == "running" and job.policy.get("overlap") != "allow":
                     busy.add(job.id)
         claimed: dict[tuple[int, float], int] = {}
@@ -305,7 +306,11 @@ class SchedulingSlice(AtomicSlice):
         for job, _, _, next_at in fires:
             job.next_run_at = next_at
             self._arm(job)
-        return [Claim(job, claimed[key], key[1], status) for key, (job, status) in wanted.items() if key in claimed]
+        return [
+            Claim(job, claimed[key], key[1], status, trigger)
+            for key, (job, status, trigger) in wanted.items()
+            if key in claimed
+        ]
 
     def _overlap(self, job: JobRow, busy: set[int]) -> tuple[str, str | None]:
         if job.id not in busy:
@@ -347,7 +352,34 @@ class SchedulingSlice(AtomicSlice):
                 self._start(waiting.pop(0))
 
     async def _execute(self, claim: Claim) -> None:
-        """Run the target with its timeout and retries; record the outcome (``interrupted`` if cancelled)."""
+        """Run the target inside the run's ``job <name>`` span (a no-op when tracing is off).
+
+        A run the schedule fired starts a trace of its own; one asked for by ``run_now`` is a child
+        of that operation's span.
+        """
+        job = claim.job
+        if claim.trigger != "manual":
+            tracing.TRACEPARENT.set(None)  # this task's context only: not the trace that armed the timer
+        attributes: dict[str, tracing.AttributeValue] = {
+            "refactorbot.job.id": job.id,
+            "refactorbot.job.name": job.name,
+            "refactorbot.job.run_id": claim.run_id,
+            "refactorbot.job.scheduled_for": datetime.fromtimestamp(claim.scheduled_for, UTC).isoformat(),
+            "refactorbot.job.target": str(job.target.get("type", "")),
+            "refactorbot.job.trigger": claim.trigger,
+        }
+        with tracing.span(f"job {job.name}", attributes=attributes) as span:
+            status, attempts, error = await self._execute_run(claim)
+            span.set_attribute("refactorbot.job.status", status)
+            span.set_attribute("refactorbot.job.attempts", attempts)
+            if status in ("failed", "timeout"):
+                span.set_error(status, error)
+
+    async def _execute_run(self, claim: Claim) -> tuple[str, int, str | None]:
+        """Run the target with its timeout and retries; record the outcome (``interrupted`` if cancelled).
+
+        Return the run's status, its attempts and its error.
+        """
         job, policy = claim.job, claim.job.policy
         jitter = float(policy.get("jitter") or 0)
         if jitter:
@@ -387,6 +419,7 @@ class SchedulingSlice(AtomicSlice):
             raise
         finally:
             await self._finish(claim, status, attempts, started, output, error, delivery, steps)
+        return status, attempts, error
 
     async def _target(self, job: JobRow) -> targets.Outcome:
         if job.target.get("type") == "system":
