@@ -44,7 +44,17 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any
 
-from refactorbot import Event, EventBus, EventRejected, RefactorbotError, SliceDatabase, one_line, subscription_options
+from refactorbot import (
+    Event,
+    EventBus,
+    EventRejected,
+    RefactorbotError,
+    SliceDatabase,
+    delivery_span,
+    one_line,
+    subscription_options,
+    tracing,
+)
 
 from refactorbot_slice_eventbus.config import EventBusConfig
 
@@ -63,7 +73,7 @@ ACK_INTERVAL = 0.1
 #: Longest topic accepted.
 MAX_TOPIC = 200
 _TOPIC = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
-_INSERT = 'INSERT INTO events ("offset", topic, payload, source, published_at) VALUES (?, ?, ?, ?, ?)'
+_INSERT = 'INSERT INTO events ("offset", topic, payload, source, published_at, traceparent) VALUES (?, ?, ?, ?, ?, ?)'
 _COUNTERS = (
     "delivered",
     "failures",
@@ -129,10 +139,17 @@ class Subscriber:
         self.counters[name] += amount
 
 
+def _failure(exc: BaseException, timeout: float) -> str:
+    """Return why a handler failed, in one line (a timeout says after how long)."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    return one_line(f"{type(exc).__name__}: {exc}", 500)
+
+
 @dataclass(eq=False)
 class _Queued:
     offset: int
-    row: tuple[int, str, str, str | None, float]
+    row: tuple[int, str, str, str | None, float, str | None]
     event: Event
     future: asyncio.Future[None]
     matched: list[Subscriber]
@@ -288,13 +305,19 @@ class DurableEventBus(EventBus):
         matched = [s for s in self._subs.values() if s.match(topic)]
         for sub in matched:
             sub.pending += 1
+        # Only a valid traceparent is kept: a delivery's span names it as its parent.
+        traceparent = event.traceparent if tracing.parse_traceparent(event.traceparent) is not None else None
         stored = Event.model_construct(
-            topic=topic, payload=event.payload, source=event.source, published_at=event.published_at, offset=offset
+            topic=topic,
+            payload=event.payload,
+            source=event.source,
+            published_at=event.published_at,
+            offset=offset,
+            traceparent=traceparent,
         )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(
-            _Queued(offset, (offset, topic, payload, event.source, event.published_at), stored, future, matched)
-        )
+        row = (offset, topic, payload, event.source, event.published_at, traceparent)
+        self._queue.append(_Queued(offset, row, stored, future, matched))
         self._queue_wake.set()
         await future
         return offset
@@ -348,7 +371,7 @@ class DurableEventBus(EventBus):
         conn.execute("PRAGMA busy_timeout=5000")
         return conn
 
-    def _commit_rows(self, rows: list[tuple[int, str, str, str | None, float]]) -> None:
+    def _commit_rows(self, rows: list[tuple[int, str, str, str | None, float, str | None]]) -> None:
         """Insert ``rows`` in one transaction (on the writer thread)."""
         conn = self._write_conn
         assert conn is not None
@@ -595,7 +618,7 @@ class DurableEventBus(EventBus):
                     found.append(event)
             return found, offset
         rows = await self.db.fetchall(
-            'SELECT "offset", topic, payload, source, published_at FROM events'
+            'SELECT "offset", topic, payload, source, published_at, traceparent FROM events'
             ' WHERE "offset" > ? AND "offset" <= ? AND topic GLOB ? ORDER BY "offset" LIMIT ?',
             (after, upto, glob_of(sub.pattern), PAGE),
         )
@@ -606,6 +629,7 @@ class DurableEventBus(EventBus):
                 source=r["source"],
                 published_at=r["published_at"],
                 offset=r["offset"],
+                traceparent=r["traceparent"],
             )
             for r in rows
             if sub.match(r["topic"])
@@ -625,14 +649,19 @@ class DurableEventBus(EventBus):
             attempt += 1
             token = _DELIVERING.set(sub)
             try:
-                async with asyncio.timeout(self.config.handler_timeout):
-                    await sub.handler(event)
+                with delivery_span(event, sub.handler) as span:
+                    span.set_attribute("messaging.consumer.group.name", sub.name)
+                    span.set_attribute("refactorbot.delivery.attempt", attempt)
+                    if event.offset is not None:
+                        span.set_attribute("refactorbot.event.offset", event.offset)
+                    try:
+                        async with asyncio.timeout(self.config.handler_timeout):
+                            await sub.handler(event)
+                    except Exception as exc:
+                        span.set_error(type(exc).__qualname__, _failure(exc, self.config.handler_timeout))
+                        raise
             except Exception as exc:
-                reason = (
-                    f"timed out after {self.config.handler_timeout:g}s"
-                    if isinstance(exc, TimeoutError)
-                    else one_line(f"{type(exc).__name__}: {exc}", 500)
-                )
+                reason = _failure(exc, self.config.handler_timeout)
                 sub.count("failures")
                 sub.last_error = reason
                 self.throughput.add(3)
@@ -666,7 +695,7 @@ class DurableEventBus(EventBus):
     async def _dead_letter(self, sub: Subscriber, event: Event, attempts: int, reason: str) -> None:
         await self.db.execute_alone(
             'INSERT INTO dead_letters (subscriber, "offset", topic, payload, source, published_at, attempts, error,'
-            " dead_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " dead_at, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 sub.name,
                 event.offset,
@@ -677,6 +706,7 @@ class DurableEventBus(EventBus):
                 attempts,
                 reason,
                 time.time(),
+                event.traceparent,
             ),
         )
         sub.count("dead")
@@ -694,7 +724,7 @@ class DurableEventBus(EventBus):
         sub.requeued = False
         while not sub.closing:
             rows = await self.db.fetchall(
-                'SELECT id, "offset", topic, payload, source, published_at FROM dead_letters'
+                'SELECT id, "offset", topic, payload, source, published_at, traceparent FROM dead_letters'
                 " WHERE subscriber = ? AND status = 'requeued' ORDER BY id LIMIT 100",
                 (sub.name,),
             )
@@ -709,6 +739,7 @@ class DurableEventBus(EventBus):
                     source=r["source"],
                     published_at=r["published_at"],
                     offset=r["offset"],
+                    traceparent=r["traceparent"],
                 )
                 # Failing again, it gets a new dead letter row and this one goes.
                 outcome = await self._deliver(sub, event)
