@@ -213,13 +213,13 @@ class Collector(LoopbackHTTPServer):
                     )
                     for scope in resource_spans.scope_spans:
                         collector.spans.extend(scope.spans)
+                collector.arrived.set()  # before answering: the exporter returns once it has the answer
                 out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
-                collector.arrived.set()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -311,3 +311,75 @@ async def test_json_log_lines_carry_the_trace_and_span_ids(tmp_path: Path) -> No
     _, trace_id, span_id, _ = said.data["text"].split("-")
     assert line["message"] == "saying hello" and line["level"] == "WARNING" and line["slice_id"] == "front"
     assert (line["trace_id"], line["span_id"]) == (trace_id, span_id)
+
+
+def test_a_full_queue_drops_new_spans_and_counts_them_without_waiting(caplog: pytest.LogCaptureFixture) -> None:
+    from refactorbot_otel.tracer import RecordingTracer, SpanRecord
+
+    exported: list[str] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow_sink(batch: Any) -> None:  # a collector that hangs: the exporting thread waits, not the spans
+        inside.set()
+        release.wait(10)
+        exported.extend(s.name for s in batch)
+
+    caplog.set_level("WARNING", logger="refactorbot.otel")  # the exporting thread may be the one to log
+    tracer = RecordingTracer([("slow", slow_sink)], max_queue=64)
+    try:
+        with tracer.span("first"):
+            pass
+        flusher = threading.Thread(target=tracer.force_flush, args=(10_000,))
+        flusher.start()
+        assert inside.wait(10)
+        for i in range(100):  # the sink is busy: 64 fit in the queue, 36 are dropped at once
+            with tracer.span(f"s{i}") as span:
+                assert isinstance(span, SpanRecord)
+        assert tracer.dropped == 36
+        release.set()
+        flusher.join()
+        assert tracer.force_flush(10_000)
+        assert exported == ["first", *(f"s{i}" for i in range(64))]
+        assert "36 span(s) dropped" in caplog.text
+    finally:
+        release.set()
+        tracer.shutdown()
+
+
+def test_a_failing_sink_loses_its_batch_and_the_next_batch_goes_through(caplog: pytest.LogCaptureFixture) -> None:
+    from refactorbot_otel.tracer import RecordingTracer
+
+    calls: list[list[str]] = []
+
+    def sink(batch: Any) -> None:
+        calls.append([s.name for s in batch])
+        if len(calls) == 1:
+            raise OSError("collector unreachable")
+
+    caplog.set_level("ERROR", logger="refactorbot.otel")
+    tracer = RecordingTracer([("flaky", sink)])
+    try:
+        with tracer.span("lost"):
+            pass
+        assert tracer.force_flush()
+        assert "1 span(s) not exported to flaky: OSError: collector unreachable" in caplog.text
+        with tracer.span("kept"):
+            pass
+    finally:
+        tracer.shutdown()  # exports what is queued
+    assert calls == [["lost"], ["kept"]]
+
+
+@pytest.mark.asyncio
+async def test_a_sample_ratio_of_zero_propagates_unsampled_context_and_stores_nothing(tmp_path: Path) -> None:
+    config = {"plugins": {"otel": {"sample_ratio": 0.0}}}
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], config=config) as host:
+        said = await host.call("front.say", text="x")
+        assert said.success
+        version, trace_id, span_id, flags = said.data["text"].split("-")
+        assert (version, flags, len(trace_id), len(span_id)) == ("00", "00", 32, 16)
+        request = SliceRequest(slice_id="back", operation="echo", payload={"text": "x"}, traceparent=PARENT)
+        assert (await host.route(request)).success  # a sampled caller is followed (parent-based)
+        listed = await host.call("traces.recent")
+        assert [t["trace_id"] for t in listed.data["traces"]] == [TRACE]

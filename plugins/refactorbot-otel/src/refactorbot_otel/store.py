@@ -3,9 +3,10 @@
 The tracer's exporting thread calls ``SpanStore.write``; the ``traces`` slice reads the same file
 (WAL: readers never wait for this writer) and prunes it.
 
-A batch crosses into SQLite as one JSON array, unpacked by ``json_each`` inside the INSERT: the
-exporting thread serializes the whole batch with one ``json.dumps`` and SQLite does the per-row
-work without holding Python's GIL, so the event loop keeps running while the batch is written.
+A batch crosses into SQLite as JSON arrays unpacked by ``json_each`` inside each statement: the
+exporting thread serializes the batch with one ``json.dumps`` per statement and SQLite does the
+per-row work in a few calls, each releasing Python's GIL once (``executemany`` would hand the GIL
+back and forth once a row, and wait for the event loop's thread each time).
 """
 
 from __future__ import annotations
@@ -17,41 +18,35 @@ import threading
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from refactorbot_otel.tracer import SpanRecord
 
-# Each span of a batch is a JSON array: [trace_id, span_id, parent_id, remote_parent (0/1), name,
-# kind, start_ns, end_ns, status, status_message, attributes (object)].
-_BATCH = (
-    "WITH b AS (SELECT key, json_extract(value, '$[0]') AS trace_id, json_extract(value, '$[1]') AS span_id,"
-    " json_extract(value, '$[2]') AS parent_id, json_extract(value, '$[3]') AS remote,"
-    " json_extract(value, '$[4]') AS name, json_extract(value, '$[5]') AS kind,"
-    " json_extract(value, '$[6]') AS start_ns, json_extract(value, '$[7]') AS end_ns,"
-    " json_extract(value, '$[8]') AS status, json_extract(value, '$[9]') AS status_message,"
-    " json_extract(value, '$[10]') AS attributes FROM json_each(?))"
-)
+# Each span of a batch is a JSON array: [trace_id, span_id, parent_id, name, kind, start_ns, end_ns,
+# status, status_message, attributes (object)].
 INSERT_SPANS = (
-    _BATCH + " INSERT INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status,"
-    " status_message, attributes, events)"
-    " SELECT trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message, attributes, NULL"
-    " FROM b ORDER BY key"
+    "INSERT INTO spans (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status, status_message,"
+    " attributes) SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),"
+    " json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),"
+    " json_extract(value, '$[9]') FROM json_each(?) ORDER BY key"
 )
-# One summary row per trace: its root's name (the span without a parent), else the first span of
-# this process under a remote parent, until the root comes; first start, last end, counts.
+# One summary row per trace of the batch: [trace_id, name, start_ns, end_ns, spans, errors], the name
+# being its root's (the span without a parent), else the first span of this process under a remote
+# parent. A trace seen before keeps its name; UPDATE_ROOTS then gives each root's name to its trace.
 UPSERT_TRACES = (
-    _BATCH + " INSERT INTO traces (trace_id, root_name, start_ns, end_ns, spans, errors)"
-    " SELECT trace_id,"
-    " coalesce(max(CASE WHEN parent_id IS NULL THEN name END),"
-    " (SELECT x.name FROM b AS x WHERE x.trace_id = b.trace_id AND x.remote ORDER BY x.start_ns, x.key LIMIT 1)),"
-    " min(start_ns), max(end_ns), count(*), sum(status = 'error')"
-    " FROM b GROUP BY trace_id"
-    " ON CONFLICT(trace_id) DO UPDATE SET"
-    " root_name = coalesce((SELECT max(name) FROM b AS r WHERE r.trace_id = excluded.trace_id"
-    " AND r.parent_id IS NULL), traces.root_name, excluded.root_name),"
+    "INSERT INTO traces (trace_id, root_name, start_ns, end_ns, spans, errors)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+    " json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]')"
+    " FROM json_each(?) WHERE true"
+    " ON CONFLICT(trace_id) DO UPDATE SET root_name = coalesce(traces.root_name, excluded.root_name),"
     " start_ns = min(traces.start_ns, excluded.start_ns), end_ns = max(traces.end_ns, excluded.end_ns),"
     " spans = traces.spans + excluded.spans, errors = traces.errors + excluded.errors"
+)
+UPDATE_ROOTS = (
+    "UPDATE traces SET root_name = r.name FROM (SELECT json_extract(value, '$[0]') AS trace_id,"
+    " json_extract(value, '$[1]') AS name FROM json_each(?)) AS r WHERE traces.trace_id = r.trace_id"
 )
 
 
@@ -60,27 +55,36 @@ def schema() -> str:
     return (files("refactorbot_otel") / "migrations" / "0001_spans.sql").read_text(encoding="utf-8")
 
 
-def batch_json(spans: Sequence[SpanRecord]) -> str:
-    """Return ``spans`` as the JSON array ``INSERT_SPANS`` and ``UPSERT_TRACES`` read."""
-    return json.dumps(
-        [
-            [
-                s.trace_id,
-                s.span_id,
-                s.parent_id,
-                1 if s.remote_parent else 0,
-                s.name,
-                s.kind,
-                s.start_ns,
-                s.end_ns,
-                s.status,
-                s.status_message,
-                s.attributes,
-            ]
-            for s in spans
-        ],
-        default=str,
-        separators=(",", ":"),
+def batch_json(spans: Sequence[SpanRecord]) -> tuple[str, str, str]:
+    """Return the JSON arrays ``INSERT_SPANS``, ``UPSERT_TRACES`` and ``UPDATE_ROOTS`` read."""
+    rows: list[list[Any]] = []
+    traces: dict[str, list[Any]] = {}
+    roots: list[tuple[str, str]] = []
+    for s in spans:
+        trace_id, start, end, error = s.trace_id, s.start_ns, s.end_ns, s.status == "error"
+        rows.append(
+            [trace_id, s.span_id, s.parent_id, s.name, s.kind, start, end, s.status, s.status_message, s.attributes]
+        )
+        summary = traces.get(trace_id)
+        if summary is None:
+            traces[trace_id] = [trace_id, None, start, end, 1, int(error), start]
+            summary = traces[trace_id]
+        else:
+            summary[2] = min(summary[2], start)
+            summary[3] = max(summary[3], end)
+            summary[4] += 1
+            summary[5] += error
+        if s.parent_id is None:
+            roots.append((trace_id, s.name))
+        elif s.remote_parent and (summary[1] is None or start < summary[6]):
+            summary[1], summary[6] = s.name, start
+    for trace_id, name in roots:
+        traces[trace_id][1] = name
+    compact = (",", ":")
+    return (
+        json.dumps(rows, default=str, separators=compact),
+        json.dumps(list(traces.values()), separators=compact),
+        json.dumps(roots, separators=compact),
     )
 
 
@@ -109,15 +113,17 @@ class SpanStore:
         """Store ``spans`` in one transaction; raise ``sqlite3.Error`` (the batch is not stored)."""
         if not spans:
             return
-        payload = batch_json(spans)
+        rows, traces, roots = batch_json(spans)
         with self._lock:
             if self._closed:
                 raise sqlite3.ProgrammingError(f"the span store {self.path} is closed")
             conn = self._connect()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(INSERT_SPANS, (payload,))
-                conn.execute(UPSERT_TRACES, (payload,))
+                conn.execute(INSERT_SPANS, (rows,))
+                conn.execute(UPSERT_TRACES, (traces,))
+                if roots != "[]":
+                    conn.execute(UPDATE_ROOTS, (roots,))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -5,8 +5,8 @@ small object: random ids, ``time.time_ns()`` at both ends, its name, kind, paren
 Its end appends it to a bounded queue (``collections.deque``); when the queue is full the span is
 counted as dropped and the request goes on: the request path never waits for an exporter.
 
-A background thread drains the queue in batches, every ``FLUSH_INTERVAL`` seconds or as soon as a
-batch is full, and hands each batch to the sinks: the SQLite span store (``store.SpanStore``) and,
+A background thread drains the queue in batches, every ``FLUSH_INTERVAL`` seconds or as soon as
+``WAKE_AT`` spans wait, and hands each batch to the sinks: the SQLite span store (``store.SpanStore``) and,
 when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, the OpenTelemetry SDK's OTLP/HTTP exporter, which the
 batch reaches as SDK ``ReadableSpan``s (``otlp.OtlpSink``). The SDK is imported only in that case.
 
@@ -40,8 +40,10 @@ log = logging.getLogger("refactorbot.otel")
 
 #: Seconds between two drains of the queue when it does not fill a batch first.
 FLUSH_INTERVAL = 1.0
-#: Spans handed to the sinks at a time (a full batch wakes the exporting thread at once).
-BATCH_SIZE = 512
+#: Queued spans that wake the exporting thread before the interval is up.
+WAKE_AT = 1024
+#: At most this many spans are handed to the sinks at a time (one transaction, one OTLP request).
+MAX_BATCH = 16384
 #: Operations of the span store itself are not traced (reading traces would fill the store).
 UNTRACED_SLICES = frozenset({"traces"})
 #: The span whose ``traceparent`` is in ``TRACEPARENT``, to parent children without parsing.
@@ -219,7 +221,7 @@ class RecordingTracer:
             self.dropped += 1
             return
         queue.append(span)
-        if size + 1 == BATCH_SIZE:
+        if size + 1 == WAKE_AT:
             self._wake.set()
 
     def _run(self) -> None:
@@ -234,7 +236,7 @@ class RecordingTracer:
         queue = self._queue
         popleft = queue.popleft
         while queue:
-            batch = [popleft() for _ in range(min(len(queue), BATCH_SIZE))]
+            batch = [popleft() for _ in range(min(len(queue), MAX_BATCH))]
             for name, sink in self._sinks:
                 try:
                     sink(batch)
