@@ -26,7 +26,9 @@ class OtelConfig(Model):
     )
     service_name: str = Field("refactorbot", min_length=1, max_length=200, description="OTEL_SERVICE_NAME wins")
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of new traces recorded (parent-based)")
-    max_queue: int = Field(8192, ge=64, description="spans buffered for export; past it new spans are dropped")
+    max_queue: int = Field(
+        8192, ge=64, description="spans waiting for export; past it new spans are dropped (and counted in the log)"
+    )
 
 
 class TracesConfig(SliceConfig):
