@@ -46,7 +46,16 @@ from dataclasses import dataclass, field
 from fnmatch import translate
 from typing import Any
 
-from refactorbot import Event, EventBus, EventRejected, RefactorbotError, one_line, subscription_options
+from refactorbot import (
+    Event,
+    EventBus,
+    EventRejected,
+    RefactorbotError,
+    delivery_span,
+    one_line,
+    subscription_options,
+    tracing,
+)
 
 from refactorbot_bus_redis import scripts
 from refactorbot_bus_redis.config import Keys, RedisConfig, client_of
@@ -61,6 +70,13 @@ _TOPIC = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 #: Oldest Redis that has everything used here (XAUTOCLAIM's deleted IDs, XINFO's fields).
 MIN_REDIS = (7, 0)
 _COUNTERS = ("delivered", "skipped", "failures", "retries", "dead", "claimed", "claim_passes", "lost")
+
+
+def _failure(exc: BaseException, timeout: float) -> str:
+    """Return why a handler failed, in one line (a timeout says after how long)."""
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    return one_line(f"{type(exc).__name__}: {exc}", 500)
 
 
 class Stopped(Exception):
@@ -261,6 +277,8 @@ class RedisEventBus(EventBus):
             encoded,
             event.source or "",
             repr(float(event.published_at)),
+            # Only a valid traceparent is stored: each delivery's span names it as its parent.
+            event.traceparent if tracing.parse_traceparent(event.traceparent) is not None else "",
         ]
         result = await self._run_publish(args, topic)
         if result[0] == -1:  # the floor may be stale: look again before refusing
@@ -537,6 +555,7 @@ class RedisEventBus(EventBus):
                 source=entry.fields[b"s"].decode() if b"s" in entry.fields else None,
                 published_at=float(entry.fields.get(b"at", b"0")),
                 offset=entry.offset,
+                traceparent=entry.fields[b"tp"].decode() if b"tp" in entry.fields else None,
             )
         except (KeyError, ValueError) as exc:
             await self._dead_letter(sub, entry, f"unreadable entry: {one_line(exc, 200)}")
@@ -550,14 +569,18 @@ class RedisEventBus(EventBus):
             return
         while True:
             try:
-                async with asyncio.timeout(self.config.handler_timeout):
-                    await sub.handler(event)
+                with delivery_span(event, sub.handler) as span:
+                    span.set_attribute("messaging.consumer.group.name", sub.name)
+                    span.set_attribute("refactorbot.delivery.attempt", entry.deliveries)
+                    span.set_attribute("refactorbot.event.offset", entry.offset)
+                    try:
+                        async with asyncio.timeout(self.config.handler_timeout):
+                            await sub.handler(event)
+                    except Exception as exc:
+                        span.set_error(type(exc).__qualname__, _failure(exc, self.config.handler_timeout))
+                        raise
             except Exception as exc:
-                reason = (
-                    f"timed out after {self.config.handler_timeout:g}s"
-                    if isinstance(exc, TimeoutError)
-                    else one_line(f"{type(exc).__name__}: {exc}", 500)
-                )
+                reason = _failure(exc, self.config.handler_timeout)
                 sub.count("failures")
                 sub.last_error = reason
                 if entry.deliveries >= sub.max_attempts:
@@ -606,6 +629,8 @@ class RedisEventBus(EventBus):
         }
         if b"s" in entry.fields:
             letter[b"source"] = entry.fields[b"s"]
+        if b"tp" in entry.fields:
+            letter[b"traceparent"] = entry.fields[b"tp"]
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dead, letter, maxlen=self.config.dead_letter_max_len, approximate=True)
             pipe.xack(self.keys.events, sub.name, entry.id)

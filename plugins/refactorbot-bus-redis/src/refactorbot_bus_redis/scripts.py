@@ -1,7 +1,7 @@
 """The two Lua scripts of the bus; each runs atomically in Redis.
 
 ``PUBLISH``  KEYS: stream, seq, floor.  ARGV: max_len, max_unacked, check, publish id, topic,
-             payload, source, published_at.
+             payload, source, published_at, traceparent (``''``: none).
     Gives the event the next offset (``seq`` + 1) and appends it with the ID ``<offset>-0``, so a
     stream ID is the event's offset. ``MAXLEN ~ keep`` trims on the way, with ``keep`` the larger
     of ``max_len`` and the number of entries from the stored floor (the oldest entry some group
@@ -50,6 +50,10 @@ local fields = {'t', ARGV[5], 'd', ARGV[6], 'at', ARGV[8], 'p', ARGV[4]}
 if ARGV[7] ~= '' then
   fields[#fields + 1] = 's'
   fields[#fields + 1] = ARGV[7]
+end
+if ARGV[9] and ARGV[9] ~= '' then
+  fields[#fields + 1] = 'tp'
+  fields[#fields + 1] = ARGV[9]
 end
 local function add(offset)
   if keep then
