@@ -9,6 +9,7 @@ import pytest
 from refactorbot.config import CoreSettings
 from refactorbot.state import GlobalState, Retention
 
+
 async def fill(state: GlobalState, table: str, rows: int, start_ts: float) -> None:
     async with state.db.transaction() as conn:
         if table == "logs":

@@ -80,9 +80,9 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.events import Event as Event
     from refactorbot.events import EventBus as EventBus
     from refactorbot.events import EventRejected as EventRejected
-    from refactorbot.events import delivery_span as delivery_span
     from refactorbot.events import InMemoryEventBus as InMemoryEventBus
     from refactorbot.events import SubscriptionOptions as SubscriptionOptions
+    from refactorbot.events import delivery_span as delivery_span
     from refactorbot.events import subscribe as subscribe
     from refactorbot.events import subscription_options as subscription_options
     from refactorbot.gitenv import GIT_FIXED as GIT_FIXED
