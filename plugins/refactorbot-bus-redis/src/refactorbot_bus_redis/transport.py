@@ -375,8 +375,8 @@ class SliceWorker:
         response = await self.route(request)
         if response.error_type is ErrorType.SLICE_UNAVAILABLE and self.stopping():
             return  # the host began stopping under it: another worker runs it
+        self.served += 1  # counted before the answer goes out, so a caller holding it sees the count
         await self._record(key, done_key, reply_key, entry_id, response)
-        self.served += 1
 
     async def _record(self, key: str, done_key: str, reply_key: str, entry_id: str, response: SliceResponse) -> None:
         await self._finish(
