@@ -101,9 +101,8 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
         self._watchdog: LoopWatchdog | None = None
         #: ``time.monotonic()`` by which a stop begun by a signal must be over (``serve_forever``).
         self._deadline: float | None = None
-        #: What ``provide_tracer`` returned (installed while the host runs), and what it replaced.
+        #: What ``provide_tracer`` returned (in use while the host runs, unless a newer host's is).
         self._tracer: tracing.Tracer | None = None
-        self._previous_tracer: tracing.Tracer | None = None
         #: Console formatters ``[core] log_format = "json"`` replaced, put back at stop.
         self._saved_formats: list[tuple[logging.Handler, logging.Formatter | None]] = []
 
@@ -150,7 +149,8 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
             "provide_tracer", config=self.settings, env=os.environ if self.env is None else self.env
         )
         if tracer is not None:  # installed for the process until this host stops
-            self._tracer, self._previous_tracer = tracer, tracing.install(tracer)
+            self._tracer = tracer
+            tracing.push(tracer)
         await self.bus.start()
         self._build_slots()
         self._subset_ids = self._subset()
@@ -201,8 +201,7 @@ class MasterCore(Routing, LLMRouting, Control, Reloading, Supervision, WatchdogG
         self._saved_formats = []
         await self._state.close()
         if self._tracer is not None:
-            if tracing.tracer() is self._tracer:
-                tracing.install(self._previous_tracer)
+            tracing.remove(self._tracer)
             tracer, self._tracer = self._tracer, None
             try:
                 await asyncio.to_thread(tracer.shutdown)  # exports what is buffered

@@ -196,6 +196,7 @@ def installed_plugins(env: Mapping[str, str]) -> list[PluginSource]:
     ):
         return [(row[0], row[1], row[2], row[3] if isinstance(row[3], str) else None) for row in cached]
     stamp = _install_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
+    scan_entry_points.cache_clear()  # the installation changed since (sys.path, an install): scan it again
     found: list[PluginSource] = [(ep.name, ep.value, *_dist_of(ep)) for ep in scan_entry_points()]
     _install_cache.store("entry-points", [list(row) for row in found], env, stamp)
     return found

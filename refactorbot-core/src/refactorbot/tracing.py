@@ -160,22 +160,37 @@ class _NoopSpan:
 
 NOOP_SPAN = _NoopSpan()
 
-_tracer: Tracer | None = None
+#: Tracers of the hosts running in this process, newest last: the newest is the one in use. Hosts
+#: may stop in any order (two in one test, say), so each removes its own rather than restoring
+#: whatever it replaced.
+_installed: list[Tracer] = []
 
 
 def tracer() -> Tracer | None:
     """Return the tracer installed in this process, or ``None`` (tracing off)."""
-    return _tracer
+    return _installed[-1] if _installed else None
 
 
 def install(new: Tracer | None) -> Tracer | None:
-    """Install ``new`` as this process's tracer (``None``: tracing off); return the previous one.
-
-    The host installs what ``provide_tracer`` returned as it starts and removes it as it stops.
-    """
-    global _tracer
-    previous, _tracer = _tracer, new
+    """Make ``new`` this process's only tracer (``None``: tracing off); return the one in use before."""
+    previous = tracer()
+    _installed.clear()
+    if new is not None:
+        _installed.append(new)
     return previous
+
+
+def push(new: Tracer) -> None:
+    """Put ``new`` in use on top of the tracers installed (a host does this as it starts)."""
+    _installed.append(new)
+
+
+def remove(old: Tracer) -> None:
+    """Take ``old`` out (a host does this as it stops); the newest of the others is in use again."""
+    for index in range(len(_installed) - 1, -1, -1):
+        if _installed[index] is old:
+            del _installed[index]
+            return
 
 
 def span(
@@ -189,7 +204,7 @@ def span(
 
     ``with span("execute_tool search", attributes={...}) as s: ...; s.set_attribute(...)``.
     """
-    current = _tracer
+    current = _installed[-1] if _installed else None
     if current is None:
         return NOOP_SPAN
     return current.span(name, kind=kind, attributes=attributes, parent=parent)
