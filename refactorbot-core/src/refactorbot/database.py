@@ -460,6 +460,11 @@ class BatchWriter:
             async with self._flush_lock:
                 if self._settled < target:
                     await self._flush_locked()
+                    if self._settled < target and not self._rows:  # never spin on rows no flush holds
+                        reason = f"{target - self._settled} rows were lost before they were written"
+                        self._failures.append((self._settled + 1, target, reason))
+                        log.error("batch writer of %s: %s", self.db.path.name, reason)
+                        self._settled = target
         for low, high, reason in self._failures:
             if low <= target and high >= first:
                 raise BatchWriteFailed(f"{self.db.path.name}: {reason}")
@@ -493,10 +498,16 @@ class BatchWriter:
                     except asyncio.CancelledError:
                         if not cancelled:
                             self._rows[:0] = snapshot[start + len(batch) :]
+                            if self._rows:
+                                self._wake.set()  # rows put back: the background task writes them
                         cancelled = True
                     except Exception:  # recorded below
                         pass
-                failure = work.exception()
+                failure: BaseException | None = (
+                    RuntimeError("the write was cancelled on the database thread")
+                    if work.cancelled()
+                    else work.exception()
+                )
                 if failure is None:
                     self._settled += len(batch)
                     self.batches += 1
