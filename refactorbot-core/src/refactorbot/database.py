@@ -11,7 +11,9 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import json
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -57,6 +59,9 @@ class BatchWriteFailed(RefactorbotError):
 
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: Largest ``batch`` accepted by ``SliceDatabase.prune``.
+MAX_PRUNE_BATCH = 100_000
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -92,6 +97,50 @@ def _fetch_one(conn: sqlite3.Connection, sql: str, params: Any) -> Any:
         return cursor.fetchone()
     finally:
         cursor.close()
+
+
+def _delete_batch(
+    conn: sqlite3.Connection,
+    select: str,
+    params: tuple[Any, ...],
+    delete: str,
+    before_delete: Callable[[sqlite3.Connection, list[int]], object] | None,
+) -> int:
+    """Delete one batch of rows chosen by ``select`` (their rowids, oldest first); return how many."""
+    cursor = conn.execute(select, params)
+    try:
+        rowids = [row[0] for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+    if not rowids:
+        return 0
+    if before_delete is not None:
+        before_delete(conn, rowids)
+    conn.execute(delete, (json.dumps(rowids),)).close()
+    return len(rowids)
+
+
+def _prune_target(conn: sqlite3.Connection, table: str, column: str) -> str | None:
+    """Return why ``table``/``column`` cannot be pruned (no such table or column, no rowid), or None."""
+    cursor = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+    try:
+        found = cursor.fetchone() is not None
+    finally:
+        cursor.close()
+    if not found:
+        return f"no table {table!r}"
+    cursor = conn.execute("SELECT name FROM pragma_table_info(?)", (table,))
+    try:
+        columns = {row[0] for row in cursor.fetchall()}
+    finally:
+        cursor.close()
+    if column not in columns:
+        return f"table {table!r} has no column {column!r}"
+    try:
+        conn.execute(f'SELECT rowid FROM "{table}" LIMIT 0').close()  # noqa: S608  table checked against sqlite_master above
+    except sqlite3.OperationalError:
+        return f"table {table!r} is WITHOUT ROWID"
+    return None
 
 
 class _FileChanged(Exception):
@@ -281,7 +330,7 @@ class SliceDatabase:
                 try:
                     # executescript runs the whole file; BEGIN/COMMIT around it keeps it atomic.
                     await conn.executescript(
-                        f"BEGIN;\n{script}\n;INSERT INTO schema_migrations VALUES"
+                        f"BEGIN;\n{script}\n;INSERT INTO schema_migrations VALUES"  # noqa: S608  the script is the slice's own migration file; name matches ^\d{4}_[\w-]+\.sql$
                         f" ({number}, '{name}', {time.time()});\nCOMMIT;"
                     )
                 except Exception as exc:
@@ -381,6 +430,104 @@ class SliceDatabase:
     async def integrity_check(self) -> str:
         """Return SQLite's ``PRAGMA integrity_check`` verdict (``"ok"`` when sound)."""
         return str(await self.scalar("PRAGMA integrity_check"))
+
+    async def prune(
+        self,
+        table: str,
+        time_column: str,
+        *,
+        max_age_seconds: float | None = None,
+        max_rows: int | None = None,
+        batch: int = 5000,
+        where: str | None = None,
+        where_params: Sequence[Any] = (),
+        before_delete: Callable[[sqlite3.Connection, list[int]], object] | None = None,
+        now: float | None = None,
+    ) -> int:
+        """Delete the oldest rows of ``table`` past an age or a row-count bound; return how many went.
+
+        ``time_column`` holds each row's Unix time; rows are ordered by it, then by ``rowid``, and
+        the newest are the ones kept. ``max_age_seconds``: rows older than that go (``None``: no
+        age bound). ``max_rows``: the newest ``max_rows`` rows stay (``None``: no count bound).
+        Rows go in batches of ``batch``, each its own short transaction (``atomic``), with the
+        event loop free between them: requests and batched writers of this database interleave
+        with a long prune.
+
+        ``where`` (SQL text from the slice's code, with ``?`` placeholders bound from
+        ``where_params``; never built from input) limits deletion to the rows that meet it: rows
+        that do not are never deleted, and still count toward ``max_rows``.
+        ``before_delete(conn, rowids)`` runs on the database's thread in each batch's transaction
+        before its rows go (e.g. to fold them into an aggregate table): if it raises, that batch
+        is rolled back and the exception is raised here.
+
+        ``table`` and ``time_column`` must be plain identifiers naming an existing table with a
+        rowid and its column. Raise ``ValueError`` (one line) for a bad argument.
+        """
+        for label, name in (("table", table), ("time_column", time_column)):
+            if not isinstance(name, str) or not _IDENTIFIER.match(name):
+                raise ValueError(f"prune: {label} {str(name)[:80]!r} is not a plain SQL identifier")
+        if max_age_seconds is not None and (
+            isinstance(max_age_seconds, bool)
+            or not isinstance(max_age_seconds, int | float)
+            or not math.isfinite(max_age_seconds)
+            or max_age_seconds < 0
+        ):
+            raise ValueError(f"prune: max_age_seconds must be a finite number >= 0, not {max_age_seconds!r}")
+        if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 0):
+            raise ValueError(f"prune: max_rows must be an integer >= 0, not {max_rows!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_PRUNE_BATCH:
+            raise ValueError(f"prune: batch must be an integer from 1 to {MAX_PRUNE_BATCH}, not {batch!r}")
+        if where is not None and (not where.strip() or ";" in where):
+            raise ValueError("prune: where must be one non-empty SQL condition")
+        problem = await self.run(_prune_target, table, time_column)
+        if problem is not None:
+            raise ValueError(f"prune: {problem} in {self.path.name}")
+        extra = f" AND ({where})" if where is not None else ""
+        order = f'ORDER BY "{time_column}", rowid'
+        delete = f'DELETE FROM "{table}" WHERE rowid IN (SELECT value FROM json_each(?))'  # noqa: S608  identifiers checked against the schema
+        deleted = 0
+        if max_age_seconds is not None:
+            cutoff = (time.time() if now is None else now) - max_age_seconds
+            select = f'SELECT rowid FROM "{table}" WHERE "{time_column}" < ?{extra} {order} LIMIT ?'  # noqa: S608  identifiers checked against the schema; values bound
+            deleted += await self._prune_batches(select, (cutoff, *where_params), delete, batch, before_delete)
+        if max_rows is not None:
+            span = await self.scalar(f'SELECT max(rowid) - min(rowid) + 1 FROM "{table}"')  # noqa: S608  identifiers checked against the schema
+            if span is not None and span > max_rows:  # rowids are unique: span bounds the row count
+                cut = await self.fetchone(
+                    f'SELECT "{time_column}", rowid FROM "{table}"'  # noqa: S608  identifiers checked against the schema
+                    f' ORDER BY "{time_column}" DESC, rowid DESC LIMIT 1 OFFSET ?',
+                    (max_rows,),
+                )
+                if cut is not None:  # the newest row past the bound: it and every older row go
+                    select = (
+                        f'SELECT rowid FROM "{table}" WHERE ("{time_column}" IS NULL OR "{time_column}" < ?'  # noqa: S608  identifiers checked against the schema; values bound
+                        f' OR ("{time_column}" = ? AND rowid <= ?)){extra} {order} LIMIT ?'
+                    )
+                    params = (cut[0], cut[0], cut[1], *where_params)
+                    if cut[0] is None:  # the cut falls among rows without a time: those up to its rowid
+                        select = (
+                            f'SELECT rowid FROM "{table}" WHERE "{time_column}" IS NULL AND rowid <= ?{extra}'  # noqa: S608  identifiers checked against the schema; values bound
+                            f" {order} LIMIT ?"
+                        )
+                        params = (cut[1], *where_params)
+                    deleted += await self._prune_batches(select, params, delete, batch, before_delete)
+        return deleted
+
+    async def _prune_batches(
+        self,
+        select: str,
+        params: tuple[Any, ...],
+        delete: str,
+        batch: int,
+        before_delete: Callable[[sqlite3.Connection, list[int]], object] | None,
+    ) -> int:
+        total = 0
+        while True:
+            n = await self.atomic(_delete_batch, select, (*params, batch), delete, before_delete)
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(0)  # let waiting requests and writers in between batches
 
     def batch_writer(self, sql: str, *, max_batch: int = 500, interval: float = 0.05) -> BatchWriter:
         """Return a ``BatchWriter`` that inserts rows with ``sql`` in grouped transactions."""
@@ -501,7 +648,7 @@ class BatchWriter:
                             if self._rows:
                                 self._wake.set()  # rows put back: the background task writes them
                         cancelled = True
-                    except Exception:  # recorded below
+                    except Exception:  # noqa: S110  not swallowed: work.exception() is recorded just below
                         pass
                 failure: BaseException | None = (
                     RuntimeError("the write was cancelled on the database thread")
