@@ -144,6 +144,9 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.resources import ResourceAllocator as ResourceAllocator
     from refactorbot.resources import TokenBucket as TokenBucket
     from refactorbot.resources import process_stats as process_stats
+    from refactorbot.singletons import LocalLease as LocalLease
+    from refactorbot.singletons import SingletonLease as SingletonLease
+    from refactorbot.singletons import singleton as singleton
     from refactorbot.slice import AtomicSlice as AtomicSlice
     from refactorbot.slice import Host as Host
     from refactorbot.slice import SliceConfig as SliceConfig
@@ -283,6 +286,9 @@ _LAZY = {
     "ResourceAllocator": "resources",
     "TokenBucket": "resources",
     "process_stats": "resources",
+    "LocalLease": "singletons",
+    "SingletonLease": "singletons",
+    "singleton": "singletons",
     "AtomicSlice": "slice",
     "Host": "slice",
     "SliceConfig": "slice",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from refactorbot.llm import LLMCall, LLMGateway, LLMResponse
     from refactorbot.master import MasterCore
     from refactorbot.models import IncomingMessage, OutgoingMessage, SliceRequest, SliceResponse
+    from refactorbot.singletons import OnAcquired, OnLost, SingletonLease
     from refactorbot.slice import AtomicSlice
     from refactorbot.tools import Tool, ToolCall, ToolResult
     from refactorbot.tracing import Tracer
@@ -175,3 +176,10 @@ def provide_slice_transport(
     slice_id: str, location: str, config: Settings, env: Mapping[str, str]
 ) -> SliceTransport | Awaitable[SliceTransport | None] | None:
     """Return a ``SliceTransport`` serving ``slice_id`` at ``location`` (not ``local``), or ``None``."""
+
+
+@hookspec(firstresult=True)
+def provide_singleton_lease(
+    name: str, on_acquired: OnAcquired, on_lost: OnLost, config: Settings, env: Mapping[str, str]
+) -> SingletonLease | Awaitable[SingletonLease | None] | None:
+    """Return a ``SingletonLease`` for ``name`` shared by every host of the deployment, or ``None`` (one process)."""
