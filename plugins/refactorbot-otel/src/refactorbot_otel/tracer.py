@@ -49,7 +49,7 @@ UNTRACED_SLICES = frozenset({"traces"})
 #: The span whose ``traceparent`` is in ``TRACEPARENT``, to parent children without parsing.
 _LIVE: ContextVar[SpanRecord | None] = ContextVar("refactorbot_otel_live", default=None)
 
-_rng = random.Random()  # seeded from os.urandom; ids need to be unique, not secret
+_rng = random.Random()  # noqa: S311  seeded from os.urandom; trace and span ids need to be unique, not secret
 _bits = _rng.getrandbits
 _time_ns = time.time_ns
 _MASK_64 = (1 << 64) - 1
