@@ -196,7 +196,7 @@ async def window_metrics(
     where = "slice_id = ? AND ts >= ? AND ts < ?"
     args = (slice_id, since, until)
     row = await db.fetchone(
-        f"SELECT COUNT(*) AS calls, COALESCE(SUM(success = 0), 0) AS errors,"
+        f"SELECT COUNT(*) AS calls, COALESCE(SUM(success = 0), 0) AS errors,"  # noqa: S608  fixed clause; values are ? parameters
         f" COALESCE(AVG(duration_ms), 0) AS mean_ms FROM operation_log WHERE {where}",
         args,
     )
@@ -207,12 +207,12 @@ async def window_metrics(
         rank = max(0, min(calls - 1, round(0.95 * calls + 0.5) - 1))  # nearest rank, as Metrics does
         p95 = float(
             await db.scalar(
-                f"SELECT duration_ms FROM operation_log WHERE {where} ORDER BY duration_ms LIMIT 1 OFFSET ?",
+                f"SELECT duration_ms FROM operation_log WHERE {where} ORDER BY duration_ms LIMIT 1 OFFSET ?",  # noqa: S608  fixed clause; values are ? parameters
                 (*args, rank),
             )
         )
     rows = await db.fetchall(
-        f"SELECT operation, error_type, COALESCE(error_message, '') AS message, COUNT(*) AS count,"
+        f"SELECT operation, error_type, COALESCE(error_message, '') AS message, COUNT(*) AS count,"  # noqa: S608  fixed clause; values are ? parameters
         f" MAX(ts) AS last_at FROM operation_log WHERE {where} AND success = 0"
         " GROUP BY operation, error_type, message ORDER BY count DESC, last_at DESC LIMIT ?",
         (*args, failures),

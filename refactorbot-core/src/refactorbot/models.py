@@ -20,7 +20,7 @@ class Model(BaseModel):
 
 #: Ids need to be unique, not secret: a generator seeded from the OS (again in a forked child)
 #: draws them without a system call each.
-_IDS = random.Random(os.urandom(32))
+_IDS = random.Random(os.urandom(32))  # noqa: S311  ids must be unique, not unguessable; seeded from os.urandom
 os.register_at_fork(after_in_child=lambda: _IDS.seed(os.urandom(32)))
 
 

@@ -78,14 +78,14 @@ class GlobalState:
         deleted: dict[str, int] = {}
         for table, (cutoff, max_rows) in cutoffs.items():
             count = await self._prune_batches(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE ts < ? ORDER BY id LIMIT ?)",
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE ts < ? ORDER BY id LIMIT ?)",  # noqa: S608  names from our own code; values are ? parameters
                 cutoff,
                 policy.batch,
             )
-            newest = await self.db.scalar(f"SELECT max(id) FROM {table}")
+            newest = await self.db.scalar(f"SELECT max(id) FROM {table}")  # noqa: S608  names from our own code; values are ? parameters
             if newest is not None and newest > max_rows:  # ids grow: the newest max_rows ids stay
                 count += await self._prune_batches(
-                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id <= ? ORDER BY id LIMIT ?)",
+                    f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE id <= ? ORDER BY id LIMIT ?)",  # noqa: S608  names from our own code; values are ? parameters
                     newest - max_rows,
                     policy.batch,
                 )
@@ -115,7 +115,7 @@ class GlobalState:
         marks = ", ".join("?" for _ in columns)
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
         await self.db.execute(
-            f"INSERT INTO slice_state (slice_id, {names}) VALUES (?, {marks})"
+            f"INSERT INTO slice_state (slice_id, {names}) VALUES (?, {marks})"  # noqa: S608  names from our own code; values are ? parameters
             f" ON CONFLICT(slice_id) DO UPDATE SET {updates}",
             (slice_id, *columns.values()),
         )

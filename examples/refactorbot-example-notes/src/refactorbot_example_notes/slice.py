@@ -76,9 +76,9 @@ class NotesSlice(AtomicSlice):
     async def list_notes(self, params: ListNotes) -> NoteList:
         """List notes, newest first, filtered by list, completion and tag."""
         where, args = _filters(params)
-        total = await self.database.scalar(f"SELECT count(*) FROM notes {where}", args)
+        total = await self.database.scalar(f"SELECT count(*) FROM notes {where}", args)  # noqa: S608  fixed column names; values are ? parameters
         rows = await self.database.fetchall(
-            f"SELECT * FROM notes {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT * FROM notes {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",  # noqa: S608  fixed column names; values are ? parameters
             [*args, params.limit, params.offset],
         )
         return NoteList(notes=[_note(r) for r in rows], total=int(total or 0))
@@ -88,9 +88,10 @@ class NotesSlice(AtomicSlice):
         """Find notes whose title or body contains the query, case-insensitively."""
         pattern = "%" + _escape_like(params.query) + "%"
         where = "WHERE title LIKE ? ESCAPE '\\' OR body LIKE ? ESCAPE '\\'"
-        total = await self.database.scalar(f"SELECT count(*) FROM notes {where}", (pattern, pattern))
+        total = await self.database.scalar(f"SELECT count(*) FROM notes {where}", (pattern, pattern))  # noqa: S608  fixed column names; values are ? parameters
         rows = await self.database.fetchall(
-            f"SELECT * FROM notes {where} ORDER BY created_at DESC, id DESC LIMIT ?", (pattern, pattern, params.limit)
+            f"SELECT * FROM notes {where} ORDER BY created_at DESC, id DESC LIMIT ?",  # noqa: S608  fixed column names; values are ? parameters
+            (pattern, pattern, params.limit),
         )
         return NoteList(notes=[_note(r) for r in rows], total=int(total or 0))
 

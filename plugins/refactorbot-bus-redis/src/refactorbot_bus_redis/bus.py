@@ -132,7 +132,7 @@ class _Backoff:
         self.first, self.cap, self.current = first, cap, first
 
     def next(self) -> float:
-        wait = self.current * (0.5 + random.random() / 2)
+        wait = self.current * (0.5 + random.random() / 2)  # noqa: S311  reconnect jitter, not a secret
         self.current = min(self.cap, self.current * 2)
         return wait
 

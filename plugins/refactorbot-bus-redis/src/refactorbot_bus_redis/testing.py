@@ -88,7 +88,7 @@ class RedisServer:
         ]
         log = self.folder / "redis.log"
         seen = log.stat().st_size if log.exists() else 0
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603  argv list (redis-server found on PATH, options the fixture sets), no shell
         deadline = time.monotonic() + self.ready_timeout
         while True:  # the server writes one line once it accepts connections
             text = log.read_bytes()[seen:] if log.exists() else b""

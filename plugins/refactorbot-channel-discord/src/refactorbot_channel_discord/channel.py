@@ -316,7 +316,7 @@ class DiscordChannel(ChannelAdapter):
         while not self._stopping:
             if self._identify_after_wait:
                 self._identify_after_wait = False
-                await asyncio.sleep(random.uniform(*self.invalid_session_wait))
+                await asyncio.sleep(random.uniform(*self.invalid_session_wait))  # noqa: S311  reconnect and heartbeat jitter, not a secret
             resume = self._session_id is not None and self._seq is not None
             url = (self._resume_url or self._gateway_url) if resume else self._gateway_url
             assert url is not None
@@ -350,7 +350,7 @@ class DiscordChannel(ChannelAdapter):
             delay = min(delay, self.settings.reconnect_backoff_max)
             log.warning("discord: gateway connection ended (%s); reconnecting in %.2fs", outcome, delay)
             if delay:
-                await asyncio.sleep(delay * random.uniform(0.8, 1.0))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.0))  # noqa: S311  reconnect and heartbeat jitter, not a secret
 
     async def _connection(self, url: str, resume: bool) -> str:
         """Run one Gateway connection until it ends; return why it ended, raise _Fatal when it must not be retried."""
@@ -417,7 +417,7 @@ class DiscordChannel(ChannelAdapter):
 
     async def _heartbeat(self, ws: Any, interval: float) -> None:
         """Beat every ``interval`` seconds (the first after ``interval * jitter``); close a zombied connection."""
-        await asyncio.sleep(interval * random.random())
+        await asyncio.sleep(interval * random.random())  # noqa: S311  reconnect and heartbeat jitter, not a secret
         while True:
             if not self._acked:
                 self._closing_reason = "no heartbeat ACK before the next beat (zombied connection)"

@@ -605,7 +605,7 @@ class _LongConnection:
             while self.websocket is None:
                 attempt += 1
                 delay = min(self.settings.reconnect_backoff * 2 ** (attempt - 1), self.settings.reconnect_backoff_max)
-                await asyncio.sleep(delay * (0.75 + random.random() / 2))
+                await asyncio.sleep(delay * (0.75 + random.random() / 2))  # noqa: S311  reconnect jitter, not a secret
                 try:
                     await self._connect()
                 except (_ApiError, ChannelError) as exc:

@@ -530,7 +530,7 @@ class DurableEventBus(EventBus):
             await self._write_acks([old])
         now = time.time()
         row = await self.db.fetchone(
-            "SELECT acked_offset, " + ", ".join(_COUNTERS) + ", last_error FROM subscribers WHERE name = ?",
+            "SELECT acked_offset, " + ", ".join(_COUNTERS) + ", last_error FROM subscribers WHERE name = ?",  # noqa: S608  names from _COUNTERS; values are ? parameters
             (sub.name,),
         )
         if row is None:
@@ -782,7 +782,7 @@ class DurableEventBus(EventBus):
         sets = ", ".join(f"{c} = ?" for c in _COUNTERS)
         async with self.db.transaction() as conn:
             await conn.executemany(
-                f"UPDATE subscribers SET acked_offset = ?, last_seen_at = ?, {sets}, last_error = ? WHERE name = ?",
+                f"UPDATE subscribers SET acked_offset = ?, last_seen_at = ?, {sets}, last_error = ? WHERE name = ?",  # noqa: S608  names from _COUNTERS; values are ? parameters
                 rows,
             )
 

@@ -201,7 +201,7 @@ class EventBusSlice(AtomicSlice):
             args.append(glob_of(params.topic))  # type: ignore[arg-type]
         order = "DESC" if params.newest else "ASC"
         rows = await db.fetchall(
-            f'SELECT "offset", topic, payload, source, published_at FROM events WHERE {" AND ".join(where)}'
+            f'SELECT "offset", topic, payload, source, published_at FROM events WHERE {" AND ".join(where)}'  # noqa: S608  fixed clauses; values are ? parameters
             f' ORDER BY "offset" {order} LIMIT ?',
             (*args, params.limit),
         )
@@ -233,7 +233,7 @@ class EventBusSlice(AtomicSlice):
             where.append("id < ?")
             args.append(str(params.before_id))
         rows = await db.fetchall(
-            f"SELECT * FROM dead_letters WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            f"SELECT * FROM dead_letters WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",  # noqa: S608  fixed clauses; values are ? parameters
             (*args, params.limit + 1),
         )
         items = [DeadLetter(**{**dict(r), "payload": json.loads(r["payload"])}) for r in rows[: params.limit]]
@@ -257,7 +257,8 @@ class EventBusSlice(AtomicSlice):
         where, args = self._selection(params, "dead")
         async with bus.db.transaction() as conn:
             cursor = await conn.execute(
-                f"UPDATE dead_letters SET status = 'requeued', requeued_at = ? WHERE {where}", (time.time(), *args)
+                f"UPDATE dead_letters SET status = 'requeued', requeued_at = ? WHERE {where}",  # noqa: S608  fixed clauses; values are ? parameters
+                (time.time(), *args),
             )
             count = cursor.rowcount
         if count:
@@ -271,7 +272,7 @@ class EventBusSlice(AtomicSlice):
         bus = self._running_bus()
         where, args = self._selection(params, "dead")
         async with bus.db.transaction() as conn:
-            cursor = await conn.execute(f"DELETE FROM dead_letters WHERE {where}", args)
+            cursor = await conn.execute(f"DELETE FROM dead_letters WHERE {where}", args)  # noqa: S608  fixed clauses; values are ? parameters
             return Changed(count=cursor.rowcount)
 
     @operation

@@ -101,7 +101,8 @@ async def update_change(db: SliceDatabase, change_id: int, **fields: Any) -> Cha
         values.append(value)
     assignments = ", ".join(f"{column} = ?" for column in fields)
     await db.execute(
-        f"UPDATE changes SET {assignments}, updated_at = ? WHERE id = ?", (*values, time.time(), change_id)
+        f"UPDATE changes SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608  names from our own code; values are ? parameters
+        (*values, time.time(), change_id),
     )
     return await get_change(db, change_id)
 
@@ -114,19 +115,20 @@ async def list_changes(db: SliceDatabase, status: str | None, slice_id: str | No
             where.append(f"{column} = ?")
             args.append(value)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = await db.fetchall(f"SELECT * FROM changes{clause} ORDER BY id DESC LIMIT ?", (*args, limit))
+    rows = await db.fetchall(f"SELECT * FROM changes{clause} ORDER BY id DESC LIMIT ?", (*args, limit))  # noqa: S608  names from our own code; values are ? parameters
     return [change_of(r) for r in rows]
 
 
 async def list_cycles(db: SliceDatabase, slice_id: str | None, limit: int) -> list[Cycle]:
     """Return cycles with their changes, newest first."""
     clause, args = (" WHERE slice_id = ?", [slice_id]) if slice_id else ("", [])
-    rows = await db.fetchall(f"SELECT * FROM cycles{clause} ORDER BY id DESC LIMIT ?", (*args, limit))
+    rows = await db.fetchall(f"SELECT * FROM cycles{clause} ORDER BY id DESC LIMIT ?", (*args, limit))  # noqa: S608  names from our own code; values are ? parameters
     cycles = [_cycle_of(r) for r in rows]
     if cycles:
         marks = ",".join("?" * len(cycles))
         changes = await db.fetchall(
-            f"SELECT * FROM changes WHERE cycle_id IN ({marks}) ORDER BY id", [c.id for c in cycles]
+            f"SELECT * FROM changes WHERE cycle_id IN ({marks}) ORDER BY id",  # noqa: S608  names from our own code; values are ? parameters
+            [c.id for c in cycles],
         )
         by_cycle = {c.id: c for c in cycles}
         for row in changes:

@@ -72,7 +72,8 @@ class MemorySlice(AtomicSlice):
             return {}
         marks = ",".join("?" * len(ids))
         rows = await self._db.fetchall(
-            f"SELECT memory_id, tag FROM memory_tags WHERE memory_id IN ({marks}) ORDER BY tag", ids
+            f"SELECT memory_id, tag FROM memory_tags WHERE memory_id IN ({marks}) ORDER BY tag",  # noqa: S608  constant names; values are ? parameters
+            ids,
         )
         found: dict[int, list[str]] = {i: [] for i in ids}
         for row in rows:
@@ -80,7 +81,7 @@ class MemorySlice(AtomicSlice):
         return found
 
     async def _load(self, memory_id: int) -> Memory:
-        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM memories m WHERE id = ?", (memory_id,))
+        row = await self._db.fetchone(f"SELECT {_COLUMNS} FROM memories m WHERE id = ?", (memory_id,))  # noqa: S608  constant names; values are ? parameters
         if row is None:
             raise RefactorbotError(f"no memory {memory_id}")
         return _memory(row, (await self._tags_of([memory_id]))[memory_id])
@@ -147,7 +148,7 @@ class MemorySlice(AtomicSlice):
         if len(where) == 1 and not params.everything:
             raise RefactorbotError("name a memory_id or session_id, or set everything=true")
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(f"DELETE FROM memories WHERE {' AND '.join(where)}", args)
+            cursor = await conn.execute(f"DELETE FROM memories WHERE {' AND '.join(where)}", args)  # noqa: S608  constant names; values are ? parameters
             forgotten = cursor.rowcount
         return ForgetResult(forgotten=forgotten)
 
@@ -167,14 +168,14 @@ class MemorySlice(AtomicSlice):
             args.append(tag)
         expression = match_expression(params.query, params.user_id)
         if expression is None:
-            sql = f"SELECT {_COLUMNS}, NULL AS score FROM memories m WHERE {' AND '.join(filters)}"
+            sql = f"SELECT {_COLUMNS}, NULL AS score FROM memories m WHERE {' AND '.join(filters)}"  # noqa: S608  constant names; values are ? parameters
             sql += " ORDER BY m.created_at DESC, m.id DESC LIMIT ?"
             rows = await self._db.fetchall(sql, [*args, params.limit])
         else:
             # bm25 ranks the newest `search_candidates` matches: FTS5 walks rowids newest first and stops,
             # so a user with a huge history still gets a bounded search.
             sql = (
-                f"SELECT {_COLUMNS}, hits.score AS score FROM (SELECT rowid AS id, bm25(memories_fts, 1.0, 0.0) AS score"
+                f"SELECT {_COLUMNS}, hits.score AS score FROM (SELECT rowid AS id, bm25(memories_fts, 1.0, 0.0) AS score"  # noqa: S608  constant names; values are ? parameters
                 " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) AS hits"
                 f" JOIN memories m ON m.id = hits.id WHERE {' AND '.join(filters)} ORDER BY hits.score LIMIT ?"
             )
@@ -184,7 +185,7 @@ class MemorySlice(AtomicSlice):
         if params.touch and ids:
             marks = ",".join("?" * len(ids))
             await self._db.execute(
-                f"UPDATE memories SET access_count = access_count + 1, last_accessed = ? WHERE id IN ({marks})",
+                f"UPDATE memories SET access_count = access_count + 1, last_accessed = ? WHERE id IN ({marks})",  # noqa: S608  constant names; values are ? parameters
                 [now, *ids],
             )
         tags = await self._tags_of(ids)
@@ -240,7 +241,8 @@ class MemorySlice(AtomicSlice):
             )
             marks = ",".join("?" * len(source_ids))
             await conn.execute(
-                f"UPDATE memories SET consolidated_into = ? WHERE id IN ({marks})", [summary_id, *source_ids]
+                f"UPDATE memories SET consolidated_into = ? WHERE id IN ({marks})",  # noqa: S608  constant names; values are ? parameters
+                [summary_id, *source_ids],
             )
         await self.ctx.publish("memory.consolidated", {"user_id": params.user_id, "memory_id": summary_id})
         return ConsolidateResult(consolidated=True, summary=await self._load(summary_id or 0), source_ids=source_ids)
@@ -257,7 +259,7 @@ class MemorySlice(AtomicSlice):
             where.append("user_id = ?")
             args.append(params.user_id)
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(f"DELETE FROM memories WHERE {' AND '.join(where)}", args)
+            cursor = await conn.execute(f"DELETE FROM memories WHERE {' AND '.join(where)}", args)  # noqa: S608  constant names; values are ? parameters
             pruned = cursor.rowcount
         return PruneResult(pruned=pruned)
 
@@ -266,15 +268,15 @@ class MemorySlice(AtomicSlice):
         """Return counts by kind, top tags, consolidation and access totals (of one user or all)."""
         scope, args = ("WHERE user_id = ?", (params.user_id,)) if params.user_id else ("", ())
         totals = await self._db.fetchone(
-            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, COALESCE(SUM(access_count), 0) AS accesses,"
+            "SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS users, COALESCE(SUM(access_count), 0) AS accesses,"  # noqa: S608  constant names; values are ? parameters
             " COUNT(consolidated_into) AS consolidated, SUM(kind = 'summary') AS summaries"
             f" FROM memories {scope}",
             args,
         )
-        kinds = await self._db.fetchall(f"SELECT kind, COUNT(*) FROM memories {scope} GROUP BY kind", args)
+        kinds = await self._db.fetchall(f"SELECT kind, COUNT(*) FROM memories {scope} GROUP BY kind", args)  # noqa: S608  constant names; values are ? parameters
         tag_scope = "JOIN memories m ON m.id = t.memory_id WHERE m.user_id = ?" if params.user_id else ""
         tags = await self._db.fetchall(
-            f"SELECT tag, COUNT(*) AS n FROM memory_tags t {tag_scope} GROUP BY tag ORDER BY n DESC, tag LIMIT 10",
+            f"SELECT tag, COUNT(*) AS n FROM memory_tags t {tag_scope} GROUP BY tag ORDER BY n DESC, tag LIMIT 10",  # noqa: S608  constant names; values are ? parameters
             args,
         )
         return MemoryStats(
@@ -296,7 +298,7 @@ class MemorySlice(AtomicSlice):
         if params.query:
             where, args = " WHERE instr(lower(user_id), ?) > 0", [params.query.lower()]
         rows = await self._db.fetchall(
-            "SELECT user_id, COUNT(*) AS n, MAX(created_at) AS last FROM memories"
+            "SELECT user_id, COUNT(*) AS n, MAX(created_at) AS last FROM memories"  # noqa: S608  constant names; values are ? parameters
             f"{where} GROUP BY user_id ORDER BY last DESC LIMIT ?",
             [*args, params.limit],
         )
@@ -327,7 +329,8 @@ class MemorySlice(AtomicSlice):
             if sets:
                 assignments = ", ".join(f"{column} = ?" for column in sets)
                 await conn.execute(
-                    f"UPDATE memories SET {assignments} WHERE id = ?", [*sets.values(), params.memory_id]
+                    f"UPDATE memories SET {assignments} WHERE id = ?",  # noqa: S608  constant names; values are ? parameters
+                    [*sets.values(), params.memory_id],
                 )
             if params.tags is not None:
                 await conn.execute("DELETE FROM memory_tags WHERE memory_id = ?", (params.memory_id,))
@@ -350,13 +353,13 @@ class MemorySlice(AtomicSlice):
             args.append(params.user_id)
         expression = match_expression(params.query, params.user_id or "")
         if expression is None:
-            sql = f"SELECT {_COLUMNS}, NULL AS score FROM memories m WHERE {' AND '.join(filters)}"
+            sql = f"SELECT {_COLUMNS}, NULL AS score FROM memories m WHERE {' AND '.join(filters)}"  # noqa: S608  constant names; values are ? parameters
             rows = await self._db.fetchall(
                 sql + " ORDER BY m.created_at DESC, m.id DESC LIMIT ?", [*args, params.limit]
             )
         else:
             sql = (
-                f"SELECT {_COLUMNS}, hits.score AS score FROM (SELECT rowid AS id, bm25(memories_fts, 1.0, 0.0) AS score"
+                f"SELECT {_COLUMNS}, hits.score AS score FROM (SELECT rowid AS id, bm25(memories_fts, 1.0, 0.0) AS score"  # noqa: S608  constant names; values are ? parameters
                 " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) AS hits"
                 f" JOIN memories m ON m.id = hits.id WHERE {' AND '.join(filters)} ORDER BY hits.score LIMIT ?"
             )

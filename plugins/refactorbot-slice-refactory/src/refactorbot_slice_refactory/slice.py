@@ -287,7 +287,8 @@ class RefactorySlice(AtomicSlice):
                 where.append(f"{column} = ?")
                 args.append(value)
         rows = await self.db.fetchall(
-            f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY plan_id, seq LIMIT ?", (*args, params.limit)
+            f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY plan_id, seq LIMIT ?",  # noqa: S608  fixed names; values are ? parameters
+            (*args, params.limit),
         )
         return TaskList(tasks=[task_of(r) for r in rows])
 
@@ -480,7 +481,8 @@ class RefactorySlice(AtomicSlice):
         assert self.db is not None
         marks = ",".join("?" * len(task.depends))
         merged = await self.db.scalar(
-            f"SELECT count(*) FROM tasks WHERE state = 'merged' AND id IN ({marks})", tuple(task.depends)
+            f"SELECT count(*) FROM tasks WHERE state = 'merged' AND id IN ({marks})",  # noqa: S608  fixed names; values are ? parameters
+            tuple(task.depends),
         )
         return bool(merged == len(task.depends))
 

@@ -142,6 +142,6 @@ async def update_task(db: SliceDatabase, task_id: int, **fields: Any) -> None:
     values = [json.dumps(v) if k in _JSON else (int(v) if isinstance(v, bool) else v) for k, v in fields.items()]
     assignments = ", ".join(f"{name} = ?" for name in fields)
     await db.execute(
-        f"UPDATE tasks SET {assignments}, updated_at = ? WHERE id = ?",  # names from TASK_COLUMNS only
+        f"UPDATE tasks SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608  names checked against TASK_COLUMNS above; values are ? parameters
         (*values, time.time(), task_id),
     )

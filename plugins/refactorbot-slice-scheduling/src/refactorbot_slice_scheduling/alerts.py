@@ -256,7 +256,7 @@ class AlertManager:
         assert db is not None
         now = time.time()
         current = await self.conditions()
-        rows = {r["key"]: dict(r) for r in await db.fetchall(f"SELECT {_COLUMNS} FROM alerts")}
+        rows = {r["key"]: dict(r) for r in await db.fetchall(f"SELECT {_COLUMNS} FROM alerts")}  # noqa: S608  constant names; values are ? parameters
         raised, resolved = [], []
         for key, (kind, subject, message, value) in current.items():
             row = rows.get(key)
@@ -296,7 +296,7 @@ class AlertManager:
         db = self.owner.db
         assert db is not None
         await db.execute(
-            f"INSERT OR REPLACE INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",
+            f"INSERT OR REPLACE INTO alerts ({_COLUMNS}) VALUES ({', '.join('?' * 13)})",  # noqa: S608  constant names; values are ? parameters
             tuple(row[c.strip()] for c in _COLUMNS.split(",")),
         )
 
@@ -346,7 +346,7 @@ class AlertManager:
         where = "" if state == "all" else " WHERE state = ?"
         args: tuple[Any, ...] = () if state == "all" else (state,)
         rows = await db.fetchall(
-            f"SELECT {_COLUMNS} FROM alerts{where} ORDER BY state = 'firing' DESC, last_seen_at DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM alerts{where} ORDER BY state = 'firing' DESC, last_seen_at DESC LIMIT ?",  # noqa: S608  constant names; values are ? parameters
             (*args, limit),
         )
         return AlertList(alerts=[Alert(**dict(r)) for r in rows])

@@ -188,7 +188,7 @@ class SchedulingSlice(AtomicSlice):
 
     async def _load(self) -> None:
         assert self.db is not None
-        rows = await self.db.fetchall(f"SELECT {JOB_COLUMNS} FROM jobs")
+        rows = await self.db.fetchall(f"SELECT {JOB_COLUMNS} FROM jobs")  # noqa: S608  constant names; values are ? parameters
         self.jobs = {row["id"]: JobRow.of(row) for row in rows}
 
     async def _write(self, sql: str, params: Any = ()) -> int:
@@ -293,7 +293,7 @@ class SchedulingSlice(AtomicSlice):
             for start in range(0, len(rows), _CLAIM_CHUNK):
                 chunk = rows[start : start + _CLAIM_CHUNK]
                 sql = (
-                    "INSERT INTO runs (job_id, scheduled_for, trigger, status, claimed_at, error) VALUES "
+                    "INSERT INTO runs (job_id, scheduled_for, trigger, status, claimed_at, error) VALUES "  # noqa: S608  constant names; values are ? parameters
                     + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
                     + " ON CONFLICT (job_id, scheduled_for) DO NOTHING RETURNING id, job_id, scheduled_for"
                 )
@@ -383,7 +383,7 @@ class SchedulingSlice(AtomicSlice):
         job, policy = claim.job, claim.job.policy
         jitter = float(policy.get("jitter") or 0)
         if jitter:
-            await asyncio.sleep(random.uniform(0, jitter))
+            await asyncio.sleep(random.uniform(0, jitter))  # noqa: S311  jitter spreads runs, not a secret
         started = time.time()
         if claim.status == "queued":
             await self._write("UPDATE runs SET status = 'running' WHERE id = ?", (claim.run_id,))
@@ -669,7 +669,8 @@ class SchedulingSlice(AtomicSlice):
     async def _run_row(self, run_id: int) -> Any:
         assert self.db is not None
         row = await self.db.fetchone(
-            f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?", (run_id,)
+            f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.id = ?",  # noqa: S608  constant names; values are ? parameters
+            (run_id,),
         )
         return run_of(row)
 
@@ -678,7 +679,7 @@ class SchedulingSlice(AtomicSlice):
         """A job's runs, newest first: start, end, duration, status, output or error, delivery, steps."""
         job = self._job(params.name)
         assert self.db is not None
-        sql = f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?"
+        sql = f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?"  # noqa: S608  constant names; values are ? parameters
         args: list[Any] = [job.id]
         if params.status:
             sql += " AND r.status = ?"
@@ -693,7 +694,7 @@ class SchedulingSlice(AtomicSlice):
         horizon = now + params.hours * 3600
         assert self.db is not None
         rows = await self.db.fetchall(
-            f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.claimed_at >= ?"
+            f"SELECT {RUN_COLUMNS} FROM runs r JOIN jobs j ON j.id = r.job_id WHERE r.claimed_at >= ?"  # noqa: S608  constant names; values are ? parameters
             " ORDER BY r.claimed_at DESC LIMIT ?",
             (now - params.hours * 3600, params.limit),
         )

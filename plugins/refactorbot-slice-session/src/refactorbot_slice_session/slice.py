@@ -122,7 +122,7 @@ def _find_or_create(
     Two callers racing for a new chat both end with the same session: the unique index on active
     ``(channel, chat_id)`` lets one insert win, the other reads it.
     """
-    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"
+    query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"  # noqa: S608  constant names; values are ? parameters
     row = conn.execute(query, (channel, chat_id)).fetchone()
     if row is not None:
         return row, False
@@ -179,7 +179,7 @@ def _begin_turn(
     session_id = row["id"]
     now = time.time()
     (message_id,) = _insert_messages(conn, session_id, [("user", content, None, None, None, tokens, None)], now)
-    row = conn.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    row = conn.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)).fetchone()  # noqa: S608  constant names; values are ? parameters
     return row, created, message_id, now, _read_history(conn, session_id, budget, limit, row["message_count"])
 
 
@@ -202,7 +202,7 @@ def _read_history(
     while len(rows) < limit and spent <= budget:  # pages of the newest, until the budget is certainly spent
         size = min(200, limit - len(rows))
         page = conn.execute(
-            f"SELECT {columns} FROM messages WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            f"SELECT {columns} FROM messages WHERE session_id = ? AND id < ? ORDER BY id DESC LIMIT ?",  # noqa: S608  constant names; values are ? parameters
             (session_id, before, size),
         ).fetchall()
         rows.extend(page)
@@ -211,7 +211,8 @@ def _read_history(
             break  # the session's first message was read
         before = page[-1]["id"]
     first = conn.execute(
-        f"SELECT {columns} FROM messages WHERE session_id = ? ORDER BY id LIMIT 1", (session_id,)
+        f"SELECT {columns} FROM messages WHERE session_id = ? ORDER BY id LIMIT 1",  # noqa: S608  constant names; values are ? parameters
+        (session_id,),
     ).fetchone()
     ordered = [(chat_message(r), r["tokens"]) for r in reversed(rows)]
     if first is not None and first["role"] == "system" and (not rows or rows[-1]["id"] != first["id"]):
@@ -235,14 +236,14 @@ def _search(conn: sqlite3.Connection, query: str, status: str | None, limit: int
         f"instr(lower(COALESCE({c}, '')), ?) > 0" for c in ("id", "title", "channel", "chat_id", "user_id")
     )
     rows = conn.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE ({fields}){scope} ORDER BY updated_at DESC LIMIT ?",
+        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE ({fields}){scope} ORDER BY updated_at DESC LIMIT ?",  # noqa: S608  constant names; values are ? parameters
         (*[needle] * 5, *args, limit),
     ).fetchall()
     found = [SessionMatch(**_session(r).model_dump(), matched="session") for r in rows]
     seen = {m.session_id for m in found}
     if len(found) < limit:
         hits = conn.execute(
-            f"SELECT m.session_id, m.content FROM messages m JOIN sessions s ON s.id = m.session_id"
+            f"SELECT m.session_id, m.content FROM messages m JOIN sessions s ON s.id = m.session_id"  # noqa: S608  constant names; values are ? parameters
             f" WHERE instr(lower(m.content), ?) > 0{scope.replace('status', 's.status')} ORDER BY m.id DESC LIMIT ?",
             (needle, *args, 20 * limit),
         ).fetchall()
@@ -254,7 +255,8 @@ def _search(conn: sqlite3.Connection, query: str, status: str | None, limit: int
         if ids:
             marks = ",".join("?" * len(ids))
             more = conn.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id IN ({marks}) ORDER BY updated_at DESC", ids
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id IN ({marks}) ORDER BY updated_at DESC",  # noqa: S608  constant names; values are ? parameters
+                ids,
             ).fetchall()
             found += [
                 SessionMatch(**_session(r).model_dump(), matched="message", snippet=snippets[r["id"]]) for r in more
@@ -283,7 +285,7 @@ class SessionSlice(AtomicSlice):
         return self.db
 
     async def _get(self, session_id: str) -> aiosqlite.Row:
-        row = await self._db.fetchone(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        row = await self._db.fetchone(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))  # noqa: S608  constant names; values are ? parameters
         if row is None:
             raise SessionNotFound(f"no session '{session_id}'")
         found: aiosqlite.Row = row
@@ -292,7 +294,7 @@ class SessionSlice(AtomicSlice):
     @operation
     async def get_or_create(self, params: GetOrCreateParams) -> Session:
         """Return the active session of a channel's chat, creating it when there is none."""
-        query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"
+        query = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE channel = ? AND chat_id = ? AND status = 'active'"  # noqa: S608  constant names; values are ? parameters
         row = await self._db.fetchone(query, (params.channel, params.chat_id))
         if row is not None:
             return _session(row)
@@ -416,7 +418,8 @@ class SessionSlice(AtomicSlice):
                 args.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._db.fetchall(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions{clause} ORDER BY updated_at DESC LIMIT ?", (*args, params.limit)
+            f"SELECT {_SESSION_COLUMNS} FROM sessions{clause} ORDER BY updated_at DESC LIMIT ?",  # noqa: S608  constant names; values are ? parameters
+            (*args, params.limit),
         )
         return [_session(r) for r in rows]
 
@@ -461,15 +464,15 @@ class SessionSlice(AtomicSlice):
             sessions = await self._db.fetchall("SELECT status FROM sessions")
         by_role = {
             r["role"]: r["n"]
-            for r in await self._db.fetchall(f"SELECT role, COUNT(*) AS n FROM messages{scope} GROUP BY role", args)
+            for r in await self._db.fetchall(f"SELECT role, COUNT(*) AS n FROM messages{scope} GROUP BY role", args)  # noqa: S608  constant names; values are ? parameters
         }
         totals = await self._db.fetchone(
-            f"SELECT COUNT(*) AS n, COALESCE(SUM(tokens), 0) AS t, AVG(CASE WHEN role = 'assistant'"
+            f"SELECT COUNT(*) AS n, COALESCE(SUM(tokens), 0) AS t, AVG(CASE WHEN role = 'assistant'"  # noqa: S608  constant names; values are ? parameters
             f" THEN duration_ms END) AS r FROM messages{scope}",
             args,
         )
         span = await self._db.scalar(
-            f"SELECT AVG(span) FROM (SELECT MAX(created_at) - MIN(created_at) AS span FROM messages{scope}"
+            f"SELECT AVG(span) FROM (SELECT MAX(created_at) - MIN(created_at) AS span FROM messages{scope}"  # noqa: S608  constant names; values are ? parameters
             " GROUP BY session_id)",
             args,
         )

@@ -118,7 +118,7 @@ async def listed(db: SliceDatabase, status: str | None, limit: int) -> list[Prop
     """Return proposals, newest first, with their diffs against the version they were made on."""
     where, args = ("WHERE p.status = ?", (status,)) if status else ("", ())
     rows = await db.fetchall(
-        "SELECT p.*, COALESCE(v.skill_md, '') AS base_md FROM proposals p LEFT JOIN skill_versions v"
+        "SELECT p.*, COALESCE(v.skill_md, '') AS base_md FROM proposals p LEFT JOIN skill_versions v"  # noqa: S608  fixed clause; values are ? parameters
         f" ON v.name = p.name AND v.content_hash = p.base_hash {where} ORDER BY p.id DESC LIMIT ?",
         (*args, limit),
     )

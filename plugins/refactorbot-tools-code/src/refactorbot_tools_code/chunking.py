@@ -32,7 +32,8 @@ class Chunk:
     @property
     def digest(self) -> str:
         """Hash of what is indexed (symbol, kind and text), the same wherever the chunk moves."""
-        return hashlib.sha1(f"{self.kind}\0{self.symbol}\0{self.text}".encode(errors="surrogatepass")).hexdigest()
+        text = f"{self.kind}\0{self.symbol}\0{self.text}".encode(errors="surrogatepass")
+        return hashlib.sha1(text, usedforsecurity=False).hexdigest()  # a change detector, not a signature
 
 
 def chunk_file(rel: str, text: str) -> list[Chunk]:

@@ -344,7 +344,7 @@ class CodeIndex:
             return self._hits(ranked, terms)
 
     def _bm25(self, match: str, path_glob: str | None) -> list[tuple[int, float]]:
-        sql = f"SELECT rowid, bm25(chunk_text, {_WEIGHTS}) AS rank FROM chunk_text WHERE chunk_text MATCH ?"
+        sql = f"SELECT rowid, bm25(chunk_text, {_WEIGHTS}) AS rank FROM chunk_text WHERE chunk_text MATCH ?"  # noqa: S608  _WEIGHTS is a constant; the query is a ? parameter
         args: list[Any] = [match]
         if path_glob:
             sql += " AND path GLOB ?"

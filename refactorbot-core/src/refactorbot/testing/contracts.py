@@ -57,7 +57,7 @@ def check_import_cost(module: str, repeat: int = 3) -> dict[str, Any]:
     )
     best: dict[str, Any] | None = None
     for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)  # noqa: S603  the running interpreter with a script built here, no shell
         if out.returncode != 0:
             raise AssertionError(f"importing {module} failed:\n{out.stderr}")
         result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import math
 import re
 import secrets
@@ -44,6 +45,8 @@ from collections.abc import Callable
 from typing import Any
 
 from refactorbot.testing.platforms import PlatformRequest, PlatformResponse, PlatformServer
+
+log = logging.getLogger("refactorbot.testing.discord")
 
 __all__ = ["DISCORD_EPOCH_MS", "DiscordServer", "GatewayConnection", "Intents", "snowflake"]
 
@@ -669,8 +672,8 @@ class DiscordServer(PlatformServer):
                     self._changed.notify_all()
                 if not self._on_payload(conn, op, data):
                     break
-        except Exception:
-            pass
+        except Exception:  # the client went away mid-frame; the close code below records how
+            log.debug("discord loopback: gateway connection ended", exc_info=True)
         finally:
             conn.close_code = connection.close_code
             conn.closed = True

@@ -120,7 +120,7 @@ class LoopbackGateway(LLMGateway):
         if tools:
             body["tools"] = tools
         url = base.rstrip("/") + "/chat/completions"
-        return urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        return urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")  # noqa: S310  base_url is checked to be http(s) where the request is built
 
     def _open(self, request: urllib.request.Request, model: str) -> Any:
         """Send ``request`` (blocking); return the response or raise a one-line ``GatewayError``."""
@@ -128,7 +128,7 @@ class LoopbackGateway(LLMGateway):
         import urllib.request
 
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310  base_url is checked to be http(s) where the request is built
         except urllib.error.HTTPError as exc:
             raise _HTTPFailure(f"loopback: {model}: HTTP {exc.code}: {_error_message(exc)}", exc.code) from None
         except urllib.error.URLError as exc:

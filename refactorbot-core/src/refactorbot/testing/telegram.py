@@ -37,7 +37,7 @@ __all__ = ["TelegramHtmlError", "TelegramServer", "parse_telegram_html", "post_w
 
 #: Telegram's limit for a message's text, in UTF-16 code units after entity parsing.
 TEXT_LIMIT = 4096
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105  the header's name, not its value
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _PATH = re.compile(r"^/bot([^/]+)/([A-Za-z]+)$")
 _CONFLICT_POLLING = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
@@ -180,7 +180,7 @@ class TelegramServer(PlatformServer):
 
     def __init__(
         self,
-        token: str = "123456789:loopback-token-AAAAAAAAAAAAAAAAAAAA",
+        token: str = "123456789:loopback-token-AAAAAAAAAAAAAAAAAAAA",  # noqa: S107  the loopback server's fake bot token
         *,
         bot_id: int | None = None,
         username: str = "refactorbot_test_bot",
@@ -666,7 +666,7 @@ def post_webhook(
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         headers[SECRET_HEADER] = secret
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310  the test's own loopback URL
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as answer:
