@@ -1,13 +1,19 @@
 """Test every distribution in its own virtualenv, then everything together.
 
-nox                      # lint, core, every plugin and example, integration
+nox                      # lint, core, every plugin and example, integration, coverage
 nox -s "plugin(refactorbot-slice-memory)"
+nox -s coverage          # one report over the data the core and plugin sessions left
 nox -s bench             # benchmarks (numbers go to docs/benchmarks.md)
+
+The core and each plugin session run their tests under coverage.py (configured in the root
+pyproject.toml: subprocesses measured, fail under 85 %) with that distribution's ``src/`` as the
+source, and leave their data in build/coverage/<distribution>/.
 """
 
 from __future__ import annotations
 
 import pathlib
+import shutil
 import tomllib
 
 import nox
@@ -17,7 +23,11 @@ CORE = "refactorbot-core"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "core", "plugin", "integration"]
+nox.options.sessions = ["lint", "core", "plugin", "integration", "coverage"]
+
+#: coverage.py 7.10 brought ``[run] patch = ["subprocess"]`` (measure every Python subprocess).
+COVERAGE = "coverage>=7.10"
+COVERAGE_DATA = ROOT / "build" / "coverage"
 
 
 def distributions() -> list[str]:
@@ -48,19 +58,55 @@ def _test_siblings(dist: str) -> list[str]:
     return [arg for sibling in siblings for arg in ("-e", f"{sibling}{_extras(sibling)}")]
 
 
+def _covered_tests(session: nox.Session, dist: str) -> None:
+    """Run ``<dist>/tests`` under coverage.py with ``<dist>/src`` as the source; fail under the bar.
+
+    The data files (the pytest process and every Python subprocess it starts) go to
+    build/coverage/<name>/, emptied first, and are combined there into one ``.coverage`` file
+    for ``nox -s coverage``. The path is absolute so subprocesses running elsewhere write there too.
+    """
+    data = COVERAGE_DATA / dist.split("/")[-1]
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    env = {"COVERAGE_FILE": str(data / ".coverage")}
+    source = f"--source={ROOT / dist / 'src'}"
+    session.run("coverage", "run", source, "-m", "pytest", str(ROOT / dist / "tests"), *session.posargs, env=env)
+    session.run("coverage", "combine", "--quiet", env=env)
+    session.run("coverage", "report", env=env)  # fail_under (pyproject.toml) fails the session
+
+
 @nox.session
 def core(session: nox.Session) -> None:
-    """Test refactorbot-core on its own."""
-    session.install("-e", f"{CORE}[testing]")
-    session.run("pytest", f"{CORE}/tests", *session.posargs)
+    """Test refactorbot-core on its own, under coverage."""
+    session.install("-e", f"{CORE}[testing]", COVERAGE)
+    _covered_tests(session, CORE)
 
 
 @nox.session
 @nox.parametrize("dist", distributions(), ids=[d.split("/")[-1] for d in distributions()])
 def plugin(session: nox.Session, dist: str) -> None:
-    """Test one plugin or example with only what it declares (plus the core)."""
-    session.install("-e", f"{CORE}[testing]", "-e", f"{dist}{_extras(dist)}", *_test_siblings(dist))
-    session.run("pytest", f"{dist}/tests", *session.posargs)
+    """Test one plugin or example with only what it declares (plus the core), under coverage."""
+    session.install("-e", f"{CORE}[testing]", "-e", f"{dist}{_extras(dist)}", *_test_siblings(dist), COVERAGE)
+    _covered_tests(session, dist)
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine the data the core and plugin sessions left into one report.
+
+    Terminal table, build/coverage/html/index.html and build/coverage/coverage.xml. It reads what
+    the last run of each of those sessions left, so after `nox -s "plugin(X)"` alone the other
+    distributions' rows are from their last run.
+    """
+    session.install(COVERAGE)
+    files = sorted(str(path) for path in COVERAGE_DATA.glob("*/.coverage"))
+    if not files:
+        session.error("no coverage data under build/coverage/: run the core and plugin sessions first")
+    env = {"COVERAGE_FILE": str(COVERAGE_DATA / ".coverage")}
+    session.run("coverage", "combine", "--keep", "--quiet", *files, env=env)
+    session.run("coverage", "html", "--quiet", env=env)
+    session.run("coverage", "xml", "--quiet", env=env)
+    session.run("coverage", "report", env=env)
 
 
 def _install_everything(session: nox.Session) -> None:
