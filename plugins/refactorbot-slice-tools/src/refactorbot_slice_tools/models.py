@@ -25,6 +25,16 @@ class ToolsConfig(SliceConfig):
     disabled: list[str] = Field(default_factory=list, description="tools disabled at every start")
     log_result_chars: int = Field(2_000, ge=0, description="characters of each result kept in the log")
     log_value_chars: int = Field(500, ge=16, description="characters of each logged argument value")
+    retention_days: float = Field(
+        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days the execution log keeps a call (0: no age bound)"
+    )
+    retention_max_rows: int = Field(
+        1_000_000, ge=0, description="the execution log keeps the newest N calls (0: no count bound)"
+    )
+    retention_interval: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
 
 class ToolInfo(Model):
@@ -174,3 +184,10 @@ class ToolLimits(Model):
     """Every installed tool's limits."""
 
     tools: list[ToolLimit]
+
+
+class Pruned(Model):
+    """What one retention pass of the execution log deleted, and what it keeps."""
+
+    deleted: int = Field(description="calls deleted (past retention_days, or beyond retention_max_rows)")
+    remaining: int = Field(description="calls the log still holds")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -37,6 +38,7 @@ from refactorbot_slice_tools.models import (
     History,
     HistoryParams,
     ListParams,
+    Pruned,
     StatsParams,
     ToolInfo,
     ToolLimit,
@@ -85,6 +87,9 @@ class ToolsSlice(AtomicSlice):
         #: Real paths under which a call may name its own workspace: configured, then registered.
         self.roots: list[Path] = []
         self._writer: BatchWriter | None = None
+        self._retention: asyncio.Task[None] | None = None
+        #: One retention pass at a time (the periodic task and ``tools.prune``).
+        self._pruning = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,9 +132,15 @@ class ToolsSlice(AtomicSlice):
             if row["name"] in self.infos:
                 self.infos[row["name"]].enabled = bool(row["enabled"])
         self.log.info("tools slice: %d tools (%d failed to load)", len(self.tools), len(self.load_errors))
+        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="tools retention")
 
     async def stop(self) -> None:
-        """Write the buffered execution log."""
+        """Stop the retention task and write the buffered execution log."""
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -445,7 +456,7 @@ class ToolsSlice(AtomicSlice):
             args.append(params.tool)
         clause = " AND ".join(where)
         rows = await db.fetchall(
-            f"SELECT tool, COUNT(*) AS calls, SUM(1 - success) AS errors, AVG(duration_ms) AS avg_ms,"
+            f"SELECT tool, COUNT(*) AS calls, SUM(1 - success) AS errors, AVG(duration_ms) AS avg_ms,"  # noqa: S608  clause joins fixed column conditions; every value is a ? parameter
             f" MAX(timestamp) AS last_used FROM tool_executions WHERE {clause} GROUP BY tool ORDER BY calls DESC, tool",
             args,
         )
@@ -453,7 +464,7 @@ class ToolsSlice(AtomicSlice):
         for row in rows:
             offset = max(0, math.ceil(0.95 * row["calls"]) - 1)
             p95 = await db.scalar(
-                f"SELECT duration_ms FROM tool_executions WHERE {clause} AND tool = ?"
+                f"SELECT duration_ms FROM tool_executions WHERE {clause} AND tool = ?"  # noqa: S608  clause joins fixed column conditions; every value is a ? parameter
                 " ORDER BY duration_ms LIMIT 1 OFFSET ?",
                 [*args, row["tool"], offset],
             )
@@ -469,6 +480,36 @@ class ToolsSlice(AtomicSlice):
                 )
             )
         return ToolStats(tools=usage, total_calls=sum(u.calls for u in usage))
+
+    async def _retain(self) -> None:
+        """Prune the execution log now, then every ``retention_interval`` seconds (off the request path)."""
+        while True:
+            try:
+                await self._prune()
+            except Exception:  # retention retries next time; calls keep being logged
+                self.log.exception("pruning the tool execution log failed")
+            await asyncio.sleep(self.settings.retention_interval)
+
+    async def _prune(self) -> int:
+        assert self.db is not None
+        async with self._pruning:
+            deleted = await self.db.prune(
+                "tool_executions",
+                "timestamp",
+                max_age_seconds=self.settings.retention_days * 86_400 or None,
+                max_rows=self.settings.retention_max_rows or None,
+                batch=self.settings.retention_batch,
+            )
+        if deleted:
+            self.log.info("retention: deleted %d tool executions", deleted)
+        return deleted
+
+    @operation
+    async def prune(self) -> Pruned:
+        """Delete logged calls past ``retention_days`` or beyond the newest ``retention_max_rows`` now."""
+        db = await self._flushed()
+        deleted = await self._prune()
+        return Pruned(deleted=deleted, remaining=await db.scalar("SELECT count(*) FROM tool_executions"))
 
     @operation
     async def limits(self) -> ToolLimits:
@@ -506,7 +547,7 @@ class ToolsSlice(AtomicSlice):
         if params.failures_only:
             where.append("success = 0")
         rows = await db.fetchall(
-            f"SELECT * FROM tool_executions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+            f"SELECT * FROM tool_executions WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",  # noqa: S608  where joins fixed column conditions; every value is a ? parameter
             [*args, params.limit],
         )
         return History(executions=[_record(row) for row in rows])
