@@ -27,6 +27,16 @@ class AgentConfig(SliceConfig):
     native_tools: bool = Field(True, description="false: describe tools in the prompt and parse TOOL: lines")
     two_phase_min_chars: int = Field(600, ge=1, description="auto mode plans first for requests this long")
     tool_output_chars: int = Field(20_000, ge=100, description="tool output longer than this is cut for the model")
+    retention_days: float = Field(
+        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days the executions log keeps a run (0: no age bound)"
+    )
+    retention_max_rows: int = Field(
+        1_000_000, ge=0, description="the executions log keeps the newest N runs (0: no count bound)"
+    )
+    retention_interval: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
 
 class _Params(Model):
@@ -151,3 +161,10 @@ class PromptVersionsParams(_Params):
 class RollbackPromptParams(_Params):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
     version: int = Field(ge=1, description="the version whose text becomes the current one again")
+
+
+class Pruned(Model):
+    """What one retention pass of the executions log deleted, and what it keeps."""
+
+    deleted: int = Field(description="runs deleted (past retention_days, or beyond retention_max_rows)")
+    remaining: int = Field(description="runs the log still holds")

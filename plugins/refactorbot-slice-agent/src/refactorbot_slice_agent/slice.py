@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,7 @@ from refactorbot_slice_agent.models import (
     PromptName,
     PromptTemplate,
     PromptVersionsParams,
+    Pruned,
     RollbackPromptParams,
     RunParams,
     RunResult,
@@ -46,6 +49,9 @@ class AgentSlice(AtomicSlice):
         self._prompts: dict[str, tuple[int, str]] = {}
         self._writer: BatchWriter | None = None
         self._rules: tuple[tuple[str, int, int, int], str] | None = None  # (file, mtime, size, inode), text
+        self._retention: asyncio.Task[None] | None = None
+        #: One retention pass at a time (the periodic task and ``agent.prune``).
+        self._pruning = asyncio.Lock()
 
     async def initialize(self) -> None:
         """Open the database, add the default prompt templates once and load the newest versions."""
@@ -62,6 +68,40 @@ class AgentSlice(AtomicSlice):
         )
         self._prompts = {r["name"]: (r["version"], r["content"]) for r in rows}
         self._writer = self.db.batch_writer(_INSERT_EXECUTION)
+
+    async def start(self) -> None:
+        """Start pruning the executions log (at once, then every ``retention_interval`` seconds)."""
+        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="agent retention")
+
+    async def stop(self) -> None:
+        """Stop the retention task."""
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
+
+    async def _retain(self) -> None:
+        while True:
+            try:
+                await self._prune()
+            except Exception:  # retention retries next time; runs keep being logged
+                self.log.exception("pruning the agent's executions log failed")
+            await asyncio.sleep(self.config.retention_interval)
+
+    async def _prune(self) -> int:
+        assert self.db is not None
+        async with self._pruning:
+            deleted = await self.db.prune(
+                "executions",
+                "created_at",
+                max_age_seconds=self.config.retention_days * 86_400 or None,
+                max_rows=self.config.retention_max_rows or None,
+                batch=self.config.retention_batch,
+            )
+        if deleted:
+            self.log.info("retention: deleted %d agent executions", deleted)
+        return deleted
 
     # -- used by the loop ------------------------------------------------------------------
 
@@ -157,12 +197,21 @@ class AgentSlice(AtomicSlice):
                 args.append(value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self.db.fetchall(
-            f"SELECT * FROM executions{clause} ORDER BY created_at DESC LIMIT ?", (*args, params.limit)
+            f"SELECT * FROM executions{clause} ORDER BY created_at DESC LIMIT ?",  # noqa: S608  clause joins fixed "<column> = ?" conditions; values are parameters
+            (*args, params.limit),
         )
         return [
             Execution(**{**dict(r), "tool_calls": json.loads(r["tool_calls"]), "success": bool(r["success"])})
             for r in rows
         ]
+
+    @operation
+    async def prune(self) -> Pruned:
+        """Delete runs past ``retention_days`` or beyond the newest ``retention_max_rows`` now."""
+        assert self.db is not None and self._writer is not None
+        await self._writer.flush()
+        deleted = await self._prune()
+        return Pruned(deleted=deleted, remaining=await self.db.scalar("SELECT count(*) FROM executions"))
 
     @operation
     async def get_prompt(self, params: PromptName) -> PromptTemplate:
