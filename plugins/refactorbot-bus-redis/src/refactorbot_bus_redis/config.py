@@ -64,6 +64,12 @@ class RedisConfig(Model):
     claim_idle: float = Field(
         30.0, gt=0, le=86_400, description="seconds an entry held by a silent consumer waits before another claims it"
     )
+    lock_ttl: float = Field(
+        10.0,
+        ge=0.3,
+        le=3600,
+        description="seconds a singleton's lock outlives its holder's last renewal (renewed every lock_ttl / 3)",
+    )
     batch: int = Field(100, ge=1, le=10_000, description="entries read at once by a subscriber")
     max_attempts: int = Field(5, ge=1, le=100, description="deliveries of one entry before it is dead-lettered")
     retry_backoff: float = Field(0.5, gt=0, le=3600, description="seconds before the first retry; doubles each time")

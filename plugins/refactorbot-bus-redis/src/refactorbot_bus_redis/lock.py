@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+
+from refactorbot import SingletonLease
 
 from refactorbot_bus_redis.config import Keys, RedisConfig, client_of
 
@@ -56,6 +58,25 @@ return 0
 """
 
 
+# KEYS: fence; ARGV: token, keep ms, claim key prefix, keys... Claims each key not claimed
+# before (SET NX, kept ``keep`` ms) if the token is still the newest; returns the keys claimed.
+_CLAIM = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return {}
+end
+local claimed = {}
+for i = 4, #ARGV do
+  if redis.call('SET', ARGV[3] .. ARGV[i], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then
+    claimed[#claimed + 1] = ARGV[i]
+  end
+end
+return claimed
+"""
+
+#: How long a claimed key is remembered (ms): a day.
+CLAIM_KEEP_MS = 86_400_000
+
+
 class RedisLock:
     """One named lock: ``acquire`` returns a fencing token or ``None``; ``renew``; ``release``."""
 
@@ -73,6 +94,8 @@ class RedisLock:
         self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._claim = client.register_script(_CLAIM)
+        self.claim_prefix = keys.key("lock", name, "claim") + ":"
         self._client = client
 
     async def acquire(self) -> int | None:
@@ -93,13 +116,30 @@ class RedisLock:
         latest = await self._client.get(self.fence_key)
         return latest is not None and int(latest) == token
 
+    async def claim(self, token: int, keys: list[str]) -> set[str]:
+        """Claim ``keys`` under ``token`` in one step: none if a newer token exists, else those not claimed before."""
+        if not keys:
+            return set()
+        claimed = await self._claim(keys=[self.fence_key], args=[token, CLAIM_KEEP_MS, self.claim_prefix, *keys])
+        return {k.decode() if isinstance(k, bytes) else str(k) for k in claimed}
+
+    async def holder(self) -> str | None:
+        """Return the owner holding the lock now, or ``None`` when it is free."""
+        held = await self._client.get(self.key)
+        if held is None:
+            return None
+        text = held.decode() if isinstance(held, bytes) else str(held)
+        return text.rsplit(" ", 1)[0]
+
 
 OnAcquired = Callable[[int], Awaitable[None]]
 OnLost = Callable[[], Awaitable[None]]
 
 
-class Singleton:
+class Singleton(SingletonLease):
     """Run something once in a deployment: ``on_acquired(token)`` on the process that holds ``name``.
+
+    The ``SingletonLease`` that ``provide_singleton_lease`` returns when ``[plugins.redis]`` is set.
 
     Every process calls ``start``; one wins the lock and runs ``on_acquired``, renewing every
     ``ttl / 3`` seconds. If a renewal finds the lock lost (or Redis unreachable for longer than
@@ -117,19 +157,15 @@ class Singleton:
         ttl: float = 10.0,
         owner: str | None = None,
     ) -> None:
+        super().__init__(name, on_acquired, on_lost, owner or config.consumer_name())
+        if ttl <= 0:
+            raise ValueError("lock ttl must be positive")
         self.config = config
-        self.name = name
         self.ttl = ttl
-        self.owner = owner or config.consumer_name()
-        self.on_acquired = on_acquired
-        self.on_lost = on_lost
-        self.token: int | None = None
         self._client: Any = None
         self._lock: RedisLock | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
-        #: Set while this process holds the lock (tests and status pages wait on it).
-        self.holding = asyncio.Event()
 
     async def start(self) -> None:
         """Begin contending for the lock (returns at once)."""
@@ -152,8 +188,28 @@ class Singleton:
             await self._client.aclose()
             self._client = None
 
+    async def is_current(self, token: int) -> bool:
+        """Whether ``token`` is still the newest in Redis (``False`` when Redis cannot say)."""
+        if self._lock is None:
+            return False
+        try:
+            return await self._lock.is_current(token)
+        except Exception as exc:
+            log.warning("singleton %s: cannot check token %d (%s)", self.name, token, exc)
+            return False
+
+    async def claim(self, token: int, keys: Iterable[str]) -> set[str]:
+        """Claim ``keys`` in Redis under ``token``: none once a newer holder exists, or when Redis cannot say."""
+        if self._lock is None:
+            return set()
+        try:
+            return await self._lock.claim(token, list(keys))
+        except Exception as exc:
+            log.warning("singleton %s: cannot claim under token %d (%s)", self.name, token, exc)
+            return set()
+
     async def _lose(self) -> None:
-        token, self.token = self.token, None
+        token, self.token, self.holder = self.token, None, None
         self.holding.clear()
         try:
             await self.on_lost()
@@ -174,7 +230,7 @@ class Singleton:
                 if self.token is None:
                     token = await lock.acquire()
                     if token is not None:
-                        self.token, renewed_at = token, loop.time()
+                        self.token, self.holder, renewed_at = token, self.owner, loop.time()
                         log.info("singleton %s held by %s (token %d)", self.name, self.owner, token)
                         self.holding.set()
                         try:
@@ -184,6 +240,8 @@ class Singleton:
                                 "singleton %s: starting under token %d failed; letting it go", self.name, token
                             )
                             await self._lose()
+                    else:
+                        self.holder = await lock.holder()
                 elif await lock.renew(self.token):
                     renewed_at = loop.time()
                 else:

@@ -1,4 +1,5 @@
-"""Entry point of refactorbot-bus-redis: the event bus on Redis Streams when ``[plugins.redis] url`` is set."""
+"""Entry point of refactorbot-bus-redis: with ``[plugins.redis] url`` set, the event bus on Redis Streams,
+slices served by workers (``location = "redis"``) and singleton leases on a Redis lock."""
 
 from __future__ import annotations
 
@@ -42,6 +43,21 @@ def provide_slice_transport(slice_id: str, location: str, config: Any, env: Any)
     if settings.url is None:
         raise ConfigError(f'[slices.{slice_id}] location = "redis" needs [plugins.redis] url (or RB_REDIS_URL)')
     return RequestClient(settings)
+
+
+@hookimpl
+def provide_singleton_lease(name: str, on_acquired: Any, on_lost: Any, config: Any, env: Any) -> Any:
+    """Return a Redis lock shared by every host (``Singleton``) when ``[plugins.redis] url`` is set, else ``None``."""
+    if config is None:
+        return None
+    from refactorbot_bus_redis.config import RedisConfig
+
+    settings = config.section("plugins", "redis", RedisConfig, env)
+    if settings.url is None:
+        return None
+    from refactorbot_bus_redis.lock import Singleton
+
+    return Singleton(settings, name, on_acquired, on_lost, ttl=settings.lock_ttl)
 
 
 @hookimpl

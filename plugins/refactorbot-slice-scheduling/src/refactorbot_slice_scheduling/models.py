@@ -378,5 +378,10 @@ class Status(Model):
     running: int
     next_run_at: float | None
     armed_for: float | None = Field(None, description="when the one timer fires next")
+    timer: str = Field(
+        "off",
+        description="the timer: held (this host fires jobs), standby (another host holds scheduling.timer), off",
+    )
+    timer_holder: str | None = Field(None, description="who holds scheduling.timer, when known")
     local_tz: str
     alerts_firing: int

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
-from refactorbot import AtomicSlice, RefactorbotError, operation, tracing
+from refactorbot import AtomicSlice, RefactorbotError, SingletonLease, operation, singleton, tracing
 
 from refactorbot_slice_scheduling import targets
 from refactorbot_slice_scheduling.models import (
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from refactorbot_slice_scheduling.timer import JobTimer
 
 SYSTEM_PREFIX = "system."
+#: The lease under which one host of a deployment fires scheduled jobs.
+TIMER_LEASE = "scheduling.timer"
 #: Fires claimed per INSERT statement (6 parameters each, well within SQLite's limit of 32,766).
 _CLAIM_CHUNK = 1000
 
@@ -102,6 +104,11 @@ class SchedulingSlice(AtomicSlice):
         self.tasks: set[asyncio.Task[Any]] = set()
         self._timer: JobTimer | None = None
         self._started_at = 0.0
+        #: ``scheduling.timer``: the timer fires only while this process holds it.
+        self._lease: SingletonLease | None = None
+        #: The fencing token it is held with (``None``: not held); every scheduled fire is claimed under it.
+        self._token: int | None = None
+        self._held_once = False
         self._records: FinishWriter | None = None
         self._slots: asyncio.Semaphore | None = None
         self.alerts: AlertManager | None = None
@@ -141,15 +148,37 @@ class SchedulingSlice(AtomicSlice):
         self._spawn(self._begin())
 
     async def _begin(self) -> None:
-        """Once the host has started every slice: apply misfire policies, then let the timer fire.
+        """Once the host has started every slice: contend for ``scheduling.timer``.
 
-        Fires missed before this slice started follow their job's misfire policy; fires that came
-        due while the other slices were starting are ordinary fires, run as the timer is released.
+        The timer fires on one host of a deployment at a time: the one holding the lease (with
+        no shared lease, this one at once). ``_lead`` runs when it is held, ``_follow`` when it
+        is lost.
         """
         await self._host_started()
-        await self._recover_missed(self._started_at)
-        if self._timer is not None:
+        self._lease = await singleton(self.ctx, TIMER_LEASE, self._lead, self._follow)
+
+    async def _lead(self, token: int) -> None:
+        """This host holds ``scheduling.timer`` under ``token``: catch up, then let the timer fire."""
+        self._token = token
+        first, self._held_once = not self._held_once, True
+        self._spawn(self._take_over(token, self._started_at if first else time.time()))
+
+    async def _take_over(self, token: int, since: float) -> None:
+        """Apply misfire policies to fires missed before ``since`` (claimed under ``token``), then release the timer.
+
+        Fires missed before this slice started, or while another host held the timer, follow
+        their job's misfire policy; those another holder claimed already are not claimed again.
+        Fires that came due while the other slices were starting are ordinary fires.
+        """
+        await self._recover_missed(since)
+        if self._timer is not None and self._token == token:
             self._timer.release()
+
+    async def _follow(self) -> None:
+        """This host no longer holds ``scheduling.timer``: keep due times, fire nothing."""
+        self._token = None
+        if self._timer is not None:
+            self._timer.hold()
 
     async def _host_started(self) -> None:
         """Wait until no other slice of the host is still pending or initializing (bounded)."""
@@ -173,7 +202,10 @@ class SchedulingSlice(AtomicSlice):
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:
-        """Disarm the timer and cancel the runs in progress (recorded ``interrupted``)."""
+        """Let go of the timer's lease, disarm the timer and cancel the runs in progress (recorded ``interrupted``)."""
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            await lease.stop()
         if self._timer is not None:
             self._timer.clear()
             self._timer = None
@@ -275,6 +307,9 @@ class SchedulingSlice(AtomicSlice):
         again), and one statement for the jobs' next runs.
         """
         assert self.db is not None
+        fires = await self._fenced(fires)
+        if not fires:
+            return []
         now = time.time()
         busy = {job.id for job, _, _, _ in fires if self.running.get(job.id)}
         rows: list[tuple[Any, ...]] = []
@@ -311,6 +346,33 @@ class SchedulingSlice(AtomicSlice):
             for key, (job, status, trigger) in wanted.items()
             if key in claimed
         ]
+
+    async def _fenced(
+        self, fires: list[tuple[JobRow, list[float], str, float | None]]
+    ) -> list[tuple[JobRow, list[float], str, float | None]]:
+        """Keep the scheduled fires claimed under the timer's token; manual runs pass as they are.
+
+        With no token (the timer's lease lost, or never held) or a token no longer current (a newer
+        holder exists: this host was paused or cut off), no scheduled fire is claimed and nothing
+        is written. A fire another holder claimed already is dropped, but its job still advances.
+        """
+        scheduled = [f for f in fires if f[2] != "manual"]
+        if not scheduled:
+            return fires
+        token, lease = self._token, self._lease
+        if token is None or lease is None:
+            return [f for f in fires if f[2] == "manual"]
+        keys = [f"{job.name}@{at:.6f}" for job, times, _, _ in scheduled for at in times]
+        claimed = await lease.claim(token, keys)
+        if not claimed and not await lease.is_current(token):
+            self.log.warning("scheduled fires refused: the job timer's lease has a newer holder than token %d", token)
+            return [f for f in fires if f[2] == "manual"]
+        kept = []
+        for job, times, trigger, next_at in fires:
+            if trigger != "manual":
+                times = [at for at in times if f"{job.name}@{at:.6f}" in claimed]
+            kept.append((job, times, trigger, next_at))
+        return kept
 
     def _overlap(self, job: JobRow, busy: set[int]) -> tuple[str, str | None]:
         if job.id not in busy:
@@ -721,6 +783,8 @@ class SchedulingSlice(AtomicSlice):
             running=sum(self.running.values()),
             next_run_at=min((j.next_run_at for j in active if j.next_run_at is not None), default=None),
             armed_for=self._timer.armed_for if self._timer is not None else None,
+            timer=("held" if self._token is not None else "standby") if self._timer is not None else "off",
+            timer_holder=self._lease.holder if self._lease is not None else None,
             local_tz=self.local_tz,
             alerts_firing=int(firing or 0),
         )

@@ -48,6 +48,16 @@ class JobTimer:
         self._due.clear()
         self._disarm()
 
+    @property
+    def held(self) -> bool:
+        """Return whether the timer keeps due times without firing (built ``held``, or ``hold``)."""
+        return self._held
+
+    def hold(self) -> None:
+        """Stop firing but keep every due time (``release`` fires what came due meanwhile)."""
+        self._held = True
+        self._disarm()
+
     def release(self) -> None:
         """Start firing (a timer built ``held``): what is already due goes out at once."""
         self._held = False
