@@ -353,6 +353,10 @@ class ChannelAdapter(abc.ABC):
     webhook: ClassVar[bool] = False
     #: The largest webhook body accepted, in bytes (larger: 413, never read whole).
     max_body: ClassVar[int] = 1_048_576
+    #: Whether the channel receives by polling the platform or over a long connection, which must
+    #: happen on one host of a deployment at a time: the runtime starts it only on the holder of
+    #: the lease ``channel.<name>`` (see ``runs_once``). Webhooks need no such care.
+    singleton: ClassVar[bool] = False
 
     def __init__(
         self, config: ChannelConfig | Mapping[str, Any] | None = None, *, env: Mapping[str, str] | None = None
@@ -385,6 +389,15 @@ class ChannelAdapter(abc.ABC):
         Override to run only when configured (its token is set) or when it makes sense (a terminal).
         """
         return True
+
+    @classmethod
+    def runs_once(cls, settings: ChannelConfig) -> bool:
+        """Return whether, with ``settings``, the channel must run on one host of a deployment at a time.
+
+        Default: ``singleton``. An adapter that polls or holds a connection in one mode and takes
+        webhooks in another overrides it (``return settings.mode == "polling"``).
+        """
+        return cls.singleton
 
     def bind(self, inbound: Inbound) -> None:
         """Set where ``deliver`` hands incoming messages (the runtime calls this before ``start``)."""

@@ -1,4 +1,9 @@
-"""Run one channel adapter: start it, restart it with exponential backoff when it fails, stop it."""
+"""Run one channel adapter: start it, restart it with exponential backoff when it fails, stop it.
+
+A channel whose adapter polls or holds a long connection (``ChannelAdapter.runs_once``) runs on
+one host of a deployment at a time: the runner contends for the lease ``channel.<name>`` and
+starts the adapter only while it holds it; until then the channel is ``standby``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from refactorbot import ChannelAdapter, ChannelConfig, ChannelError, Inbound
+from refactorbot import ChannelAdapter, ChannelConfig, ChannelError, Inbound, SingletonLease, singleton
 
 log = logging.getLogger("refactorbot.slice.communication")
 
@@ -60,6 +65,20 @@ class ChannelRunner:
         #: Given to each adapter it starts as ``adapter.state_dir`` (created 0700 first).
         self.state_dir: Path | None = None
         self._task: asyncio.Task[None] | None = None
+        #: The lease ``channel.<name>`` of a channel that runs on one host at a time (else ``None``).
+        self.lease: SingletonLease | None = None
+        self._contending: asyncio.Task[None] | None = None
+
+    @property
+    def held_by(self) -> str | None:
+        """Return who holds this channel's lease while it is on standby here, when known."""
+        return self.lease.holder if self.lease is not None and self.status == "standby" else None
+
+    @property
+    def summary(self) -> str:
+        """Return the status, with the holder of a channel on standby: ``standby (held by web-2:4121:9f3c2a)``."""
+        holder = self.held_by
+        return f"{self.status} (held by {holder})" if holder else self.status
 
     @property
     def running(self) -> bool:
@@ -74,12 +93,49 @@ class ChannelRunner:
         timeout: float,
         backoff: float,
         backoff_max: float,
+        ctx: Any = None,
     ) -> None:
-        """Begin running the channel in a task: start, watch, restart with backoff."""
-        if self._task is None and self.enabled and self.settings is not None:
-            self._task = asyncio.get_running_loop().create_task(
+        """Begin running the channel in a task: start, watch, restart with backoff.
+
+        With ``ctx`` (the slice's context) and an adapter that ``runs_once`` with these settings,
+        the channel is ``standby`` until this host holds the lease ``channel.<name>``; it runs
+        while it holds it and goes back to ``standby`` when it loses it.
+        """
+        if self._task is not None or self._contending is not None or not self.enabled or self.settings is None:
+            return
+        loop = asyncio.get_running_loop()
+
+        def supervise() -> None:
+            self._task = loop.create_task(
                 self._supervise(inbound, changed, timeout, backoff, backoff_max), name=f"channel {self.name}"
             )
+
+        if ctx is None or not self.cls.runs_once(self.settings):
+            supervise()
+            return
+
+        async def acquired(token: int) -> None:
+            log.info("channel %s: this host holds channel.%s (token %d); starting it", self.name, self.name, token)
+            supervise()
+
+        async def lost() -> None:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self.adapter, self.status, self.next_retry_at = None, "standby", None
+            with contextlib.suppress(Exception):
+                await changed(self)
+
+        async def contend() -> None:
+            self.status = "standby"
+            await changed(self)
+            self.lease = await singleton(ctx, f"channel.{self.name}", acquired, lost)
+            if self.status == "standby":
+                await changed(self)  # now with who holds it, if known
+
+        self._contending = loop.create_task(contend(), name=f"channel {self.name} lease")
 
     async def _supervise(
         self,
@@ -132,12 +188,21 @@ class ChannelRunner:
             await asyncio.sleep(delay)
 
     async def stop(self) -> None:
-        """Stop the adapter and its supervision."""
+        """Stop the adapter and its supervision; let go of the channel's lease."""
+        contending, self._contending = self._contending, None
+        if contending is not None:
+            contending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await contending
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            with contextlib.suppress(Exception):
+                await lease.stop()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.adapter = None
-        if self.status in ("starting", "running", "failed"):
+        if self.status in ("starting", "running", "failed", "standby"):
             self.status, self.next_retry_at = "stopped", None

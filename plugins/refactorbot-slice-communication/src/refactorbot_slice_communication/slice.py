@@ -189,6 +189,7 @@ class CommunicationSlice(AtomicSlice):
                 timeout=self.settings.channel_start_timeout,
                 backoff=self.settings.channel_backoff,
                 backoff_max=self.settings.channel_backoff_max,
+                ctx=self.ctx,
             )
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain(), name="communication maintenance")
 
@@ -221,7 +222,7 @@ class CommunicationSlice(AtomicSlice):
         if not status.healthy:
             return status
         down = [r for r in self.runners.values() if r.enabled and r.status in ("failed", "invalid")]
-        details = {name: r.status for name, r in self.runners.items()}
+        details = {name: r.summary for name, r in self.runners.items()}
         if down:
             parts = []
             for runner in down:
