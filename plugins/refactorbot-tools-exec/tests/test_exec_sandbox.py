@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -61,6 +62,50 @@ async def test_a_setsid_child_dies_with_the_call(
         # the lock is free the moment the call returns: nothing of the sandbox outlived it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert outside() == before and not (tmp_path / "escaped.txt").exists()
+
+
+HOLD = """
+import os, sys, time
+out = open("alive.fifo", "w")        # the test reads this FIFO: its end of file is the last holder dying
+out.write("held\\n")
+out.flush()
+if os.fork() == 0:
+    os.setsid()                      # a detached grandchild holds the FIFO open too
+    time.sleep(120)
+    os._exit(0)
+time.sleep(120)
+"""
+
+SERVER = """
+import asyncio, sys
+from refactorbot.tools import ToolContext
+from refactorbot_tools_exec import ExecRun
+tool = ExecRun({"allowed_programs": ["python3"], "timeout": 120, "max_timeout": 120})
+ctx = ToolContext(workspace=sys.argv[1])
+asyncio.run(tool.run(tool.Params(command=["python3", "hold.py"]), ctx))
+"""
+
+
+def test_the_sandbox_dies_with_the_server(bwrap: None, workspace: Path) -> None:
+    # The tool starts bwrap in its own session, so only --die-with-parent ties the call to the
+    # server: SIGKILLed, the server runs no cleanup, and every process of the call must go with it.
+    os.mkfifo(workspace / "alive.fifo")
+    (workspace / "hold.py").write_text(HOLD)
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(workspace)], stdin=subprocess.DEVNULL)
+    try:
+        fifo = os.open(workspace / "alive.fifo", os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            ready, _, _ = select.select([fifo], [], [], 60)  # readable once hold.py wrote (a guard, not a margin)
+            assert ready and os.read(fifo, 5) == b"held\n", "the sandboxed command did not start"
+            server.kill()
+            server.wait()
+            ready, _, _ = select.select([fifo], [], [], 60)  # end of file once every holder died
+            assert ready and os.read(fifo, 1) == b"", "a process of the call outlived the server"
+        finally:
+            os.close(fifo)
+    finally:
+        server.kill()
+        server.wait()
 
 
 ENVIRON = """
