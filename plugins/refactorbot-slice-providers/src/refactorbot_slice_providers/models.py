@@ -79,6 +79,20 @@ class ProvidersConfig(SliceConfig):
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     strict: bool = Field(False, description="refuse calls to models not listed in `models`")
     check_keys: bool = Field(True, description="refuse calls whose provider's key variable is not set")
+    retention_days: float = Field(
+        30.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="days a call's own row is kept (0: no age bound); spend totals outlive it",
+    )
+    retention_max_rows: int = Field(
+        1_000_000, ge=0, description="the newest N call rows are kept (0: no count bound); spend totals outlive them"
+    )
+    retention_interval: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
     @field_validator("providers", "models", mode="before")
     @classmethod
@@ -255,3 +269,10 @@ class RecordedCall(Model):
     model: str
     cost_usd: float
     cost_source: Literal["gateway", "price_table", "unpriced"]
+
+
+class Pruned(Model):
+    """What one retention pass of the call log deleted, and what it keeps."""
+
+    deleted: int = Field(description="call rows deleted (their cost and tokens stay in the spend totals)")
+    remaining: int = Field(description="call rows the log still holds")

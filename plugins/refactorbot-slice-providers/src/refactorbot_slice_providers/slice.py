@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import sqlite3
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
@@ -26,6 +29,7 @@ from refactorbot_slice_providers.models import (
     ModelConfig,
     ModelInfo,
     ProvidersConfig,
+    Pruned,
     RecordCall,
     RecordedCall,
     RouteResult,
@@ -38,6 +42,26 @@ from refactorbot_slice_providers.models import (
 
 OVERALL = "*"
 _GROUP_COLUMNS = {"day": "day", "slice": "slice_id", "model": "model"}
+#: Every call ever recorded, as (day, slice_id, model, calls, tokens, cost) rows: the call rows still
+#: kept, and the totals of those a retention pass deleted. Spend and budgets read this.
+_ALL_SPEND = (
+    "(SELECT day, slice_id, model, 1 AS calls, prompt_tokens, completion_tokens, cost_usd FROM llm_calls"
+    " UNION ALL SELECT day, slice_id, model, calls, prompt_tokens, completion_tokens, cost_usd"
+    " FROM llm_spend_pruned)"
+)
+_FOLD_PRUNED = (
+    "INSERT INTO llm_spend_pruned (day, slice_id, model, calls, prompt_tokens, completion_tokens, cost_usd)"
+    " SELECT day, slice_id, model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cost_usd)"
+    " FROM llm_calls WHERE id IN (SELECT value FROM json_each(?)) GROUP BY day, slice_id, model"
+    " ON CONFLICT (day, slice_id, model) DO UPDATE SET calls = calls + excluded.calls,"
+    " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+    " completion_tokens = completion_tokens + excluded.completion_tokens, cost_usd = cost_usd + excluded.cost_usd"
+)
+
+
+def _fold_pruned(conn: sqlite3.Connection, rowids: list[int]) -> None:
+    """Add the calls about to be pruned to the spend totals (in the transaction that deletes them)."""
+    conn.execute(_FOLD_PRUNED, (json.dumps(rowids),)).close()
 
 
 class UnknownModel(RefactorbotError):
@@ -79,6 +103,9 @@ class ProvidersSlice(AtomicSlice):
         self._models: dict[str, ModelConfig] = {m.name: m for m in self.config.models}
         self._providers = {p.name: p for p in self.config.providers}
         self._budgets: dict[str, tuple[float | None, float | None]] = {}
+        self._retention: asyncio.Task[None] | None = None
+        #: One retention pass at a time (the periodic task and ``providers.prune``).
+        self._pruning = asyncio.Lock()
 
     @property
     def database(self) -> SliceDatabase:
@@ -94,6 +121,41 @@ class ProvidersSlice(AtomicSlice):
         await super().initialize()
         await self._sync_config()
         ProvidersSlice._instances.append(self)
+
+    async def start(self) -> None:
+        """Start pruning the call log (at once, then every ``retention_interval`` seconds)."""
+        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="providers retention")
+
+    async def stop(self) -> None:
+        """Stop the retention task."""
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
+
+    async def _retain(self) -> None:
+        while True:
+            try:
+                await self._prune()
+            except Exception:  # retention retries next time; calls keep being recorded
+                self.log.exception("pruning the LLM call log failed")
+            await asyncio.sleep(self.config.retention_interval)
+
+    async def _prune(self) -> int:
+        """Delete call rows past the bounds, their cost and tokens first added to ``llm_spend_pruned``."""
+        async with self._pruning:
+            deleted = await self.database.prune(
+                "llm_calls",
+                "ts",
+                max_age_seconds=self.config.retention_days * 86_400 or None,
+                max_rows=self.config.retention_max_rows or None,
+                batch=self.config.retention_batch,
+                before_delete=_fold_pruned,
+            )
+        if deleted:
+            self.log.info("retention: deleted %d LLM call rows (their spend is kept in daily totals)", deleted)
+        return deleted
 
     async def shutdown(self) -> None:
         """Stop serving the LLM hooks, then close the database."""
@@ -184,8 +246,8 @@ class ProvidersSlice(AtomicSlice):
     async def _spent(self, slice_id: str | None, today: date) -> tuple[float, float]:
         start, end = _month_bounds(today)
         sql = (
-            "SELECT COALESCE(SUM(CASE WHEN day = ? THEN cost_usd ELSE 0 END), 0) AS today,"
-            " COALESCE(SUM(cost_usd), 0) AS month FROM llm_calls WHERE day >= ? AND day < ?"
+            "SELECT COALESCE(SUM(CASE WHEN day = ? THEN cost_usd ELSE 0 END), 0) AS today,"  # noqa: S608  a constant subquery; values are parameters
+            f" COALESCE(SUM(cost_usd), 0) AS month FROM {_ALL_SPEND} WHERE day >= ? AND day < ?"
         )
         params: list[Any] = [today.isoformat(), start, end]
         if slice_id is not None:
@@ -351,13 +413,13 @@ class ProvidersSlice(AtomicSlice):
         select = ", ".join(
             [
                 *columns,
-                "COUNT(*) AS calls",
+                "SUM(calls) AS calls",
                 "SUM(prompt_tokens) AS prompt_tokens",
                 "SUM(completion_tokens) AS completion_tokens",
                 "SUM(cost_usd) AS cost_usd",
             ]
         )
-        sql = f"SELECT {select} FROM llm_calls WHERE {' AND '.join(where)}"
+        sql = f"SELECT {select} FROM {_ALL_SPEND} WHERE {' AND '.join(where)}"  # noqa: S608  fixed columns and conditions; values are parameters
         if columns:
             sql += f" GROUP BY {', '.join(columns)} ORDER BY {', '.join(columns)}"
         rows = await self.database.fetchall(sql, args)
@@ -428,6 +490,12 @@ class ProvidersSlice(AtomicSlice):
         model = self._models[name]
         provider = self._providers[model.provider]
         return RouteResult(task=params.task, model=name, provider=provider.name, gateway=provider.gateway, rule=rule)
+
+    @operation
+    async def prune(self) -> Pruned:
+        """Delete call rows past ``retention_days`` or beyond ``retention_max_rows`` now (spend totals stay)."""
+        deleted = await self._prune()
+        return Pruned(deleted=deleted, remaining=await self.database.scalar("SELECT count(*) FROM llm_calls"))
 
     @operation
     async def record_call(self, params: RecordCall) -> RecordedCall:
