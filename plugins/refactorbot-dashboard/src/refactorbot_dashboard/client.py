@@ -10,7 +10,7 @@ from typing import Any
 from refactorbot import SERVER_FILE, TOKEN_FILE
 
 URL_ENV = "RB_DASHBOARD_API_URL"
-TOKEN_ENV = "RB_DASHBOARD_API_TOKEN"
+TOKEN_ENV = "RB_DASHBOARD_API_TOKEN"  # noqa: S105  the variable's name, not a token
 
 
 class ApiError(Exception):

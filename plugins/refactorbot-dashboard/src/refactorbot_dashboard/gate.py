@@ -35,11 +35,11 @@ from urllib.parse import parse_qsl, urlencode
 from refactorbot_dashboard.client import ServerNotFound, server_from_environment
 
 #: The per-launch login token ``refactorbot dashboard`` generates and hands to the Streamlit process.
-LOGIN_TOKEN_ENV = "RB_DASHBOARD_LOGIN_TOKEN"
+LOGIN_TOKEN_ENV = "RB_DASHBOARD_LOGIN_TOKEN"  # noqa: S105  the variable's name, not a token
 COOKIE_NAME = "rb_dashboard_session"
 LOGIN_PATH = "/_refactorbot/login"
 HEALTH_PATH = "/_stcore/health"
-TOKEN_PARAM = "token"
+TOKEN_PARAM = "token"  # noqa: S105  the query parameter's name, not a token
 #: A session lasts this long (seconds), or until the dashboard stops.
 SESSION_MAX_AGE = 12 * 3600
 #: At most this many live sessions are kept; the oldest is dropped first.
@@ -50,7 +50,8 @@ MAX_LOGIN_BODY = 4096
 SIGNED_IN_KEY = "_refactorbot_signed_in"
 
 _LOG = logging.getLogger(__name__)
-_WILDCARDS = {"", "0.0.0.0", "::"}  # addresses that name every interface
+#: Addresses that name every interface: recognized so that they add no accepted Host, never bound here.
+_WILDCARDS = {"", "0.0.0.0", "::"}  # noqa: S104  compared against, never bound
 _FRAME_HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 _PAGE_HEADERS = {
     "X-Frame-Options": "DENY",

@@ -92,7 +92,8 @@ def supervise(
     signal kills it at once. Stopped by a signal, the result is 0. ``on_ready`` is called once
     ``ready()`` is true (polled while the child runs).
     """
-    proc = subprocess.Popen(list(command), env=env, stdin=subprocess.DEVNULL, process_group=0)
+    # argv list, no shell; the command is streamlit_command() (this interpreter, fixed arguments) or a test's
+    proc = subprocess.Popen(list(command), env=env, stdin=subprocess.DEVNULL, process_group=0)  # noqa: S603
     stopping = threading.Event()
 
     def kill() -> None:

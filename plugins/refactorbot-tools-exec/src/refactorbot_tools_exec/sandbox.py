@@ -105,7 +105,8 @@ class Sandbox:
         extra = [p for p in self.path if not any(p == d or p.startswith(d + "/") for d in mounted)]
         for path in [*etc, *extra, *self.ro_paths]:
             opts += ["--ro-bind-try", path, path]
-        opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+        # fresh, empty tmpfs mounts inside the sandbox, private to the call: the host's /tmp is never used
+        opts += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]  # noqa: S108
         opts += ["--bind", str(workspace), str(workspace)]
         for mode, target in mounts:
             opts += ["--bind" if mode == "rw" else "--ro-bind", str(target), str(target)]
@@ -129,7 +130,7 @@ def _probe(bwrap: str, network: bool, ro_paths: tuple[str, ...], path: tuple[str
         return dataclasses.replace(sandbox, reason="no 'true' program on the configured path to test bwrap with")
     try:
         with tempfile.TemporaryDirectory(prefix="rb-bwrap-probe-") as folder:
-            done = subprocess.run(
+            done = subprocess.run(  # noqa: S603  argv list, no shell: the configured absolute bwrap running `true`
                 sandbox.argv([os.path.basename(true)], Path(folder), Path(folder)),
                 env={"PATH": os.pathsep.join(path)},
                 stdin=subprocess.DEVNULL,
