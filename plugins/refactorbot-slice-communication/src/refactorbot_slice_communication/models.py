@@ -18,7 +18,13 @@ CODE_LENGTH = 8
 class CommunicationConfig(SliceConfig):
     """``[slices.communication]`` (every field also ``RB_COMMUNICATION_<FIELD>``)."""
 
-    retention_days: float = Field(30.0, ge=0, description="days the message log keeps messages (0: forever)")
+    retention_days: float = Field(
+        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days the message log keeps messages (0: forever)"
+    )
+    retention_max_rows: int = Field(
+        1_000_000, ge=0, description="the message log keeps the newest N messages (0: no count bound)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="message rows deleted per transaction")
     dedupe_days: float = Field(
         7.0, gt=0, description="days a platform message id is remembered, so a redelivery runs no second turn"
     )
@@ -308,6 +314,15 @@ class TemplateName(Model):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=TEMPLATE_NAME)
+
+
+class Purged(Model):
+    """What one retention pass deleted."""
+
+    messages: int = Field(description="message-log rows past retention_days or beyond retention_max_rows")
+    seen: int = Field(description="remembered platform ids past dedupe_days")
+    pairing: int = Field(description="pairing requests expired over a day ago")
+    reports: int = Field(description="delivery reports whose message never came")
 
 
 class Removed(Model):

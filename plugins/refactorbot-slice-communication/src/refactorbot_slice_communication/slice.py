@@ -51,6 +51,7 @@ from refactorbot_slice_communication.models import (
     PairingList,
     PairingListParams,
     PairingRequest,
+    Purged,
     Removed,
     SendParams,
     SendResult,
@@ -353,15 +354,22 @@ class CommunicationSlice(AtomicSlice):
                 self.log.exception("communication maintenance failed")
 
     async def _purge(self) -> dict[str, int]:
-        """Delete log rows past ``retention_days``, remembered ids past ``dedupe_days``, old pairings."""
+        """Delete log rows past ``retention_days`` or ``retention_max_rows`` (in batches), remembered ids
+        past ``dedupe_days``, old pairings."""
         now = time.time()
         removed = {"messages": 0, "seen": 0, "pairing": 0, "reports": 0}
-        if self.settings.retention_days > 0:
-            cutoff = now - self.settings.retention_days * 86_400
-            removed["messages"] = await self._write_count(
-                "DELETE FROM messages WHERE created_at < ? AND status NOT IN ('queued', 'running', 'pending')",
-                (cutoff,),
-            )
+        assert self.db is not None
+        # Messages still waiting or running are never deleted (they count toward the row bound).
+        # Each batch is its own transaction: a pass cancelled by stop() leaves whole batches only.
+        removed["messages"] = await self.db.prune(
+            "messages",
+            "created_at",
+            max_age_seconds=self.settings.retention_days * 86_400 or None,
+            max_rows=self.settings.retention_max_rows or None,
+            batch=self.settings.retention_batch,
+            where="status NOT IN ('queued', 'running', 'pending')",
+            now=now,
+        )
         removed["seen"] = await self._write_count(
             "DELETE FROM seen WHERE received_at < ?", (now - self.settings.dedupe_days * 86_400,)
         )
@@ -371,7 +379,6 @@ class CommunicationSlice(AtomicSlice):
         removed["reports"] = await self._write_count(
             "DELETE FROM delivery_reports WHERE message_row IS NULL AND reported_at < ?", (now - ORPHAN_REPORT_TTL,)
         )
-        assert self.db is not None
         self._orphan_reports = int(
             await self.db.scalar("SELECT COUNT(*) FROM delivery_reports WHERE message_row IS NULL") or 0
         )
@@ -973,7 +980,7 @@ class CommunicationSlice(AtomicSlice):
             return False
         marks = ", ".join("?" * len(ids))
         cursor = conn.execute(
-            "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"
+            "UPDATE delivery_reports SET message_row = ? WHERE message_row IS NULL AND channel = ?"  # noqa: S608  marks is only "?, ?, ..."; ids are parameters
             f" AND chat_id IN ('', ?) AND platform_id IN ({marks})",
             (row, channel, chat_id, *ids),
         )
@@ -1217,7 +1224,8 @@ class CommunicationSlice(AtomicSlice):
             args.append(params.before_id)
         assert self.db is not None
         rows = await self.db.fetchall(
-            f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?", [*args, params.limit + 1]
+            f"SELECT * FROM messages WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",  # noqa: S608  fixed "<column> <op> ?" conditions; values are parameters
+            [*args, params.limit + 1],
         )
         more = len(rows) > params.limit
         rows = rows[: params.limit]
@@ -1262,7 +1270,7 @@ class CommunicationSlice(AtomicSlice):
             args.append(params.channel)
         assert self.db is not None
         rows = await self.db.fetchall(
-            "SELECT CAST(created_at / 60 AS INTEGER) * 60 AS minute, channel, direction, COUNT(*) AS n,"
+            "SELECT CAST(created_at / 60 AS INTEGER) * 60 AS minute, channel, direction, COUNT(*) AS n,"  # noqa: S608  fixed conditions; values are parameters
             f" SUM(status = 'failed') AS failed FROM messages WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
             args,
         )
@@ -1301,7 +1309,8 @@ class CommunicationSlice(AtomicSlice):
             args.append(params.channel)
         assert self.db is not None
         rows = await self.db.fetchall(
-            f"SELECT * FROM pairing WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?", [*args, params.limit]
+            f"SELECT * FROM pairing WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?",  # noqa: S608  fixed conditions; values are parameters
+            [*args, params.limit],
         )
         return PairingList(requests=[self._pairing(row, now) for row in rows])
 
@@ -1403,6 +1412,11 @@ class CommunicationSlice(AtomicSlice):
         assert self.db is not None
         names = [row["name"] for row in await self.db.fetchall("SELECT name FROM templates ORDER BY name")]
         return TemplateList(templates=[await self._template(name) for name in names])
+
+    @operation
+    async def prune(self, params: NoParams) -> Purged:
+        """Run a retention pass now: old and surplus log rows, old remembered ids, expired pairings."""
+        return Purged(**await self._purge())
 
     @operation
     async def template_delete(self, params: TemplateName) -> Removed:
