@@ -48,6 +48,7 @@ def test_firstresult_hooks():
         "before_llm_call",
         "before_tool_call",
         "provide_event_bus",
+        "provide_singleton_lease",
         "provide_tracer",
         "provide_slice_transport",
     }

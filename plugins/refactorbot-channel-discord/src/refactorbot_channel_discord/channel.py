@@ -175,6 +175,8 @@ class DiscordChannel(ChannelAdapter):
     webhook = True
     max_body = 256 * 1024
     text_limit = 2000
+    #: The Gateway connection runs on one host of a deployment at a time.
+    singleton = True
 
     def __init__(self, config: Any = None, *, env: Mapping[str, str] | None = None) -> None:
         super().__init__(config, env=env)

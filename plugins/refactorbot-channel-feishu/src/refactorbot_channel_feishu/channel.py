@@ -136,6 +136,11 @@ class FeishuChannel(ChannelAdapter):
     webhook = True
     max_body = 256 * 1024
 
+    @classmethod
+    def runs_once(cls, settings: Any) -> bool:
+        """The long connection runs on one host of a deployment at a time; webhooks anywhere."""
+        return bool(settings.mode == "websocket")
+
     def __init__(self, config: Any = None, *, env: Mapping[str, str] | None = None) -> None:
         super().__init__(config, env=env)
         self.settings: FeishuConfig

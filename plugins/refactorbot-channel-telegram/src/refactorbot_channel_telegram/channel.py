@@ -95,6 +95,11 @@ class TelegramChannel(ChannelAdapter):
     text_limit = 4096
     max_body = 1_048_576
 
+    @classmethod
+    def runs_once(cls, settings: Any) -> bool:
+        """Polling runs on one host of a deployment at a time (two pollers get 409s); webhooks anywhere."""
+        return bool(settings.mode == "polling")
+
     def __init__(self, config: Any = None, *, env: Mapping[str, str] | None = None) -> None:
         super().__init__(config, env=env)
         self.settings: TelegramConfig
