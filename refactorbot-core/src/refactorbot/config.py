@@ -134,6 +134,9 @@ class CoreSettings(Model):
     )
     event_queue_size: int = Field(10_000, ge=1)
     log_level: str = "INFO"
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="event loop of serve and worker: auto (uvloop when installed), asyncio or uvloop"
+    )
     timezone: Annotated[str, AfterValidator(_iana_zone)] = Field(
         default_factory=machine_timezone,
         description="IANA zone schedules use when they name none (RB_TIMEZONE; default: the machine's)",

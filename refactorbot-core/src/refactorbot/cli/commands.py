@@ -281,7 +281,7 @@ def serve(env: Env) -> None:
 
         await host.serve_forever(ready)
 
-    run(env, serving)
+    run(env, serving, serving=True)
     click.echo("refactorbot stopped.")
 
 

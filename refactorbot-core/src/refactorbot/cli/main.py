@@ -49,16 +49,46 @@ class Env:
         return MasterCore(load_settings(self.home, self.config), self.plugins(), serving=serving, only=only)
 
 
-def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine for a command: one clear line on error, the traceback with ``--debug``."""
+def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]], *, serving: bool = False) -> T:
+    """Run a coroutine for a command: one clear line on error, the traceback with ``--debug``.
+
+    ``serving``: a long-running server (``serve``, ``worker``) runs on the loop ``[core] event_loop`` names.
+    """
     import asyncio
 
     try:
-        return asyncio.run(coro_fn())
+        if not serving:
+            return asyncio.run(coro_fn())
+        from refactorbot.config import load_settings
+
+        factory = loop_factory(load_settings(env.home, env.config).core.event_loop)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(coro_fn())
     except RefactorbotError as exc:
         fail(env, str(exc))
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def loop_factory(choice: str) -> Callable[[], Any] | None:
+    """Return what makes the event loop ``choice`` names (``None``: asyncio's own).
+
+    ``auto`` is uvloop when it is installed, asyncio's loop otherwise; ``uvloop`` requires it.
+    """
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            from refactorbot.errors import ConfigError
+
+            raise ConfigError(
+                '[core] event_loop = "uvloop", but uvloop is not installed (pip install uvloop, or set "auto")'
+            ) from None
+        return None
+    factory: Callable[[], Any] = uvloop.new_event_loop
+    return factory
 
 
 def fail(env: Env | None, message: str, code: int = 1) -> NoReturn:
