@@ -37,14 +37,18 @@ def location_variable(slice_id: str) -> str:
     help="Redis URL (default: [plugins.redis] url or RB_REDIS_URL); the password goes in RB_REDIS_PASSWORD.",
 )
 @click.option(
-    "--concurrency", default=64, show_default=True, type=click.IntRange(1, 10_000), help="Requests run at once."
+    "--concurrency",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Requests run at once, all slices together; each slice also within its own max_concurrency.",
 )
 @click.pass_obj
 def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) -> None:
     """Serve the named slices to the whole deployment from their Redis request streams."""
     import logging
 
-    from refactorbot import load_settings
+    from refactorbot import ConfigError, load_settings
 
     from refactorbot_bus_redis.config import RedisConfig
     from refactorbot_bus_redis.transport import SliceWorker
@@ -72,12 +76,20 @@ def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) 
         slices[slice_id] = {**slices.get(slice_id, {}), "location": "local"}
     local = settings.model_copy(update={"slices": slices})
     environ = {k: v for k, v in os.environ.items() if k not in {location_variable(sid) for sid in slice_ids}}
+    # Each slice runs here at most its own [slices.<id>.resources] max_concurrency at once: the worker
+    # reads no more of its requests than that, so what it cannot run yet stays for other workers.
+    try:
+        limits = {sid: local.slice_resources(sid, environ).max_concurrency for sid in slice_ids}
+    except ConfigError as exc:
+        fail(env, str(exc).splitlines()[0])
 
     async def serving() -> None:
         from refactorbot import MasterCore
 
         host: Any = MasterCore(local, env.plugins(), serving=True, only=slice_ids, env=environ)
-        served = SliceWorker(config, slice_ids, host.route, stopping=lambda: host.stopping, concurrency=concurrency)
+        served = SliceWorker(
+            config, slice_ids, host.route, stopping=lambda: host.stopping, concurrency=concurrency, limits=limits
+        )
         await host.start()
         missing = [sid for sid in slice_ids if sid not in host.running_slices()]
         if missing:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from refactorbot import ErrorType, SliceRequest, SliceResponse
@@ -42,6 +42,8 @@ REPLY_TTL_MS = 3_600_000
 DONE_TTL = 86_400
 #: Connections a client sends requests on at once.
 SEND_CONNECTIONS = 32
+#: Entries a worker reads at once, at most (never more than it has free slots).
+READ_BATCH = 100
 
 # KEYS: done, reply, requests; ARGV: response JSON, request id, group, entry id, done ttl, reply max len, reply ttl
 _FINISH = """
@@ -63,6 +65,37 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'i', ARGV[1],
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]))
 redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
 return 1
+"""
+
+
+# KEYS: requests; ARGV: group, consumer, count, done key prefix, reply key prefix, reply max len, reply ttl.
+# Reads up to ``count`` new entries without blocking. One already answered (a request sent again with a
+# finished id) is answered from its record and acknowledged here; the others are returned to be run.
+# The done and reply keys are built here, not passed in KEYS: they share the requests' hash tag (one
+# Cluster slot), and a reply stream outside the namespace is left to the worker, which drops it.
+_TAKE = """
+local got = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]), 'STREAMS', KEYS[1], '>')
+local fresh = {}
+if not got then return fresh end
+for _, entry in ipairs(got[1][2]) do
+  local fields = entry[2]
+  local rid, reply = nil, nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 'i' then rid = fields[i + 1] elseif fields[i] == 'r' then reply = fields[i + 1] end
+  end
+  local done = false
+  if rid and rid ~= '' and reply and string.sub(reply, 1, #ARGV[5]) == ARGV[5] then
+    done = redis.call('GET', ARGV[4] .. rid)
+  end
+  if done then
+    redis.call('XADD', reply, 'MAXLEN', '~', tonumber(ARGV[6]), '*', 'i', rid, 'd', done)
+    redis.call('PEXPIRE', reply, tonumber(ARGV[7]))
+    redis.call('XACK', KEYS[1], ARGV[1], entry[1])
+  else
+    table.insert(fresh, entry)
+  end
+end
+return fresh
 """
 
 
@@ -201,8 +234,16 @@ class SliceWorker:
     """Serve ``slice_ids`` from their request streams, running each request with ``route``.
 
     ``route`` is the worker host's ``MasterCore.route``, so the worker's own limits
-    (``[slices.<id>] max_concurrency``, timeouts) apply where the slice runs. ``stopping`` says
-    when the host no longer takes requests: what arrives then is handed back, not answered.
+    (``[slices.<id>.resources]`` ``max_concurrency``, timeouts) apply where the slice runs.
+    ``stopping`` says when the host no longer takes requests: what arrives then is handed back,
+    not answered.
+
+    **Slots.** The worker runs at most ``concurrency`` requests at once, and at most
+    ``limits[slice_id]`` of one slice (its ``max_concurrency``). It reads a request only into a
+    free slot: as many entries as it has free slots, none while it has none. What it has read it
+    starts at once, so it never holds requests that another worker with free slots could run.
+    A slot is free again as soon as the operation has returned; recording the answer follows
+    outside it.
     """
 
     def __init__(
@@ -213,41 +254,55 @@ class SliceWorker:
         *,
         stopping: Callable[[], bool] = lambda: False,
         concurrency: int = 64,
+        limits: Mapping[str, int] | None = None,
         claim_idle: float | None = None,
     ) -> None:
         if config.url is None:
             raise ValueError("[plugins.redis] url is not set")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.config = config
         self.keys = Keys(config.namespace)
         self.slice_ids = list(dict.fromkeys(slice_ids))
         if not self.slice_ids:
             raise ValueError("a worker needs at least one slice")
+        limits = dict(limits or {})
+        for slice_id, limit in limits.items():
+            if limit < 1:
+                raise ValueError(f"the limit of slice '{slice_id}' must be at least 1, not {limit}")
         self.route = route
         self.stopping = stopping
         self.consumer = config.consumer_name()
         self.claim_idle = config.claim_idle if claim_idle is None else claim_idle
-        self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
+        #: Requests of each slice run at once here, at most: its own limit, within the worker's.
+        self.limits = {sid: min(limits.get(sid, concurrency), concurrency) for sid in self.slice_ids}
+        self._free = concurrency
+        self._slice_free = dict(self.limits)
+        self._freed = asyncio.Event()  # set whenever a slot is given back (and at stop)
         self._stop = asyncio.Event()
         self._client: Any = None
         self._readers: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, set[str]] = {sid: set() for sid in self.slice_ids}  # entry ids held per slice
+        self._returned: dict[str, set[str]] = {sid: set() for sid in self.slice_ids}  # read, not run: handed back
         self._loops: list[asyncio.Task[None]] = []
         self._finish: Any = None
         self._answer: Any = None
+        self._take_new: Any = None
         #: Requests run to the end by this worker (answered from a record are not counted).
         self.served = 0
 
     async def start(self) -> None:
         """Create the groups (reading from the start of each stream) and begin serving."""
-        # Each running request answers on one connection at a time, and the claim loop uses one more.
-        self._client = client_of(self.config, max_connections=self._concurrency + 4)
+        # Each slot answers on one connection at a time; answers being recorded, reads and claims use more.
+        self._client = client_of(self.config, max_connections=2 * self._concurrency + len(self.slice_ids) + 4)
         self._readers = client_of(
             self.config, socket_timeout=self.config.command_timeout + 2, max_connections=len(self.slice_ids) + 2
         )
         self._finish = self._client.register_script(_FINISH)
         self._answer = self._client.register_script(_ANSWER_RECORDED)
+        self._take_new = self._client.register_script(_TAKE)
         for slice_id in self.slice_ids:
             try:
                 await self._client.xgroup_create(self.keys.key("req", slice_id), GROUP, id="0", mkstream=True)
@@ -263,6 +318,7 @@ class SliceWorker:
     async def stop(self) -> None:
         """Stop reading, let running requests finish, then hand back what is left at once."""
         self._stop.set()
+        self._freed.set()
         for task in self._loops:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, self.config.command_timeout + 3)
@@ -279,9 +335,26 @@ class SliceWorker:
                 await client.aclose()
         self._client = self._readers = None
 
+    def busy(self) -> dict[str, int]:
+        """Return the requests of each slice running here now."""
+        return {sid: self.limits[sid] - free for sid, free in self._slice_free.items()}
+
+    def _take(self, slice_id: str, wanted: int) -> int:
+        """Take up to ``wanted`` free slots for ``slice_id`` (the worker's and the slice's); return how many."""
+        taken = min(wanted, self._free, self._slice_free[slice_id])
+        self._free -= taken
+        self._slice_free[slice_id] -= taken
+        return taken
+
+    def _give(self, slice_id: str, count: int) -> None:
+        if count > 0:
+            self._free += count
+            self._slice_free[slice_id] += count
+            self._freed.set()
+
     async def _hand_back(self) -> None:
-        """Mark what this worker still holds long idle, so the next worker claims it without waiting."""
-        for slice_id, held in self._running.items():
+        """Mark what this worker read but did not run long idle, so the next worker claims it without waiting."""
+        for slice_id, held in self._returned.items():
             if held and self._client is not None:
                 with contextlib.suppress(Exception):
                     await self._client.xclaim(
@@ -295,15 +368,27 @@ class SliceWorker:
                     )
 
     async def _read(self, slice_id: str) -> None:
+        """Read requests into free slots: all the free slots' worth at once, and one at a time when idle."""
         key = self.keys.key("req", slice_id)
         failing = False
         while not self._stop.is_set():
-            await self._slots.acquire()  # read only when a slot is free: what is read is run at once
-            self._slots.release()
-            free = max(1, self._concurrency - len(self._tasks))
+            slots = self._take(slice_id, READ_BATCH)
+            if not slots:  # every slot busy: read nothing until one is free
+                self._freed.clear()
+                await self._freed.wait()
+                continue
+            checked = True
             try:
-                batches = await self._readers.xreadgroup(GROUP, self.consumer, {key: ">"}, count=free, block=1000)
+                # New entries, up to the free slots, without waiting; those already answered are answered in the script.
+                entries = _entries(await self._take_new(keys=[key], args=self._take_args(slots)))
+                if not entries:  # none waiting: wait for the next one with one slot, leaving the rest free
+                    self._give(slice_id, slots - 1)
+                    slots = 1
+                    checked = False
+                    batches = await self._readers.xreadgroup(GROUP, self.consumer, {key: ">"}, count=1, block=1000)
+                    entries = [(entry_id, fields) for _stream, got in batches or () for entry_id, fields in got]
             except Exception as exc:
+                self._give(slice_id, slots)
                 if "NOGROUP" in str(exc):  # the stream or group was deleted under us: create it again
                     with contextlib.suppress(Exception):
                         await self._client.xgroup_create(key, GROUP, id="0", mkstream=True)
@@ -315,41 +400,73 @@ class SliceWorker:
                     await asyncio.wait_for(self._stop.wait(), 0.5)
                 continue
             failing = False
-            for _stream, entries in batches or ():
-                for entry_id, fields in entries:
-                    self._spawn(slice_id, _text(entry_id), fields)
+            started = 0
+            for entry_id, fields in entries:
+                if self._stop.is_set():  # read as the worker began stopping: the next worker runs it
+                    self._returned[slice_id].add(_text(entry_id))
+                elif self._spawn(slice_id, _text(entry_id), fields, checked=checked):
+                    started += 1
+            self._give(slice_id, slots - started)
 
-    def _spawn(self, slice_id: str, entry_id: str, fields: dict[Any, Any]) -> None:
+    def _take_args(self, count: int) -> list[Any]:
+        reply_prefix = self.keys.key("reply", "")
+        done_prefix = self.keys.key("done", "")
+        return [GROUP, self.consumer, count, done_prefix, reply_prefix, REPLY_MAX_LEN, REPLY_TTL_MS]
+
+    def _spawn(self, slice_id: str, entry_id: str, fields: dict[Any, Any], *, checked: bool = False) -> bool:
+        """Run one entry in a slot the caller took; return ``False`` (the slot unused) if it runs here already."""
         if entry_id in self._running[slice_id]:
-            return
+            return False
         self._running[slice_id].add(entry_id)
-        task = asyncio.get_running_loop().create_task(self._handle(slice_id, entry_id, fields))
+        task = asyncio.get_running_loop().create_task(self._handle(slice_id, entry_id, fields, checked))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return True
 
-    async def _handle(self, slice_id: str, entry_id: str, fields: dict[Any, Any]) -> None:
+    async def _handle(self, slice_id: str, entry_id: str, fields: dict[Any, Any], checked: bool) -> None:
         key = self.keys.key("req", slice_id)
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._give(slice_id, 1)
+
+        answered = True
         try:
-            async with self._slots:
-                await self._serve(slice_id, key, entry_id, fields)
+            answered = await self._serve(slice_id, key, entry_id, fields, checked, release)
         except Exception:  # Redis failed while answering: the entry stays pending and is claimed again
             log.exception("request %s of slice %s not answered; left for another delivery", entry_id, slice_id)
         finally:
+            release()
+            if not answered:
+                self._returned[slice_id].add(entry_id)
             self._running[slice_id].discard(entry_id)
 
-    async def _serve(self, slice_id: str, key: str, entry_id: str, fields: dict[Any, Any]) -> None:
+    async def _serve(
+        self,
+        slice_id: str,
+        key: str,
+        entry_id: str,
+        fields: dict[Any, Any],
+        checked: bool,
+        release: Callable[[], None],
+    ) -> bool:
+        """Run and answer one entry; return ``False`` if it was left unanswered for another worker."""
         request_id = _text(fields.get(b"i", b""))
         reply_key = _text(fields.get(b"r", b""))
         if not request_id or not reply_key.startswith(self.keys.key("reply", "")):
             log.error("request %s on %s has no id or no reply stream of this namespace; dropped", entry_id, key)
             await self._client.xack(key, GROUP, entry_id)
-            return
+            return True
         done_key = self.keys.key("done", request_id)
-        answered = await self._answer(
-            keys=[done_key, reply_key, key], args=[request_id, GROUP, entry_id, REPLY_MAX_LEN, REPLY_TTL_MS]
-        )
-        if answered:  # it ran already (a redelivery, or sent again with the same id): answered from the record
-            return
+        if not checked:
+            answered = await self._answer(
+                keys=[done_key, reply_key, key], args=[request_id, GROUP, entry_id, REPLY_MAX_LEN, REPLY_TTL_MS]
+            )
+            if answered:  # it ran already (a redelivery, or sent again with the same id): answered from the record
+                return True
         try:
             request = SliceRequest.model_validate_json(fields[b"q"])
             if request.request_id != request_id or request.slice_id != slice_id:
@@ -361,22 +478,26 @@ class SliceWorker:
                 error_type=ErrorType.INVALID_PAYLOAD,
                 error_message=f"unreadable request on {key}: {str(exc).splitlines()[0]}",
             )
+            release()
             await self._record(key, done_key, reply_key, entry_id, failure)
-            return
+            return True
         deadline = float(_text(fields.get(b"dl", b"0")) or 0)
         if deadline and time.time() > deadline:  # the caller stopped waiting: do not run it for nobody
             late = SliceResponse.failure(
                 request, ErrorType.TIMEOUT, f"{request.target} reached a worker after its caller's deadline"
             )
+            release()
             await self._record(key, done_key, reply_key, entry_id, late)
-            return
+            return True
         if self.stopping():
-            return  # handed back at stop
+            return False  # handed back at stop
         response = await self.route(request)
+        release()  # the operation is over: its slot takes the next request while this answer is recorded
         if response.error_type is ErrorType.SLICE_UNAVAILABLE and self.stopping():
-            return  # the host began stopping under it: another worker runs it
+            return False  # the host began stopping under it: another worker runs it
         self.served += 1  # counted before the answer goes out, so a caller holding it sees the count
         await self._record(key, done_key, reply_key, entry_id, response)
+        return True
 
     async def _record(self, key: str, done_key: str, reply_key: str, entry_id: str, response: SliceResponse) -> None:
         await self._finish(
@@ -414,20 +535,30 @@ class SliceWorker:
                 log.warning("claiming requests on Redis at %s failed: %s", self.config.where(), type(exc).__name__)
 
     async def _take_over(self) -> None:
+        """Claim, into free slots, requests that have waited ``claim_idle`` in a silent consumer's hands."""
         idle_ms = int(self.claim_idle * 1000)
         for slice_id in self.slice_ids:
             key = self.keys.key("req", slice_id)
             cursor = "0-0"
             while not self._stop.is_set():
-                free = self._concurrency - len(self._tasks)
-                if free <= 0:
-                    return
-                result = await self._client.xautoclaim(key, GROUP, self.consumer, idle_ms, cursor, count=free)
-                cursor, entries = _text(result[0]), result[1]
-                for entry_id, fields in entries:
-                    if fields is None:  # deleted from the stream (trimmed): nothing left to run
-                        await self._client.xack(key, GROUP, entry_id)
-                        continue
-                    self._spawn(slice_id, _text(entry_id), fields)
+                slots = self._take(slice_id, READ_BATCH)
+                if not slots:
+                    break
+                started = 0
+                try:
+                    result = await self._client.xautoclaim(key, GROUP, self.consumer, idle_ms, cursor, count=slots)
+                    cursor, entries = _text(result[0]), result[1]
+                    for entry_id, fields in entries:
+                        if fields is None:  # deleted from the stream (trimmed): nothing left to run
+                            await self._client.xack(key, GROUP, entry_id)
+                        elif self._spawn(slice_id, _text(entry_id), fields):
+                            started += 1
+                finally:
+                    self._give(slice_id, slots - started)
                 if cursor == "0-0":
                     break
+
+
+def _entries(result: Any) -> list[tuple[Any, dict[Any, Any]]]:
+    """Return ``[(entry id, fields)]`` from ``_TAKE``'s flat field lists."""
+    return [(entry_id, dict(zip(flat[::2], flat[1::2], strict=True))) for entry_id, flat in result or ()]
