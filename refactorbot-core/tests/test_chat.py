@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
-from refactorbot import AtomicSlice, ErrorType, IncomingMessage, hookimpl, operation
+from refactorbot import AtomicSlice, ErrorType, IncomingMessage, operation
 from refactorbot.chat import NO_AGENT, MasterChat
-from refactorbot.testing import host_running
+from refactorbot.testing import host_running, plugin_of
 
 
 class GetOrCreate(BaseModel):
@@ -160,30 +160,21 @@ class MiniAgent(AtomicSlice):
 
 
 class HookRecorder:
-    REFACTORBOT_API = 1
+    """Records the message hooks; ``plugin`` is the test plugin implementing them."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.plugin = plugin_of(hooks=[self.message_received, self.message_sent], name="hook-recorder")
 
-    @hookimpl
     def message_received(self, message):
         self.seen.append(("received", message.text))
 
-    @hookimpl
     async def message_sent(self, message):
         self.seen.append(("sent", message.text))
 
 
 def slices_plugin(*classes):
-    class Plugin:
-        REFACTORBOT_API = 1
-
-        @hookimpl
-        def register_slices(self, register):
-            for cls in classes:
-                register(cls)
-
-    return Plugin()
+    return plugin_of(slices=classes)
 
 
 def incoming(text: str, sender: str = "alice", chat: str = "c1") -> IncomingMessage:
@@ -197,7 +188,7 @@ CONFIG = {"core": {"health_interval": 3600}}
 async def test_full_turn_through_every_slice(tmp_path):
     hooks = HookRecorder()
     plugin = slices_plugin(MiniSession, MiniMemory, MiniAgent)
-    async with host_running(tmp_path, [plugin, hooks], config=CONFIG) as host:
+    async with host_running(tmp_path, [plugin, hooks.plugin], config=CONFIG) as host:
         chat = MasterChat(host)
         first = await chat.process_message(incoming("please remember tea is great"))
         assert first.text == "echo please remember tea is great | memories: none"
@@ -264,7 +255,7 @@ async def test_failures_degrade(tmp_path):
 async def test_stream_message_yields_chunks_and_stores_the_turn(tmp_path):
     hooks = HookRecorder()
     plugin = slices_plugin(MiniSession, MiniMemory, MiniAgent)
-    async with host_running(tmp_path, [plugin, hooks], config=CONFIG) as host:
+    async with host_running(tmp_path, [plugin, hooks.plugin], config=CONFIG) as host:
         chat = MasterChat(host, model="m1")
         chunks = [c async for c in chat.stream_message(incoming("remember streams work"))]
         assert len(chunks) > 3 and "".join(chunks).strip() == "echo remember streams work | memories: none"
@@ -278,23 +269,20 @@ async def test_stream_message_yields_chunks_and_stores_the_turn(tmp_path):
 
 
 class Policy:
-    """A ``before_operation`` veto for one target, and a record of what the host routed."""
-
-    REFACTORBOT_API = 1
+    """A ``before_operation`` veto for one target, and a record of what the host routed; ``plugin`` implements it."""
 
     def __init__(self, refuse: str | None = None) -> None:
         self.refuse = refuse
         self.before: list[str] = []
         self.after: list[tuple[str, bool]] = []
         self.changed = asyncio.Event()
+        self.plugin = plugin_of(hooks=[self.before_operation, self.after_operation], name="policy")
 
-    @hookimpl
     def before_operation(self, request):
         self.before.append(request.target)
         self.changed.set()
         return "no streaming today" if request.target == self.refuse else None
 
-    @hookimpl
     def after_operation(self, request, response):
         self.after.append((request.target, response.success))
         self.changed.set()
@@ -319,7 +307,7 @@ def operation_log(home) -> list[tuple[str, str, int, str | None]]:
 @pytest.mark.asyncio
 async def test_streamed_turn_is_measured_logged_and_observed(tmp_path):
     policy = Policy()
-    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=CONFIG) as host:
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy.plugin], config=CONFIG) as host:
         chunks = [c async for c in MasterChat(host).stream_message(incoming("hello there"))]
         assert "".join(chunks).strip() == "echo hello there | memories: none"
         assert "agent.stream_run" in policy.before
@@ -331,7 +319,7 @@ async def test_streamed_turn_is_measured_logged_and_observed(tmp_path):
 @pytest.mark.asyncio
 async def test_streamed_turn_is_refused_by_before_operation(tmp_path):
     policy = Policy(refuse="agent.stream_run")
-    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=CONFIG) as host:
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy.plugin], config=CONFIG) as host:
         chat = MasterChat(host)
         chunks = [c async for c in chat.stream_message(incoming("hello"))]
         assert chunks == ["Sorry, the agent failed: refused: no streaming today"]
@@ -348,7 +336,7 @@ async def test_streamed_turn_is_refused_by_before_operation(tmp_path):
 async def test_streamed_turns_honour_the_concurrency_limit(tmp_path):
     policy = Policy()
     config = {**CONFIG, "slices": {"agent": {"resources": {"max_concurrency": 1, "timeout": 60}}}}
-    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy], config=config) as host:
+    async with host_running(tmp_path, [slices_plugin(MiniSession, MiniAgent), policy.plugin], config=config) as host:
         agent = host.instance("agent")
         agent.gate = asyncio.Event()
         first = MasterChat(host).stream_message(incoming("one two three", chat="c1"))

@@ -9,7 +9,10 @@ with bytecode caches warm and the command cache filled by the warm-up runs:
    without it (a cache directory that cannot be written: every run scans every plugin);
 3. ``llm -m loopback hello`` against the same model server (``llm`` from PyPI, configured
    through its ``extra-openai-models.yaml``), when an ``llm`` executable is found (``--llm``,
-   ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of issue 9;
+   ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of issue 9. ``chat`` and ``llm`` run
+   alternately, one of each per round, so both see the same load on a shared machine; the ratio is
+   the median of the rounds' ratios, and each command's CPU time (user + system, from ``wait4``)
+   is reported beside its wall time, with the load average before and after;
 4. ``refactorbot plugins list`` with every plugin of this environment installed;
 5. ``refactorbot call notes.add`` in-process (no server): every plugin installed, and only the
    notes example installed (``RB_LOAD_PLUGINS``) as the floor;
@@ -62,15 +65,56 @@ def median_ms(command: list[str], env: dict[str, str], runs: int, warmup: int = 
                 capture_output=True,
             )
             times = json.loads(Path(out.name).read_text())["results"][0]["times"]
-        return statistics.median(times) * 1000
+        return float(statistics.median(times)) * 1000
     for _ in range(warmup):
         subprocess.run(command, env=env, check=True, capture_output=True)
-    times = []
+    looped: list[float] = []
     for _ in range(runs):
         start = time.perf_counter()
         subprocess.run(command, env=env, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+        looped.append(time.perf_counter() - start)
+    return statistics.median(looped) * 1000
+
+
+def timed_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run ``command`` once; return its wall and CPU (user + system) time in milliseconds."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}")
+    return wall * 1000, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def paired(
+    first: list[str], first_env: dict[str, str], second: list[str], second_env: dict[str, str], runs: int
+) -> dict[str, float]:
+    """Run ``first`` and ``second`` alternately ``runs`` times (after 3 warm-up rounds).
+
+    Return the median wall and CPU ms of each, the median of the rounds' ratios second / first,
+    and the 1-minute load average before and after.
+    """
+    for _ in range(3):
+        timed_run(first, first_env)
+        timed_run(second, second_env)
+    load_before = os.getloadavg()[0]
+    a: list[tuple[float, float]] = []
+    b: list[tuple[float, float]] = []
+    for _ in range(runs):
+        a.append(timed_run(first, first_env))
+        b.append(timed_run(second, second_env))
+    return {
+        "first_ms": statistics.median(w for w, _ in a),
+        "first_cpu_ms": statistics.median(c for _, c in a),
+        "second_ms": statistics.median(w for w, _ in b),
+        "second_cpu_ms": statistics.median(c for _, c in b),
+        "ratio": statistics.median(y[0] / x[0] for x, y in zip(a, b, strict=True)),
+        "cpu_ratio": statistics.median(y[1] / x[1] for x, y in zip(a, b, strict=True)),
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
 
 
 def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -148,14 +192,77 @@ def find_llm(given: str | None) -> str | None:
     return candidate if candidate and Path(candidate).exists() else None
 
 
+def chat_rows(
+    version: float, chat: float, chat_scan: float, side: dict[str, float] | None, heavy: list[str]
+) -> list[tuple[str, str, str]]:
+    """Return the rows of ``--version``, ``chat`` and ``llm``."""
+    rows: list[tuple[str, str, str]] = []
+    rows.append(("`refactorbot --version`", f"{version:.0f} ms", "floor"))
+    if side is not None:
+        rows.append(
+            (
+                "`refactorbot chat hello`, server running, command cache filled (wall / CPU)",
+                f"{side['first_ms']:.0f} / {side['first_cpu_ms']:.0f} ms",
+                "≤ 250 ms",
+            )
+        )
+    else:
+        rows.append(("`refactorbot chat hello`, server running, command cache filled", f"{chat:.0f} ms", "≤ 250 ms"))
+    rows.append(
+        (
+            "`refactorbot chat hello`, server running, no command cache (every plugin loaded)",
+            f"{chat_scan:.0f} ms",
+            "as before the cache",
+        )
+    )
+    if side is not None:
+        rows.append(
+            (
+                "`llm -m loopback hello`, same model server, run alternately with `chat` (wall / CPU)",
+                f"{side['second_ms']:.0f} / {side['second_cpu_ms']:.0f} ms",
+                "baseline",
+            )
+        )
+        rows.append(
+            (
+                "llm / refactorbot chat, median of the rounds' ratios: wall (CPU)",
+                f"{side['ratio']:.1f}× ({side['cpu_ratio']:.1f}×)",
+                "≥ 8×",
+            )
+        )
+        rows.append(
+            (
+                "1-minute load average before / after those rounds",
+                f"{side['load_before']:.2f} / {side['load_after']:.2f}",
+                "2 cores",
+            )
+        )
+    else:
+        rows.append(("`llm -m loopback hello`", "not measured: no `llm` executable (--llm PATH)", "issue 9: ~2.1 s"))
+    rows.append(
+        ("heavy modules imported by `chat` against the server", ", ".join(heavy) or "none", f"of {', '.join(HEAVY)}")
+    )
+    return rows
+
+
+def print_rows(runs: int, rows: list[tuple[str, str, str]]) -> None:
+    how = "hyperfine" if shutil.which("hyperfine") else "a timing loop"
+    print(
+        f"\n## CLI ({sys.platform}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, median of {runs}, {how})\n"
+    )
+    print("| measure | result | goal / baseline |\n|---|---|---|")
+    for name, value, goal in rows:
+        print(f"| {name} | {value} | {goal} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20, help="timed runs per command")
     parser.add_argument("--llm", help="path of an `llm` executable (pip install llm) to compare with")
+    parser.add_argument("--chat-only", action="store_true", help="measure --version, chat and llm only")
     args = parser.parse_args()
     from refactorbot.testing.model_server import ModelServer
 
-    rows: list[tuple[str, str, str]] = []
     rb = refactorbot_command()
     with tempfile.TemporaryDirectory() as tmp, ModelServer() as model:
         root = Path(tmp)
@@ -171,21 +278,28 @@ def main() -> None:
         server = start_server(home, env)
         try:
             version = median_ms([*rb, "--version"], env, args.runs)
-            chat = median_ms([*rb, "--home", str(home), "chat", "hello"], env, args.runs)
-            chat_scan = median_ms([*rb, "--home", str(home), "chat", "hello"], no_cache, args.runs)
+            chat_command = [*rb, "--home", str(home), "chat", "hello"]
+            chat_scan = median_ms(chat_command, no_cache, args.runs)
             heavy = chat_imports(home, env)
             llm = find_llm(args.llm)
-            llm_ms = None
+            side: dict[str, float] | None = None
             if llm:
                 config = root / "llm"
                 config.mkdir()
                 (config / "extra-openai-models.yaml").write_text(
                     f'- model_id: loopback\n  model_name: loopback\n  api_base: "{model.base_url}"\n'
                 )
-                llm_ms = median_ms([llm, "-m", "loopback", "hello"], {**env, "LLM_USER_PATH": str(config)}, args.runs)
+                llm_env = {**env, "LLM_USER_PATH": str(config)}
+                side = paired(chat_command, env, [llm, "-m", "loopback", "hello"], llm_env, args.runs)
+                chat = side["first_ms"]
+            else:
+                chat = median_ms(chat_command, env, args.runs)
         finally:
             server.terminate()
             server.wait(timeout=60)
+        if args.chat_only:
+            print_rows(args.runs, chat_rows(version, chat, chat_scan, side, heavy))
+            return
         plain = root / "plain"
         plist = median_ms([*rb, "--home", str(plain), "plugins", "list"], env, args.runs)
         installed = subprocess.run(
@@ -196,23 +310,7 @@ def main() -> None:
         call_notes = median_ms(notes, {**env, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}, args.runs)
 
     every, subset, started = start_call_stop_ms(max(5, args.runs // 2))
-    rows.append(("`refactorbot --version`", f"{version:.0f} ms", "floor"))
-    rows.append(("`refactorbot chat hello`, server running, command cache filled", f"{chat:.0f} ms", "≤ 250 ms"))
-    rows.append(
-        (
-            "`refactorbot chat hello`, server running, no command cache (every plugin loaded)",
-            f"{chat_scan:.0f} ms",
-            "as before the cache",
-        )
-    )
-    if llm_ms is not None:
-        rows.append(("`llm -m loopback hello`, same model server", f"{llm_ms:.0f} ms", "baseline"))
-        rows.append(("llm / refactorbot chat", f"{llm_ms / chat:.1f}×", "≥ 8×"))
-    else:
-        rows.append(("`llm -m loopback hello`", "not measured: no `llm` executable (--llm PATH)", "issue 9: ~2.1 s"))
-    rows.append(
-        ("heavy modules imported by `chat` against the server", ", ".join(heavy) or "none", f"of {', '.join(HEAVY)}")
-    )
+    rows = chat_rows(version, chat, chat_scan, side, heavy)
     rows.append(("command-cache fingerprint (a stat per sys.path entry)", f"{fingerprint_us():.0f} µs", "< 1 ms"))
     rows.append(
         (f"`refactorbot plugins list`, {installed} plugins installed and loaded", f"{plist:.0f} ms", "≤ 260 ms")
@@ -230,13 +328,7 @@ def main() -> None:
             f"the subset starts {', '.join(started)}",
         )
     )
-    how = "hyperfine" if shutil.which("hyperfine") else "a timing loop"
-    print(
-        f"\n## CLI ({sys.platform}, {os.cpu_count()} cores, Python {sys.version.split()[0]}, median of {args.runs}, {how})\n"
-    )
-    print("| measure | result | goal / baseline |\n|---|---|---|")
-    for name, value, goal in rows:
-        print(f"| {name} | {value} | {goal} |")
+    print_rows(args.runs, rows)
 
 
 if __name__ == "__main__":
