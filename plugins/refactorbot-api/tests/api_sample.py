@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from refactorbot import AtomicSlice, hookimpl, operation
 
@@ -78,6 +80,26 @@ def register_routes(router: Any) -> None:
     @router.webhooks.post("/sample")
     async def hook(payload: dict[str, Any]) -> dict[str, Any]:
         return {"received": sorted(payload)}
+
+    seen_schema = {"content": {"application/json": {"schema": {"type": "object"}}}, "description": "What was seen"}
+
+    @router.webhooks.post("/plain/{name}", responses={200: seen_schema, 403: {"description": "Refused"}})
+    async def plain(name: str, request: Request) -> Response:
+        """A webhook that takes the raw request (served by ``HookPath``, ahead of FastAPI's routing)."""
+        body = await request.body()
+        if name == "forbidden":
+            raise HTTPException(403, "no entry", headers={"X-Why": "forbidden"})
+        if name == "broken":
+            raise RuntimeError("the plain hook broke")
+        seen = {
+            "name": name,
+            "bytes": len(body),
+            "path": request.url.path,
+            "query": dict(request.query_params),
+            "signature": request.headers.get("x-signature"),
+            "host": request.app.state.host.home.name,
+        }
+        return JSONResponse(seen, headers={"X-Hook": "plain"})
 
 
 CONFIG = {"core": {"health_interval": 3600}, "plugins": {"api": {"port": 0}}}

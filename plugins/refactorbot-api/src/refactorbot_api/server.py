@@ -18,6 +18,7 @@ from refactorbot import SERVER_FILE, ConfigError
 from refactorbot_api.app import create_app
 from refactorbot_api.auth import ensure_token
 from refactorbot_api.config import ApiConfig
+from refactorbot_api.hooks import HookPath
 from refactorbot_api.limits import DeclaredBodyLimit
 
 log = logging.getLogger("refactorbot.api")
@@ -74,7 +75,9 @@ class ApiServer:
         app = create_app(self.host, token=self.token, config=self.config)
         # log_config=None: the host owns logging configuration; uvicorn only sets its loggers to WARNING.
         config = uvicorn.Config(
-            DeclaredBodyLimit(app, self.config.max_body_bytes),
+            DeclaredBodyLimit(
+                HookPath(app, app.state.webhooks.routes, self.config.max_body_bytes), self.config.max_body_bytes
+            ),
             host=self.config.host,
             port=self.port,
             log_level="warning",
@@ -90,7 +93,8 @@ class ApiServer:
                 raise ConfigError("[plugins.api]: the API server stopped while starting")
             await asyncio.sleep(0.005)
         self._write_server_file()
-        log.info("control API listening on %s", self.url)
+        loop = type(asyncio.get_running_loop()).__module__.partition(".")[0]  # uvloop or asyncio
+        log.info("control API listening on %s (%s event loop)", self.url, loop)
 
     def _write_server_file(self) -> None:
         path = self.host.home / SERVER_FILE

@@ -22,8 +22,13 @@ class PluginRouter(APIRouter):
 
 
 def mount(app: FastAPI, host: Any, require_token: Any) -> None:
-    """Collect every plugin's routes and serve them under ``/plugins`` and ``/hooks``."""
+    """Collect every plugin's routes and serve them under ``/plugins`` and ``/hooks``.
+
+    The ``/hooks`` router stays on ``app.state.webhooks``: ``HookPath`` serves its plain routes
+    ahead of FastAPI's routing.
+    """
     router = PluginRouter()
     host.plugins.call_isolated("register_routes", router=router)
     app.include_router(router, prefix="/plugins", dependencies=[Security(require_token)], responses=R401)
     app.include_router(router.webhooks, prefix="/hooks")
+    app.state.webhooks = router.webhooks
