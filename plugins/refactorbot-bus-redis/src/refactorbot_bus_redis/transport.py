@@ -368,19 +368,28 @@ class SliceWorker:
                     )
 
     async def _read(self, slice_id: str) -> None:
-        """Read requests into free slots: all the free slots' worth at once, and one at a time when idle."""
+        """Read requests into free slots: all the free slots' worth at once, and one at a time when idle.
+
+        After waiting for a slot, or a read that filled every slot it asked for, more requests may be
+        waiting: they are read without blocking, as many as there are free slots. Otherwise the stream
+        was drained, and the worker waits on it for the next request with one slot.
+        """
         key = self.keys.key("req", slice_id)
         failing = False
+        backlog = True
         while not self._stop.is_set():
             slots = self._take(slice_id, READ_BATCH)
             if not slots:  # every slot busy: read nothing until one is free
                 self._freed.clear()
                 await self._freed.wait()
+                backlog = True
                 continue
+            entries: list[tuple[Any, dict[Any, Any]]] = []
             checked = True
             try:
-                # New entries, up to the free slots, without waiting; those already answered are answered in the script.
-                entries = _entries(await self._take_new(keys=[key], args=self._take_args(slots)))
+                if backlog:  # without waiting; entries already answered are answered in the script
+                    entries = _entries(await self._take_new(keys=[key], args=self._take_args(slots)))
+                    backlog = len(entries) == slots
                 if not entries:  # none waiting: wait for the next one with one slot, leaving the rest free
                     self._give(slice_id, slots - 1)
                     slots = 1
@@ -389,6 +398,7 @@ class SliceWorker:
                     entries = [(entry_id, fields) for _stream, got in batches or () for entry_id, fields in got]
             except Exception as exc:
                 self._give(slice_id, slots)
+                backlog = True
                 if "NOGROUP" in str(exc):  # the stream or group was deleted under us: create it again
                     with contextlib.suppress(Exception):
                         await self._client.xgroup_create(key, GROUP, id="0", mkstream=True)
