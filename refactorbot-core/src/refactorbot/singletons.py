@@ -51,7 +51,8 @@ class SingletonLease(abc.ABC):
     Attributes: ``name``; ``token`` (the fencing token while this process holds it, else
     ``None``); ``holding`` (an ``asyncio.Event`` set while it holds it); ``holder`` (who holds it,
     as far as this process knows: its owner string, ``None`` when unknown or free); ``owner``
-    (this process's owner string).
+    (this process's owner string); ``contended`` (whether, before it took the lease it holds now,
+    this process found it held by another: a takeover, when ``on_acquired`` runs).
     """
 
     def __init__(self, name: str, on_acquired: OnAcquired, on_lost: OnLost, owner: str) -> None:
@@ -61,6 +62,8 @@ class SingletonLease(abc.ABC):
         self.owner = owner
         self.token: int | None = None
         self.holder: str | None = None
+        #: Whether this process waited on another holder before taking the lease it holds now.
+        self.contended = False
         #: Set while this process holds the lease (status pages and tests wait on it).
         self.holding = asyncio.Event()
 

@@ -225,12 +225,14 @@ class Singleton(SingletonLease):
         interval = self.ttl / 3
         loop = asyncio.get_running_loop()
         renewed_at = 0.0
+        waited = False
         while not self._stop.is_set():
             try:
                 if self.token is None:
                     token = await lock.acquire()
                     if token is not None:
                         self.token, self.holder, renewed_at = token, self.owner, loop.time()
+                        self.contended, waited = waited, False
                         log.info("singleton %s held by %s (token %d)", self.name, self.owner, token)
                         self.holding.set()
                         try:
@@ -241,6 +243,7 @@ class Singleton(SingletonLease):
                             )
                             await self._lose()
                     else:
+                        waited = True
                         self.holder = await lock.holder()
                 elif await lock.renew(self.token):
                     renewed_at = loop.time()

@@ -158,10 +158,19 @@ class SchedulingSlice(AtomicSlice):
         self._lease = await singleton(self.ctx, TIMER_LEASE, self._lead, self._follow)
 
     async def _lead(self, token: int) -> None:
-        """This host holds ``scheduling.timer`` under ``token``: catch up, then let the timer fire."""
+        """This host holds ``scheduling.timer`` under ``token``: catch up, then let the timer fire.
+
+        Taken at start, with no other holder, fires missed before this slice started follow
+        their misfire policy. Taken over from another host (now or after a first term here),
+        every fire due until now does: this host's due times did not advance while another
+        fired the jobs, and the fires due between that holder's last claim and now were run by
+        nobody.
+        """
         self._token = token
         first, self._held_once = not self._held_once, True
-        self._spawn(self._take_over(token, self._started_at if first else time.time()))
+        lease = self._lease
+        contended = lease is not None and lease.contended
+        self._spawn(self._take_over(token, self._started_at if first and not contended else time.time()))
 
     async def _take_over(self, token: int, since: float) -> None:
         """Apply misfire policies to fires missed before ``since`` (claimed under ``token``), then release the timer.
