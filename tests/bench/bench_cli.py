@@ -36,7 +36,16 @@ import timeit
 from pathlib import Path
 
 KEY_ENV = "RB_BENCH_DUMMY_KEY"
-HEAVY = ("pydantic", "asyncio", "litellm", "importlib.metadata", "refactorbot.slice", "refactorbot.master")
+HEAVY = (
+    "pydantic",
+    "asyncio",
+    "litellm",
+    "importlib.metadata",
+    "refactorbot.slice",
+    "refactorbot.master",
+    "urllib.request",
+    "http.client",
+)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
