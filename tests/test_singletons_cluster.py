@@ -11,17 +11,25 @@ peer port of every request, and the test finds the process that owns that socket
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from refactorbot.testing import ModelServer
+from refactorbot.testing.platforms import PlatformRequest, PlatformResponse
+from refactorbot.testing.telegram import TelegramServer
 from refactorbot_bus_redis.testing import RedisServer, RedisServerMissing
-from serving import Served, cli, serve, wait_until, write_config
+from serving import QUICK_SENDS, Served, clean_env, cli, echo_model, last_user, serve, wait_until, write_config
 
 #: Seconds a lease's lock outlives its holder's last renewal; renewed (and tried) every third of it.
 TTL = 2.0
@@ -74,12 +82,17 @@ def recorded_runs(home: Path, job: str) -> list[dict[str, Any]]:
     return ran(json.loads(done.stdout)["runs"])
 
 
-def health_details(served: Served, slice_id: str) -> dict[str, Any]:
-    """Return the health details ``GET /slices/<id>`` reports for a slice."""
-    answer = httpx.get(f"{served.url}/slices/{slice_id}", headers=served.headers, trust_env=False, timeout=30)
-    answer.raise_for_status()
-    details: dict[str, Any] = answer.json()["health"]["details"]
-    return details
+def lock_holder(redis: RedisServer, namespace: str, name: str) -> str:
+    """Return who holds the lease ``name``, as ``redis-cli GET rb:{ns}:lock:<name>`` shows it (``<owner> <token>``)."""
+    import redis as redis_py
+
+    client = redis_py.Redis.from_url(redis.url)
+    try:
+        held = client.get(f"rb:{{{namespace}}}:lock:{name}")
+    finally:
+        client.close()
+    assert held is not None, f"nobody holds {name}"
+    return held.decode() if isinstance(held, bytes) else str(held)
 
 
 # -- the scheduler's timer ------------------------------------------------------------------------
@@ -133,3 +146,139 @@ def test_the_timer_fires_on_one_process_and_moves_to_the_other_when_its_holder_i
         assert not seconds_before & seconds_after, sorted(seconds_before & seconds_after)
         assert max(r["claimed_at"] for r in before) < killed_at < min(r["claimed_at"] for r in after)
         assert len(seconds_after) == len(after)  # the survivor fired each second once
+
+
+# -- a polling Telegram channel -------------------------------------------------------------------
+
+
+def children() -> set[int]:
+    """Return the pids of this process's children (the `refactorbot serve` processes)."""
+    found: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError):
+            found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+def socket_owner(client_port: int, server_port: int) -> int | None:
+    """Return the pid of the child process whose TCP socket 127.0.0.1:``client_port`` talks to ``server_port``."""
+    wanted = (f"0100007F:{client_port:04X}", f"0100007F:{server_port:04X}")
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if (fields[1], fields[2]) == wanted:
+            inode = fields[9]
+            break
+    if inode is None:
+        return None
+    for pid in children():
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == f"socket:[{inode}]":
+                        return pid
+    return None
+
+
+class WhoCalls(TelegramServer):
+    """The loopback Bot API, noting which process sent each request: ``callers`` holds ``(method, pid)``."""
+
+    def __init__(self, token: str) -> None:
+        self.callers: list[tuple[str, int | None]] = []
+        self._peer = threading.local()
+        super().__init__(token, username="cluster_bot")
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        base: Any = super().handler_class()
+        server = self
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def _serve(self) -> None:
+                server._peer.port = self.client_address[1]
+                super()._serve()
+
+            do_GET = do_POST = _serve
+
+        return Handler
+
+    def _dispatch(self, request: PlatformRequest) -> PlatformResponse:
+        pid = socket_owner(self._peer.port, self.port)
+        with self._changed:
+            self.callers.append((request.path.rsplit("/", 1)[-1], pid))
+        return super()._dispatch(request)
+
+    def pids(self, method: str, since: int = 0) -> set[int | None]:
+        """Return the processes that called ``method`` (from the ``since``-th request on)."""
+        with self._changed:
+            return {pid for m, pid in self.callers[since:] if m == method}
+
+
+@dataclass
+class ChannelServed(Served):
+    telegram: WhoCalls
+
+
+def telegram_status(served: Served) -> str:
+    channels = served.call("communication.channels")["channels"]
+    return str(next(c["status"] for c in channels if c["name"] == "telegram"))
+
+
+def test_a_polling_telegram_channel_runs_on_one_process_and_moves_when_it_is_killed(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    namespace = f"cluster{secrets.token_hex(3)}"
+    with ModelServer(responder=echo_model({})) as model, WhoCalls(TOKEN) as telegram:
+        channel = (
+            f'[channels.telegram]\napi_base = "{telegram.url}"\npoll_timeout = 5\nbackoff = 0.1\n'
+            f'dm_policy = "allowlist"\nallow_senders = ["{OWNER}"]\n'
+        )
+        homes = [tmp_path / "a", tmp_path / "b"]
+        for home in homes:
+            write_config(home, QUIET + QUICK_SENDS + channel + redis_toml(redis_server, namespace), model=model)
+        env = clean_env("TELEGRAM_", TELEGRAM_BOT_TOKEN=TOKEN)
+        with (
+            serve(homes[0], env=env, kind=ChannelServed, model=model, telegram=telegram) as first,
+            serve(homes[1], env=env, kind=ChannelServed, model=model, telegram=telegram) as second,
+        ):
+            hosts = [first, second]
+            states = lambda: [telegram_status(s) for s in hosts]  # noqa: E731
+            wait_until(lambda: sorted(states()) == ["running", "standby"], explain=states)
+            poller_i = states().index("running")
+            poller, standby = hosts[poller_i], hosts[1 - poller_i]
+            telegram.wait_until(lambda: bool(telegram.calls("getUpdates")), timeout=60)
+
+            # Only the holder talks to Telegram; the other shows standby and who holds the channel.
+            assert telegram.pids("getUpdates") == {poller.proc.pid}
+            assert {pid for _, pid in telegram.callers} == {poller.proc.pid}
+            held = lock_holder(redis_server, namespace, "channel.telegram")
+            assert f":{poller.proc.pid}:" in held, held
+            listed = cli(standby.home, "channels", env=env)
+            assert listed.returncode == 0, listed.stderr
+            assert any(line.split()[:3] == ["telegram", "yes", "standby"] for line in listed.stdout.splitlines())
+
+            asked = telegram.user_message("first", chat_id=OWNER, sender_id=OWNER)
+            telegram.wait_for_messages(OWNER, 1, timeout=60)
+            telegram.wait_for_confirmed(asked["update_id"], timeout=60)
+            assert [m["text"] for m in telegram.sent(OWNER)] == ["echo: first"]
+            assert model_turns(model).count("first") == 1
+            assert telegram.pids("sendMessage") == {poller.proc.pid}
+
+            mark = len(telegram.callers)
+            poller.kill()
+            wait_until(lambda: telegram_status(standby) == "running", timeout=30, explain=standby.log)
+            telegram.wait_until(lambda: standby.proc.pid in telegram.pids("getUpdates", mark), timeout=30)
+            assert telegram.pids("getUpdates", mark) <= {standby.proc.pid, None}  # None: the dead one's last poll
+
+            asked = telegram.user_message("second", chat_id=OWNER, sender_id=OWNER)
+            telegram.wait_for_messages(OWNER, 2, timeout=60)
+            telegram.wait_for_confirmed(asked["update_id"], timeout=60)
+            later = telegram.user_message("third", chat_id=OWNER, sender_id=OWNER)
+            telegram.wait_for_messages(OWNER, 3, timeout=60)
+            telegram.wait_for_confirmed(later["update_id"], timeout=60)
+            assert [m["text"] for m in telegram.sent(OWNER)] == ["echo: first", "echo: second", "echo: third"]
+            assert model_turns(model).count("second") == 1
+            assert telegram.pids("sendMessage", mark) == {standby.proc.pid}
+
+
+def model_turns(model: ModelServer) -> list[str]:
+    return [last_user(r) for r in model.requests]
