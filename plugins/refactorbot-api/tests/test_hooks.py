@@ -215,13 +215,20 @@ class StrictHooks:
 
         router.webhooks.add_api_route("/strict/{value}", put, methods=["POST"])
 
+        async def data(value: str, request: Request):  # type: ignore[no-untyped-def]  # no response model
+            return {"value": value, "method": request.method}
+
+        router.webhooks.add_api_route("/data/{value}", data, methods=["PUT"], status_code=201)
+
 
 async def test_the_answer_waits_for_the_rows_the_webhook_queued(tmp_path: Path) -> None:
     async with host_running(tmp_path, [StrictHooks(), refactorbot_api.plugin], config=CONFIG) as host:
         url = json.loads((tmp_path / "server.json").read_text())["url"]
         served = Served(host, tmp_path, httpx.AsyncClient(base_url=url, timeout=10))
-        assert [route.path for *_, route in hook_path(served).routes] == ["/strict/{value}"]
+        assert [route.path for *_, route in hook_path(served).routes] == ["/strict/{value}", "/data/{value}"]
         async with served.client as client:
+            data = await client.put("/hooks/data/x")  # data returned: JSON with the route's status code
+            assert data.status_code == 201 and data.json() == {"value": "x", "method": "PUT"}
             fine = await client.post("/hooks/strict/1")
             assert fine.status_code == 200 and fine.json() == {"queued": 1}
             failed = await client.post("/hooks/strict/null")

@@ -114,10 +114,13 @@ class HookPath:
         try:
             request_param = route.dependant.request_param_name or "request"  # set: the route is plain
             answer = await route.endpoint(**scope["path_params"], **{request_param: request})
-            if not isinstance(answer, Response):
+            if not isinstance(answer, Response):  # data, as FastAPI answers it with no response model
+                from fastapi.datastructures import DefaultPlaceholder
                 from fastapi.encoders import jsonable_encoder
 
                 response_class: Any = route.response_class
+                if isinstance(response_class, DefaultPlaceholder):
+                    response_class = response_class.value
                 answer = response_class(jsonable_encoder(answer), status_code=route.status_code or 200)
             await answer(scope, receive, sending)
         except _BodyTooLarge:
