@@ -157,7 +157,10 @@ async def test_a_request_from_another_process_continues_its_trace(tmp_path: Path
 
 @pytest.mark.asyncio
 async def test_retention_keeps_the_newest_spans(tmp_path: Path) -> None:
-    config = {"slices": {"traces": {"max_spans": 1000, "prune_batch": 100, "prune_interval": 3600}}}
+    config = {
+        "slices": {"traces": {"max_spans": 1000, "prune_batch": 100, "prune_interval": 3600}},
+        "plugins": {"otel": {"max_traces_per_second": 0}},  # every one of the 800 traces recorded
+    }
     async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], config=config) as host:
         for i in range(600):  # 2 spans each (front.ask -> back.echo) + publish + process
             assert (await host.call("back.echo", text=str(i))).success
@@ -383,3 +386,61 @@ async def test_a_sample_ratio_of_zero_propagates_unsampled_context_and_stores_no
         assert (await host.route(request)).success  # a sampled caller is followed (parent-based)
         listed = await host.call("traces.recent")
         assert [t["trace_id"] for t in listed.data["traces"]] == [TRACE]
+
+
+def test_max_traces_per_second_admits_a_bucket_of_new_traces_and_refills_with_time() -> None:
+    from refactorbot_otel.tracer import RecordingTracer
+
+    now = [100.0]
+    recorded: list[list[str]] = []
+    tracer = RecordingTracer(
+        [("list", lambda batch: recorded.append([s.name for s in batch]))],
+        max_traces_per_second=3,
+        clock=lambda: now[0],
+    )
+    try:
+        for i in range(10):  # one second's burst: 3 recorded, 7 not
+            with tracer.span(f"root {i}") as span:
+                with tracer.span(f"child {i}") as child:  # a child follows its root's decision
+                    assert child.traceparent.split("-")[1] == span.traceparent.split("-")[1]
+                    assert child.traceparent.endswith("-01") == span.traceparent.endswith("-01")
+        assert tracer.over_limit == 7
+        now[0] += 0.5  # half a second refills 1.5 tokens: one more trace
+        for i in range(10, 13):
+            with tracer.span(f"root {i}"):
+                pass
+        assert tracer.force_flush()
+    finally:
+        tracer.shutdown()
+    names = [name for batch in recorded for name in batch]
+    assert sorted(names) == sorted(["child 0", "root 0", "child 1", "root 1", "child 2", "root 2", "root 10"])
+    assert tracer.over_limit == 9
+
+
+@pytest.mark.asyncio
+async def test_operations_past_the_limit_carry_an_unrecorded_traceparent_to_their_callees(tmp_path: Path) -> None:
+    config = {"plugins": {"otel": {"max_traces_per_second": 1}}}
+    async with host_running(tmp_path, [refactorbot_otel.plugin, SAMPLES], config=config) as host:
+        first = await host.call("front.say", text="a")  # takes the bucket's one token
+        said = [await host.call("front.say", text=str(i)) for i in range(5)]
+        unrecorded = [s.data["text"] for s in said if s.data["text"].endswith("-00")]
+        assert first.data["text"].endswith("-01") and unrecorded  # at most one refilled in the meantime
+        for traceparent in unrecorded:  # a valid W3C traceparent, a trace of its own, flag 00
+            parsed = tracing.parse_traceparent(traceparent)
+            assert parsed is not None and not parsed.sampled
+        assert len({t.split("-")[1] for t in unrecorded}) == len(unrecorded)
+        request = SliceRequest(slice_id="back", operation="echo", payload={"text": "x"}, traceparent=unrecorded[0])
+        assert (await host.route(request)).success
+        assert request.traceparent == unrecorded[0]  # followed, not recorded: nothing new to name
+        tracing.tracer().force_flush()  # type: ignore[union-attr]
+        listed = await host.call("traces.recent", limit=50)
+        recorded = {t["trace_id"] for t in listed.data["traces"]}
+        assert first.data["text"].split("-")[1] in recorded
+        assert not recorded & {t.split("-")[1] for t in unrecorded}
+
+
+def test_the_limit_must_not_be_negative() -> None:
+    from refactorbot_otel.config import OtelConfig
+
+    with pytest.raises(ValueError, match="max_traces_per_second"):
+        OtelConfig(max_traces_per_second=-1)

@@ -43,30 +43,20 @@ class Routing(SlotHost):
 
         With a tracer installed (``provide_tracer``), the request runs inside its operation's span.
         """
-        tracer = tracing.tracer()
-        if tracer is not None:
-            return await self._traced(tracer, request, self._route(request))
-        return await self._route(request)
+        make_span = tracing._operation  # the tracer's operation_span, None when tracing is off
+        if make_span is None:
+            return await self._route(request)
+        with make_span(request) as span:
+            response = await self._route(request)
+            span.end(response)
+        return response
 
-    async def _traced(
-        self, tracer: tracing.Tracer, request: SliceRequest, work: Coroutine[Any, Any, SliceResponse]
-    ) -> SliceResponse:
+    async def _traced(self, request: SliceRequest, work: Coroutine[Any, Any, SliceResponse]) -> SliceResponse:
         """Await ``work`` inside the span of ``request``'s operation (a child of ``request.traceparent``)."""
-        attributes: dict[str, tracing.AttributeValue] = {
-            "refactorbot.slice": request.slice_id,
-            "refactorbot.operation": request.operation,
-            "refactorbot.request_id": request.request_id,
-        }
-        if request.caller is not None:
-            attributes["refactorbot.caller"] = request.caller
-        with tracer.span(request.target, attributes=attributes, parent=request.traceparent) as span:
-            request.traceparent = span.traceparent  # what a worker process and after_operation see
+        with tracing.operation_span(request) as span:
             response = await work
-            span.set_attribute("refactorbot.success", response.success)
-            if not response.success:
-                error_type = response.error_type.value if response.error_type else ErrorType.OPERATION_ERROR.value
-                span.set_error(error_type, response.error_message)
-            return response
+            span.end(response)
+        return response
 
     async def _route(self, request: SliceRequest) -> SliceResponse:
         started = time.perf_counter()
@@ -179,9 +169,8 @@ class Routing(SlotHost):
             queue.put_nowait(chunk)
 
         work = self._run(request, slot.instance, started, emit)
-        tracer = tracing.tracer()
-        if tracer is not None:
-            work = self._traced(tracer, request, work)
+        if tracing._operation is not None:
+            work = self._traced(request, work)
         producer = asyncio.get_running_loop().create_task(work, name=f"stream {request.target}")
         producer.add_done_callback(lambda _: queue.put_nowait(done))
         delivered = 0

@@ -17,10 +17,13 @@ The context is the W3C ``traceparent`` of the current span (``00-<trace id>-<spa
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from refactorbot.models import SliceRequest, SliceResponse
 
 #: What a span attribute may hold (OpenTelemetry's primitive attribute values).
 AttributeValue = str | bool | int | float | list[str] | list[int] | list[float] | list[bool]
@@ -141,6 +144,29 @@ class Tracer(Protocol):
         ...
 
 
+class OperationSpan(Protocol):
+    """The span of one routed operation, as the host holds it (see ``operation_span``)."""
+
+    @property
+    def traceparent(self) -> str:
+        """Return this span's ``traceparent``."""
+        ...
+
+    def end(self, response: SliceResponse) -> None:
+        """Record the operation's outcome: ``refactorbot.success`` and, failed, ``error.type``."""
+        ...
+
+
+class OperationScope(Protocol):
+    """What ``operation_span`` returns: entering opens the operation's span, leaving ends it."""
+
+    def __enter__(self) -> OperationSpan: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None: ...
+
+
 class _NoopSpan:
     __slots__ = ()
     traceparent = ""
@@ -151,6 +177,9 @@ class _NoopSpan:
     def set_error(self, error_type: str, message: str | None = None) -> None:
         """Ignore the error."""
 
+    def end(self, response: SliceResponse) -> None:
+        """Ignore the outcome."""
+
     def __enter__(self) -> _NoopSpan:
         return self
 
@@ -160,10 +189,63 @@ class _NoopSpan:
 
 NOOP_SPAN = _NoopSpan()
 
+
+class _Operation:
+    """The span of a routed operation for a tracer without ``operation_span``: ``span(...)`` with its attributes."""
+
+    __slots__ = ("_request", "_scope", "_span")
+
+    def __init__(self, tracer: Tracer, request: SliceRequest) -> None:
+        attributes: dict[str, AttributeValue] = {
+            "refactorbot.slice": request.slice_id,
+            "refactorbot.operation": request.operation,
+            "refactorbot.request_id": request.request_id,
+        }
+        if request.caller is not None:
+            attributes["refactorbot.caller"] = request.caller
+        self._request = request
+        self._scope = tracer.span(request.target, attributes=attributes, parent=request.traceparent)
+        self._span: Span = NOOP_SPAN
+
+    @property
+    def traceparent(self) -> str:
+        return self._span.traceparent
+
+    def __enter__(self) -> _Operation:
+        self._span = span = self._scope.__enter__()
+        if span.traceparent:
+            self._request.traceparent = span.traceparent
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return self._scope.__exit__(exc_type, exc, tb)
+
+    def end(self, response: SliceResponse) -> None:
+        span = self._span
+        span.set_attribute("refactorbot.success", response.success)
+        if not response.success:
+            error_type = response.error_type.value if response.error_type else "operation_error"
+            span.set_error(error_type, response.error_message)
+
+
 #: Tracers of the hosts running in this process, newest last: the newest is the one in use. Hosts
 #: may stop in any order (two in one test, say), so each removes its own rather than restoring
 #: whatever it replaced.
 _installed: list[Tracer] = []
+#: ``operation_span`` of the tracer in use (kept with ``_installed``), ``None`` when tracing is off.
+_operation: Callable[[SliceRequest], OperationScope] | None = None
+
+
+def _in_use_changed() -> None:
+    global _operation
+    if not _installed:
+        _operation = None
+        return
+    current = _installed[-1]
+    fast = getattr(current, "operation_span", None)
+    _operation = fast if callable(fast) else (lambda request: _Operation(current, request))
 
 
 def tracer() -> Tracer | None:
@@ -177,12 +259,14 @@ def install(new: Tracer | None) -> Tracer | None:
     _installed.clear()
     if new is not None:
         _installed.append(new)
+    _in_use_changed()
     return previous
 
 
 def push(new: Tracer) -> None:
     """Put ``new`` in use on top of the tracers installed (a host does this as it starts)."""
     _installed.append(new)
+    _in_use_changed()
 
 
 def remove(old: Tracer) -> None:
@@ -190,6 +274,7 @@ def remove(old: Tracer) -> None:
     for index in range(len(_installed) - 1, -1, -1):
         if _installed[index] is old:
             del _installed[index]
+            _in_use_changed()
             return
 
 
@@ -208,3 +293,19 @@ def span(
     if current is None:
         return NOOP_SPAN
     return current.span(name, kind=kind, attributes=attributes, parent=parent)
+
+
+def operation_span(request: SliceRequest) -> OperationScope:
+    """Return the scope of ``request``'s operation span (the host opens one around every routed request).
+
+    Entering it opens the span ``<slice>.<operation>``, a child of ``request.traceparent`` when that
+    is valid, else of the current span, makes it current, and sets ``request.traceparent`` to it;
+    ``end(response)`` records the outcome before the scope is left. A tracer may implement
+    ``operation_span(request)`` itself, with that behaviour, to record operations more cheaply than
+    through ``span(...)`` (``refactorbot-otel`` does); otherwise ``span(...)`` is used. A no-op
+    when tracing is off.
+    """
+    make = _operation
+    if make is None:
+        return NOOP_SPAN
+    return make(request)

@@ -26,6 +26,14 @@ class OtelConfig(Model):
     )
     service_name: str = Field("refactorbot", min_length=1, max_length=200, description="OTEL_SERVICE_NAME wins")
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of new traces recorded (parent-based)")
+    max_traces_per_second: float = Field(
+        100.0,
+        ge=0.0,
+        description=(
+            "new traces recorded per second at most (a token bucket with one second's burst); past it new"
+            " traces are not recorded until tokens refill; 0: no limit"
+        ),
+    )
     max_queue: int = Field(
         8192, ge=64, description="spans waiting for export; past it new spans are dropped (and counted in the log)"
     )

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 from opentelemetry.util.re import parse_env_headers
 
 if TYPE_CHECKING:
-    from refactorbot_otel.tracer import SpanRecord
+    from refactorbot_otel.tracer import SpanBase
 
 _KINDS = {
     "internal": SpanKind.INTERNAL,
@@ -49,7 +49,7 @@ class OtlpSink:
 
         self.scope = InstrumentationScope(package, "0.1.0")
 
-    def readable(self, span: SpanRecord) -> ReadableSpan:
+    def readable(self, span: SpanBase) -> ReadableSpan:
         """Return ``span`` as the SDK's finished span."""
         trace_id = int(span.trace_id, 16)
         parent = (
@@ -71,7 +71,7 @@ class OtlpSink:
             instrumentation_scope=self.scope,
         )
 
-    def export(self, spans: Sequence[SpanRecord]) -> None:
+    def export(self, spans: Sequence[SpanBase]) -> None:
         """Send ``spans``; raise ``OtlpExportError`` when the collector did not take them."""
         result = self.exporter.export([self.readable(s) for s in spans])
         if result is not SpanExportResult.SUCCESS:

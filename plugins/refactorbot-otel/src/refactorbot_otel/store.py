@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from refactorbot_otel.tracer import SpanRecord
+    from refactorbot_otel.tracer import SpanBase
 
 # Each span of a batch is a JSON array: [trace_id, span_id, parent_id, name, kind, start_ns, end_ns,
 # status, status_message, attributes (object)].
@@ -55,7 +55,7 @@ def schema() -> str:
     return (files("refactorbot_otel") / "migrations" / "0001_spans.sql").read_text(encoding="utf-8")
 
 
-def batch_json(spans: Sequence[SpanRecord]) -> tuple[str, str, str]:
+def batch_json(spans: Sequence[SpanBase]) -> tuple[str, str, str]:
     """Return the JSON arrays ``INSERT_SPANS``, ``UPSERT_TRACES`` and ``UPDATE_ROOTS`` read."""
     rows: list[list[Any]] = []
     traces: dict[str, list[Any]] = {}
@@ -109,7 +109,7 @@ class SpanStore:
             self._conn = conn
         return self._conn
 
-    def write(self, spans: Sequence[SpanRecord]) -> None:
+    def write(self, spans: Sequence[SpanBase]) -> None:
         """Store ``spans`` in one transaction; raise ``sqlite3.Error`` (the batch is not stored)."""
         if not spans:
             return

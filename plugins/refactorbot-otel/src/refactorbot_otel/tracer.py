@@ -17,6 +17,7 @@ as a remote parent (a request from another process, an event from another task).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random
@@ -24,11 +25,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar, Token
+from contextvars import Token
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from refactorbot import tracing
+
+if TYPE_CHECKING:
+    from refactorbot import SliceRequest, SliceResponse
 
 from refactorbot_otel.config import OtelConfig, otlp_endpoint
 
@@ -46,46 +51,163 @@ WAKE_AT = 1024
 MAX_BATCH = 16384
 #: Operations of the span store itself are not traced (reading traces would fill the store).
 UNTRACED_SLICES = frozenset({"traces"})
-#: The span whose ``traceparent`` is in ``TRACEPARENT``, to parent children without parsing.
-_LIVE: ContextVar[SpanRecord | None] = ContextVar("refactorbot_otel_live", default=None)
 
 _rng = random.Random()  # noqa: S311  seeded from os.urandom; trace and span ids need to be unique, not secret
 _bits = _rng.getrandbits
 _time_ns = time.time_ns
 _MASK_64 = (1 << 64) - 1
-if hasattr(os, "register_at_fork"):  # a forked child draws other ids than its parent
-    os.register_at_fork(after_in_child=_rng.seed)
+#: Ids of traces that are not recorded: a random prefix per process and a counter (no random draw and
+#: one number formatted per trace, as a flood of unrecorded operations makes one each).
+_unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
+_unrecorded_count = itertools.count(1).__next__
+
+
+def _reseed() -> None:
+    """Give a forked child other ids than its parent."""
+    global _unrecorded_prefix, _unrecorded_count
+    _rng.seed()
+    _unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
+    _unrecorded_count = itertools.count(1).__next__
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reseed)
 
 #: What receives a batch of finished spans (on the exporting thread).
-Sink = Callable[[Sequence["SpanRecord"]], None]
+Sink = Callable[[Sequence["SpanBase"]], None]
 
 
-class SpanRecord:
+class SpanBase:
+    """What every recorded span shares (what the sinks read): ids, parent, times, making it current and queueing it."""
+
+    __slots__ = (
+        "_token",
+        "_tracer",
+        "end_ns",
+        "parent_id",
+        "remote_parent",
+        "sampled",
+        "span_id",
+        "start_ns",
+        "trace_id",
+        "traceparent",
+    )
+
+    _token: Token[str | None] | None
+    _tracer: RecordingTracer
+    trace_id: str
+    span_id: str
+    parent_id: str | None
+    remote_parent: bool
+    sampled: bool
+    traceparent: str
+    start_ns: int
+    end_ns: int
+    kind: tracing.SpanKind
+    name: str
+    status: str
+    status_message: str | None
+    attributes: dict[str, AttributeValue]
+
+    def _adopt(self, wanted: str) -> bool:
+        """Take ``wanted`` (a ``traceparent``) as parent; return whether it was valid."""
+        live = self._tracer.live.get(wanted)
+        if live is not None:
+            self.trace_id, self.parent_id, self.sampled = live.trace_id, live.span_id, live.sampled
+            self.remote_parent = False
+            return True
+        parsed = parse_traceparent(wanted)
+        if parsed is None:
+            return False
+        self.trace_id, self.parent_id, self.sampled = parsed[0], parsed[1], bool(parsed[2] & 1)
+        self.remote_parent = True
+        return True
+
+    def _open(self, parent: str | None) -> str:
+        """Give the span its ids under ``parent`` (else the current span, else a new trace); make it current."""
+        if parent is None or not self._adopt(parent):
+            current = TRACEPARENT.get()
+            if current is None or not self._adopt(current):
+                self.trace_id = f"{_bits(128) or 1:032x}"  # a new trace, admitted by ``_unrecorded``
+                self.parent_id = None
+                self.remote_parent = False
+                self.sampled = True
+        self.span_id = span_id = f"{_bits(64) or 1:016x}"
+        self.traceparent = traceparent = f"00-{self.trace_id}-{span_id}-{'01' if self.sampled else '00'}"
+        self._token = TRACEPARENT.set(traceparent)
+        self._tracer.live[traceparent] = self
+        self.start_ns = _time_ns()
+        return traceparent
+
+    def _close(self) -> None:
+        """End the span, make the previous one current again, queue it for export when sampled."""
+        self.end_ns = _time_ns()
+        tracer = self._tracer
+        tracer.live.pop(self.traceparent, None)
+        if self._token is not None:
+            try:  # a scope left in another context (a generator finalized elsewhere) restores nothing
+                TRACEPARENT.reset(self._token)
+            except ValueError:
+                pass
+            self._token = None
+        if self.sampled:
+            tracer.finished(self)
+
+
+class _Unsampled:
+    """The scope of a span nothing records: it only makes its ``traceparent`` current (flag ``00``).
+
+    What the host does under it keeps the trace's decision (a child of an unsampled span is not
+    recorded either) and carries it to other processes, as W3C Trace Context asks.
+    """
+
+    __slots__ = ("_request", "_token", "traceparent")
+
+    def __init__(self, traceparent: str, request: SliceRequest | None = None) -> None:
+        self.traceparent = traceparent
+        self._request = request
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> _Unsampled:
+        self._token = TRACEPARENT.set(self.traceparent)
+        if self._request is not None:
+            self._request.__dict__["traceparent"] = self.traceparent
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            try:
+                TRACEPARENT.reset(self._token)
+            except ValueError:
+                pass
+            self._token = None
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Ignore the attribute."""
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Ignore the error."""
+
+    def end(self, response: SliceResponse) -> None:
+        """Ignore the outcome."""
+
+
+def _unsampled_root() -> str:
+    """Return the ``traceparent`` of a new trace that is not recorded (its span id is its counter too)."""
+    count = f"{_unrecorded_count():016x}"
+    return f"{_unrecorded_prefix}{count}-{count}-00"
+
+
+class SpanRecord(SpanBase):
     """One span: refactorbot's ``Span`` and ``SpanScope`` protocols in a single small object.
 
     Entering gives it ids and a start and makes it current; leaving ends it, restores the previous
     span and queues it for export (when sampled).
     """
 
-    __slots__ = (
-        "_live",
-        "_parent",
-        "_token",
-        "_tracer",
-        "attributes",
-        "end_ns",
-        "kind",
-        "name",
-        "parent_id",
-        "remote_parent",
-        "sampled",
-        "span_id",
-        "start_ns",
-        "status",
-        "status_message",
-        "trace_id",
-        "traceparent",
-    )
+    __slots__ = ("_parent", "attributes", "kind", "name", "status", "status_message")
 
     def __init__(
         self,
@@ -99,19 +221,11 @@ class SpanRecord:
         self._parent = parent
         self.name = name
         self.kind = kind
-        self.attributes: dict[str, AttributeValue] = dict(attributes) if attributes else {}
+        self.attributes = dict(attributes) if attributes else {}
         self.status = "unset"
-        self.status_message: str | None = None
-        self.trace_id = ""
-        self.span_id = ""
-        self.parent_id: str | None = None
-        self.remote_parent = False
-        self.sampled = True
+        self.status_message = None
         self.traceparent = ""
-        self.start_ns = 0
-        self.end_ns = 0
         self._token: Token[str | None] | None = None
-        self._live: Token[SpanRecord | None] | None = None
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
         """Set one attribute."""
@@ -123,52 +237,109 @@ class SpanRecord:
         self.status = "error"
         self.status_message = (message or error_type)[:1000]
 
-    def _adopt(self, wanted: str) -> bool:
-        """Take ``wanted`` (a ``traceparent``) as parent; return whether it was valid."""
-        live = _LIVE.get()
-        if live is not None and live.traceparent == wanted:
-            self.trace_id, self.parent_id, self.sampled = live.trace_id, live.span_id, live.sampled
-            return True
-        parsed = parse_traceparent(wanted)
-        if parsed is None:
-            return False
-        self.trace_id, self.parent_id, self.sampled = parsed[0], parsed[1], bool(parsed[2] & 1)
-        self.remote_parent = True
-        return True
-
     def __enter__(self) -> SpanRecord:
-        parent = self._parent
-        if parent is None or not self._adopt(parent):
-            current = TRACEPARENT.get()
-            if current is None or not self._adopt(current):
-                trace = _bits(128) or 1
-                self.trace_id = f"{trace:032x}"
-                self.sampled = (trace & _MASK_64) < self._tracer.sample_bound
-        self.span_id = span_id = f"{_bits(64) or 1:016x}"
-        self.traceparent = traceparent = (
-            f"00-{self.trace_id}-{span_id}-01" if self.sampled else f"00-{self.trace_id}-{span_id}-00"
-        )
-        self._token = TRACEPARENT.set(traceparent)
-        self._live = _LIVE.set(self)
-        self.start_ns = _time_ns()
+        self._open(self._parent)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.end_ns = _time_ns()
         if exc is not None and not isinstance(exc, GeneratorExit):
             self.set_error(type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
-        try:  # a scope left in another context (a generator finalized elsewhere) restores nothing
-            if self._live is not None:
-                _LIVE.reset(self._live)
-            if self._token is not None:
-                TRACEPARENT.reset(self._token)
-        except ValueError:
-            pass
-        self._live = self._token = None
-        if self.sampled:
-            self._tracer.finished(self)
+        self._close()
+
+
+class OperationRecord(SpanBase):
+    """The span of one routed operation (``Tracer.operation_span``), recorded with the least work.
+
+    The request path keeps references to the request and its response; the span's name and
+    attributes are built from them on the exporting thread. Both are done with by then: the host
+    changes neither after the operation's span ends.
+    """
+
+    __slots__ = ("_extra", "error", "request", "response")
+
+    kind: tracing.SpanKind = "internal"
+
+    def __init__(self, tracer: RecordingTracer, request: SliceRequest) -> None:
+        self._tracer = tracer
+        self.request = request
+        self.response: SliceResponse | None = None
+        self.error: tuple[str, str] | None = None
+        self._extra: dict[str, AttributeValue] | None = None
+        self.traceparent = ""
+        self._token = None
+
+    def __enter__(self) -> OperationRecord:
+        request = self.request
+        # Set without pydantic's validation: the value is a well-formed traceparent made here.
+        request.__dict__["traceparent"] = self._open(request.traceparent)
+        request.__pydantic_fields_set__.add("traceparent")
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None and not isinstance(exc, GeneratorExit):
+            self.error = (type(exc).__qualname__, f"{type(exc).__name__}: {exc}")
+        self._close()
+
+    def end(self, response: SliceResponse) -> None:
+        """Record the operation's outcome."""
+        self.response = response
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set one more attribute."""
+        if self._extra is None:
+            self._extra = {}
+        self._extra[key] = value
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Mark the span failed."""
+        self.error = (error_type, (message or error_type)[:1000])
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        """Return ``<slice>.<operation>``."""
+        return self.request.target
+
+    @property
+    def attributes(self) -> dict[str, AttributeValue]:  # type: ignore[override]
+        """Return the operation's attributes, built from its request and response."""
+        request, response = self.request, self.response
+        attributes: dict[str, AttributeValue] = {
+            "refactorbot.slice": request.slice_id,
+            "refactorbot.operation": request.operation,
+            "refactorbot.request_id": request.request_id,
+        }
+        if request.caller is not None:
+            attributes["refactorbot.caller"] = request.caller
+        if response is not None:
+            attributes["refactorbot.success"] = response.success
+        error = self._failure()
+        if error is not None:
+            attributes["error.type"] = error[0]
+        if self._extra:
+            attributes.update(self._extra)
+        return attributes
+
+    def _failure(self) -> tuple[str, str] | None:
+        response = self.response
+        if response is not None and not response.success:
+            error_type = response.error_type.value if response.error_type else "operation_error"
+            return error_type, (response.error_message or error_type)[:1000]
+        return self.error
+
+    @property
+    def status(self) -> str:  # type: ignore[override]
+        """Return ``error`` when the operation failed, else ``unset``."""
+        return "unset" if self._failure() is None else "error"
+
+    @property
+    def status_message(self) -> str | None:  # type: ignore[override]
+        """Return the failure's one line, or ``None``."""
+        error = self._failure()
+        return None if error is None else error[1]
 
 
 class RecordingTracer:
@@ -179,21 +350,33 @@ class RecordingTracer:
         sinks: Sequence[tuple[str, Sink]],
         *,
         sample_ratio: float = 1.0,
+        max_traces_per_second: float = 0.0,
         max_queue: int = 8192,
         store: Path | None = None,
         otlp: str | None = None,
         closers: Sequence[Callable[[], None]] = (),
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self._clock = clock
         self.otlp = otlp
         self.sample_bound = round(min(max(sample_ratio, 0.0), 1.0) * (1 << 64))
+        self._everything = self.sample_bound >= 1 << 64
+        #: New traces a second past which new traces are not recorded (a token bucket; 0: no limit).
+        self.max_traces_per_second = max(max_traces_per_second, 0.0)
+        self._tokens = self.max_traces_per_second
+        self._refilled = clock()
+        #: New traces not recorded because ``max_traces_per_second`` was reached, since start.
+        self.over_limit = 0
+        #: Recorded spans that are open, by ``traceparent``: a child finds its parent without parsing.
+        self.live: dict[str, SpanBase] = {}
         self.max_queue = max_queue
         #: Spans dropped because the queue was full (the exporter could not keep up), since start.
         self.dropped = 0
         self._reported_drops = 0
         self._sinks = list(sinks)
         self._closers = list(closers)
-        self._queue: deque[SpanRecord] = deque(maxlen=max_queue)
+        self._queue: deque[SpanBase] = deque(maxlen=max_queue)
         self._wake = threading.Event()
         self._export_lock = threading.Lock()
         self._stopping = False
@@ -211,9 +394,62 @@ class RecordingTracer:
         """Return the scope of a new span (see ``refactorbot.tracing.Tracer.span``)."""
         if attributes is not None and attributes.get("refactorbot.slice") in UNTRACED_SLICES:
             return tracing.NOOP_SPAN
-        return SpanRecord(self, name, kind, attributes, parent)
+        return self._unrecorded(parent) or SpanRecord(self, name, kind, attributes, parent)
 
-    def finished(self, span: SpanRecord) -> None:
+    def operation_span(self, request: SliceRequest) -> tracing.OperationScope:
+        """Return the scope of ``request``'s operation span (see ``refactorbot.tracing.operation_span``)."""
+        if request.slice_id in UNTRACED_SLICES:
+            return tracing.NOOP_SPAN
+        if request.traceparent is None and TRACEPARENT.get() is None:  # a new trace: the common case, inlined
+            if self.sample_root():
+                return OperationRecord(self, request)
+            return _Unsampled(_unsampled_root(), request)
+        return self._unrecorded(request.traceparent, request) or OperationRecord(self, request)
+
+    def _unrecorded(self, parent: str | None, request: SliceRequest | None = None) -> _Unsampled | None:
+        """Return the scope of a span that is not recorded, or ``None`` when the span is to be recorded.
+
+        The parent is ``parent`` when valid, else the current span, else none: a new trace, recorded
+        when ``sample_ratio`` and ``max_traces_per_second`` admit it. A child follows its parent's
+        decision; an unrecorded span only carries its trace's ``traceparent`` (flag ``00``).
+        """
+        if parent is not None:
+            if parent in self.live:
+                return None
+            parsed = parse_traceparent(parent)
+            if parsed is not None:
+                return None if parsed[2] & 1 else _Unsampled(parent, request)
+        current = TRACEPARENT.get()
+        if current is not None:
+            if current in self.live:
+                return None
+            if len(current) == 55 and current.endswith("-00"):  # an unrecorded span of this process
+                return _Unsampled(current, request)
+            parsed = parse_traceparent(current)
+            if parsed is not None:
+                return None if parsed[2] & 1 else _Unsampled(current, request)
+        return None if self.sample_root() else _Unsampled(_unsampled_root(), request)
+
+    def sample_root(self) -> bool:
+        """Return whether a new trace is recorded: ``sample_ratio``, then ``max_traces_per_second``."""
+        if not self._everything and _bits(64) >= self.sample_bound:
+            return False
+        rate = self.max_traces_per_second
+        if not rate:
+            return True
+        now = self._clock()
+        tokens = self._tokens + (now - self._refilled) * rate
+        self._refilled = now
+        if tokens > rate:  # a burst of at most one second's worth
+            tokens = rate
+        if tokens < 1.0:
+            self._tokens = tokens
+            self.over_limit += 1
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+    def finished(self, span: SpanBase) -> None:
         """Queue an ended span; count it as dropped when the queue is full (never wait)."""
         queue = self._queue
         size = len(queue)
@@ -318,6 +554,7 @@ def build_tracer(config: OtelConfig, env: Mapping[str, str], data_dir: Path) -> 
     return RecordingTracer(
         sinks,
         sample_ratio=config.sample_ratio,
+        max_traces_per_second=config.max_traces_per_second,
         max_queue=config.max_queue,
         store=store,
         otlp=otlp,
