@@ -11,9 +11,11 @@ A redis-server on loopback (``appendfsync everysec``), one host running a no-op 
    processes, 1 then 3, each running an operation of 20 ms of I/O at most 4 at once
    (``[slices.sleep20.resources] max_concurrency = 4``). Bursts of ``--burst`` requests sent at
    once, the two deployments taking turns ``--rounds`` times; the best burst of each, in
-   requests/s, the ratio, and the CPU each process spent per request.
+   requests/s, the ratio, and the CPU each process spent per request. ``--appendfsync always``
+   runs this part on a Redis that syncs its append-only file before answering each write.
 
     python tests/bench/bench_worker.py [--requests 2000] [--concurrency 32] [--burst 600] [--rounds 3]
+                                       [--appendfsync everysec|always]
 """
 
 from __future__ import annotations
@@ -180,8 +182,11 @@ class Deployment:
             worker.wait(timeout=60)
 
 
-async def scale(burst: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as folder, RedisServer(Path(folder) / "redis", appendfsync="everysec") as server:
+async def scale(burst: int, rounds: int, appendfsync: str = "everysec") -> None:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        RedisServer(Path(folder) / "redis", appendfsync=appendfsync) as server,
+    ):
         root = Path(folder)
         site = root / "site"
         (site / "rbsleep-0.1.0.dist-info").mkdir(parents=True)
@@ -221,6 +226,12 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--burst", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--appendfsync",
+        choices=["everysec", "always"],
+        default="everysec",
+        help="Redis's fsync policy in the scale part",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.requests, args.concurrency))
-    asyncio.run(scale(args.burst, args.rounds))
+    asyncio.run(scale(args.burst, args.rounds, args.appendfsync))

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -241,7 +242,8 @@ class SliceWorker:
     **Slots.** The worker runs at most ``concurrency`` requests at once, and at most
     ``limits[slice_id]`` of one slice (its ``max_concurrency``). It reads a request only into a
     free slot: as many entries as it has free slots, none while it has none. What it has read it
-    starts at once, so it never holds requests that another worker with free slots could run.
+    starts at once, so it does not hold requests that another worker with free slots could run
+    (but for the rare read that returns after another slice took its slots: see ``_read``).
     A slot is free again as soon as the operation has returned; recording the answer follows
     outside it.
     """
@@ -286,6 +288,8 @@ class SliceWorker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[str, set[str]] = {sid: set() for sid in self.slice_ids}  # entry ids held per slice
         self._returned: dict[str, set[str]] = {sid: set() for sid in self.slice_ids}  # read, not run: handed back
+        #: Entries a blocking read brought beyond the slots free at its return (another slice or a claim took them).
+        self._queued: dict[str, deque[tuple[str, dict[Any, Any]]]] = {sid: deque() for sid in self.slice_ids}
         self._loops: list[asyncio.Task[None]] = []
         self._finish: Any = None
         self._answer: Any = None
@@ -323,6 +327,9 @@ class SliceWorker:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, self.config.command_timeout + 3)
         self._loops.clear()
+        for slice_id, queued in self._queued.items():
+            self._returned[slice_id].update(entry_id for entry_id, _fields in queued)
+            queued.clear()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.config.stop_timeout)
         for task in list(self._tasks):
@@ -372,7 +379,9 @@ class SliceWorker:
 
         After waiting for a slot, or a read that filled every slot it asked for, more requests may be
         waiting: they are read without blocking, as many as there are free slots. Otherwise the stream
-        was drained, and the worker waits on it for the next request with one slot.
+        was drained, and the worker waits on it holding one slot, for as many requests as it had free
+        slots; what arrives is run in the slots free when the read returns. Only if another slice or a
+        claim took those slots meanwhile does an entry wait here, and it runs in the next free slot.
         """
         key = self.keys.key("req", slice_id)
         failing = False
@@ -384,18 +393,29 @@ class SliceWorker:
                 await self._freed.wait()
                 backlog = True
                 continue
+            queued = self._queued[slice_id]
+            if queued:  # read before its slot was free: runs first
+                started = 0
+                while queued and started < slots:
+                    entry_id, fields = queued.popleft()
+                    started += self._spawn(slice_id, entry_id, fields)
+                self._give(slice_id, slots - started)
+                continue
             entries: list[tuple[Any, dict[Any, Any]]] = []
             checked = True
             try:
                 if backlog:  # without waiting; entries already answered are answered in the script
                     entries = _entries(await self._take_new(keys=[key], args=self._take_args(slots)))
                     backlog = len(entries) == slots
-                if not entries:  # none waiting: wait for the next one with one slot, leaving the rest free
+                if not entries:  # none waiting: wait for the next ones with one slot, leaving the rest free
+                    wanted = slots
                     self._give(slice_id, slots - 1)
                     slots = 1
                     checked = False
-                    batches = await self._readers.xreadgroup(GROUP, self.consumer, {key: ">"}, count=1, block=1000)
+                    batches = await self._readers.xreadgroup(GROUP, self.consumer, {key: ">"}, count=wanted, block=1000)
                     entries = [(entry_id, fields) for _stream, got in batches or () for entry_id, fields in got]
+                    if len(entries) > 1:
+                        slots += self._take(slice_id, len(entries) - 1)
             except Exception as exc:
                 self._give(slice_id, slots)
                 backlog = True
@@ -414,8 +434,10 @@ class SliceWorker:
             for entry_id, fields in entries:
                 if self._stop.is_set():  # read as the worker began stopping: the next worker runs it
                     self._returned[slice_id].add(_text(entry_id))
-                elif self._spawn(slice_id, _text(entry_id), fields, checked=checked):
-                    started += 1
+                elif started < slots:
+                    started += self._spawn(slice_id, _text(entry_id), fields, checked=checked)
+                else:
+                    queued.append((_text(entry_id), fields))
             self._give(slice_id, slots - started)
 
     def _take_args(self, count: int) -> list[Any]:
