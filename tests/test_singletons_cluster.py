@@ -254,7 +254,10 @@ def test_a_polling_telegram_channel_runs_on_one_process_and_moves_when_it_is_kil
             assert f":{poller.proc.pid}:" in held, held
             listed = cli(standby.home, "channels", env=env)
             assert listed.returncode == 0, listed.stderr
-            assert any(line.split()[:3] == ["telegram", "yes", "standby"] for line in listed.stdout.splitlines())
+            (line,) = [
+                line for line in listed.stdout.splitlines() if line.split()[:3] == ["telegram", "yes", "standby"]
+            ]
+            assert "(held by " in line and f":{poller.proc.pid}:" in line, line
 
             asked = telegram.user_message("first", chat_id=OWNER, sender_id=OWNER)
             telegram.wait_for_messages(OWNER, 1, timeout=60)

@@ -85,6 +85,8 @@ def channels_command(as_json: bool) -> None:
         status = c["status"]
         if c.get("next_retry_at") and status == "failed":
             status += f" (retry in {max(0, c['next_retry_at'] - time.time()):.0f}s)"
+        elif status == "standby" and c.get("held_by"):
+            status += f" (held by {c['held_by']})"
         rows.append(
             [
                 c["name"],

@@ -110,6 +110,7 @@ class ChannelInfo(Model):
     failed: int = 0
     refused: int = 0
     duplicates: int = 0
+    held_by: str | None = Field(None, description="the host running this channel while it is standby here")
 
 
 class ChannelList(Model):

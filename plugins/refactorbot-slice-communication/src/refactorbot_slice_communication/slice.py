@@ -1161,6 +1161,7 @@ class CommunicationSlice(AtomicSlice):
                     runner.next_retry_at if runner and self.serving else row["next_retry_at"] if row else None
                 ),
                 restarts=(runner.restarts if runner and self.serving else row["restarts"] if row else 0),
+                held_by=runner.held_by if runner and self.serving else None,
                 inbound=counts["inbound"],
                 outbound=counts["outbound"],
                 failed=counts["failed"],
