@@ -194,6 +194,17 @@ class _Unsampled:
         """Ignore the outcome."""
 
 
+class _UnsampledRoot(_Unsampled):
+    """``_Unsampled`` for the operation that starts a trace: nothing was current, nothing to restore but that."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _UnsampledRoot:
+        self._token = TRACEPARENT.set(self.traceparent)
+        self._request.__dict__["traceparent"] = self.traceparent  # type: ignore[union-attr]
+        return self
+
+
 def _unsampled_root() -> str:
     """Return the ``traceparent`` of a new trace that is not recorded (its span id is its counter too)."""
     count = f"{_unrecorded_count():016x}"
@@ -403,7 +414,8 @@ class RecordingTracer:
         if request.traceparent is None and TRACEPARENT.get() is None:  # a new trace: the common case, inlined
             if self.sample_root():
                 return OperationRecord(self, request)
-            return _Unsampled(_unsampled_root(), request)
+            count = f"{_unrecorded_count():016x}"
+            return _UnsampledRoot(f"{_unrecorded_prefix}{count}-{count}-00", request)
         return self._unrecorded(request.traceparent, request) or OperationRecord(self, request)
 
     def _unrecorded(self, parent: str | None, request: SliceRequest | None = None) -> _Unsampled | None:
@@ -440,13 +452,11 @@ class RecordingTracer:
         now = self._clock()
         tokens = self._tokens + (now - self._refilled) * rate
         self._refilled = now
-        if tokens > rate:  # a burst of at most one second's worth
-            tokens = rate
         if tokens < 1.0:
             self._tokens = tokens
             self.over_limit += 1
             return False
-        self._tokens = tokens - 1.0
+        self._tokens = (rate if tokens > rate else tokens) - 1.0  # a burst of at most one second's worth
         return True
 
     def finished(self, span: SpanBase) -> None:
