@@ -85,15 +85,15 @@ def median_ms(command: list[str], env: dict[str, str], runs: int, warmup: int = 
     return statistics.median(looped) * 1000
 
 
-def timed_run(command: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run ``command`` once; return its wall and CPU (user + system) time in milliseconds."""
+def timed_run(command: list[str], env: dict[str, str], exit_code: int = 0) -> tuple[float, float]:
+    """Run ``command`` once (it must exit with ``exit_code``); return its wall and CPU time in milliseconds."""
     start = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
     child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}")
+    if child.returncode != exit_code:
+        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}, not {exit_code}")
     return wall * 1000, (usage.ru_utime + usage.ru_stime) * 1000
 
 
@@ -144,15 +144,22 @@ def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
-    """Return the heavy modules a ``chat`` against the server imports (``-X importtime``)."""
-    done = subprocess.run(
-        [*refactorbot_command(), "--home", str(home), "chat", "hello"],
-        env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    """Return the heavy modules a ``chat`` against the server imports (``-X importtime``) on a cache hit.
+
+    A run that imported another plugin (the memory slice's) scanned every plugin, because something
+    was installed meanwhile on a shared machine: it is run again, up to three times.
+    """
+    for _ in range(3):
+        done = subprocess.run(
+            [*refactorbot_command(), "--home", str(home), "chat", "hello"],
+            env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+        if "refactorbot_slice_memory" not in imported:
+            break
     return [name for name in HEAVY if name in imported]
 
 
@@ -310,10 +317,26 @@ def main() -> None:
             print_rows(args.runs, chat_rows(version, chat, chat_scan, side, heavy))
             return
         plain = root / "plain"
-        plist = median_ms([*rb, "--home", str(plain), "plugins", "list"], env, args.runs)
+        plist_command = [*rb, "--home", str(plain), "plugins", "list"]
+        plist = median_ms(plist_command, env, args.runs)
+        plugins_side = None
+        if llm:
+            llm_env = {**env, "LLM_USER_PATH": str(root / "llm")}
+            plugins_side = paired(plist_command, env, [llm, "plugins"], llm_env, max(5, args.runs // 2))
         installed = subprocess.run(
             [*rb, "--home", str(plain), "plugins", "list", "--json"], env=env, capture_output=True, text=True
         ).stdout.count('"name"')
+        no_key = root / "no-key"
+        no_key.mkdir(mode=0o700)
+        (no_key / "refactorbot.toml").write_text(
+            f'[llm]\nmodel = "openai/loopback"\n[gateways.litellm]\napi_key_env = "{KEY_ENV}"\n'
+        )
+        without_key = [*rb, "--home", str(no_key), "chat", "hello"]
+        keyless_env = {k: v for k, v in env.items() if k != KEY_ENV}
+        timed_run(without_key, keyless_env, exit_code=1)  # warm-up: bytecode and caches
+        keyless = statistics.median(
+            timed_run(without_key, keyless_env, exit_code=1)[0] for _ in range(max(5, args.runs // 2))
+        )
         notes = [*rb, "--home", str(root / "notes"), "call", "notes.add", "title=bench"]
         call_all = median_ms(notes, env, args.runs)
         call_notes = median_ms(notes, {**env, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}, args.runs)
@@ -323,6 +346,23 @@ def main() -> None:
     rows.append(("command-cache fingerprint (a stat per sys.path entry)", f"{fingerprint_us():.0f} µs", "< 1 ms"))
     rows.append(
         (f"`refactorbot plugins list`, {installed} plugins installed and loaded", f"{plist:.0f} ms", "≤ 260 ms")
+    )
+    if plugins_side is not None:
+        rows.append(
+            (
+                "`plugins list` / `llm plugins` run alternately (wall / CPU); llm / refactorbot: wall (CPU)",
+                f"{plugins_side['first_ms']:.0f} / {plugins_side['first_cpu_ms']:.0f} ms, "
+                f"{plugins_side['second_ms']:.0f} / {plugins_side['second_cpu_ms']:.0f} ms; "
+                f"{plugins_side['ratio']:.1f}× ({plugins_side['cpu_ratio']:.1f}×)",
+                f"≥ 8× (load {plugins_side['load_before']:.1f} / {plugins_side['load_after']:.1f})",
+            )
+        )
+    rows.append(
+        (
+            "`refactorbot chat hello` in-process without the model's key: the one-line error, exit 1",
+            f"{keyless:.0f} ms",
+            "issue 9: well under 1 s (was about 5 s)",
+        )
     )
     rows.append(
         ("`refactorbot call notes.add` in-process, every plugin installed", f"{call_all:.0f} ms", "before: 360–410 ms")
