@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import api_sample
@@ -18,6 +18,7 @@ import pytest_asyncio
 import refactorbot_api.plugin
 from api_sample import CONFIG, Served
 from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from refactorbot import AtomicSlice, hookimpl, operation, tracing
@@ -262,5 +263,10 @@ async def test_only_routes_of_path_parameters_and_the_request_are_plain() -> Non
     router.add_api_route("/modelled/{channel}", modelled, methods=["POST"])
     router.add_api_route("/blocking/{channel}", blocking, methods=["POST"])
     router.add_api_route("/guarded/{channel}", raw, methods=["POST"], dependencies=[Depends(lambda: None)])
+
+    async def constrained(channel: Annotated[str, PathParameter(max_length=8)], request: Request) -> Response:
+        return Response()
+
+    router.add_api_route("/constrained/{channel}", constrained, methods=["POST"])
     plain = {route.path for route in router.routes if is_plain(route)}  # type: ignore[arg-type]
     assert plain == {"/raw/{channel}"}

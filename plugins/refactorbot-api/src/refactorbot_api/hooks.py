@@ -13,8 +13,8 @@ calls such a route's endpoint directly, inside the same guarantees:
 - the application's exception handlers: an ``HTTPException`` is answered with its status and
   ``detail``, any other exception with the API's 500 (logged, with its cause).
 
-A route qualifies when its endpoint is a coroutine function taking only ``str`` path parameters and
-the ``Request``, with no dependencies. Anything else under ``/hooks`` (a route with a body model, a
+A route qualifies when its endpoint is a coroutine function taking only ``str`` path parameters
+(unconstrained) and the ``Request``, with no dependencies. Anything else under ``/hooks`` (a route with a body model, a
 query parameter, a dependency), and every other path, goes through FastAPI unchanged.
 """
 
@@ -57,8 +57,9 @@ def is_plain(route: APIRoute) -> bool:
     )
     if any(name is not None for name in others):
         return False
-    if not all(field.field_info.annotation is str for field in dependant.path_params):
-        return False
+    for field in dependant.path_params:  # any str, as the path gives it: nothing to validate or convert
+        if field.field_info.annotation is not str or field.field_info.metadata or field.alias != field.name:
+            return False
     return inspect.iscoroutinefunction(route.endpoint)
 
 
