@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 #: One year of minutes: a cron expression with no match in that span is refused at creation.
 _HORIZON = timedelta(days=366 * 5)
+#: How far before ``after``'s wall clock a real-time expression's matches are looked for (the
+#: second pass of a repeated hour).
+_LOOKBACK = timedelta(hours=2)
 _FIELDS = re.compile(r"^[A-Za-z0-9*/,\-#?L]+$")
 
 
@@ -126,15 +129,26 @@ def next_cron(expr: str, tz: str, after: datetime) -> datetime | None:
         # Walk wall-clock times; a repeated one fires on its first pass, a skipped one at the
         # first valid instant after the gap. Start a minute before ``after``'s wall clock: in
         # the second pass of a repeated hour, a time of the first pass must not come back.
-        found = _walk(expr, naive - timedelta(minutes=1), where, after, wall=True)
-    else:
-        found = _walk(expr, naive - timedelta(hours=2), where, after, wall=False)
+        return _walk(expr, naive - timedelta(minutes=1), where, after, wall=True)
+    # Real time: the fires are the instants whose wall clock matches, looked for among wall-clock
+    # times up to two hours before ``after``'s. Each of those names instants at or before
+    # ``after``, except in the first pass of a repeated hour: there the second pass of the times
+    # from the start of the repeat up to ``after``'s wall clock is still to come.
+    lookback = naive - _LOOKBACK
+    limit = lookback + _HORIZON
+    found = _walk(expr, naive, where, after, wall=False, limit=limit)
+    if local.fold == 0 and _repeated(naive, where):
+        again = _second_pass(expr, naive, lookback, where)
+        if again is not None and again > after and (found is None or again < found):
+            found = again
     return found
 
 
-def _walk(expr: str, start: datetime, where: ZoneInfo, after: datetime, *, wall: bool) -> datetime | None:
+def _walk(
+    expr: str, start: datetime, where: ZoneInfo, after: datetime, *, wall: bool, limit: datetime | None = None
+) -> datetime | None:
     it = _iterator(expr, start)
-    limit = start + _HORIZON
+    limit = start + _HORIZON if limit is None else limit
     best: datetime | None = None
     while True:
         try:
@@ -151,10 +165,51 @@ def _walk(expr: str, start: datetime, where: ZoneInfo, after: datetime, *, wall:
         for instant in instants:
             if instant > after and (best is None or instant < best):
                 best = instant
+        if best is not None and not wall and instants and instants[0] <= after:
+            # ``after`` is in the second pass of a repeated hour (the walk starts at its wall
+            # clock): the times still ahead pass again later, or once after the repeat.
+            return best
         if best is not None and len(instants) < 2 and not wall:
             return best
         if best is not None and wall:
             return best
+
+
+def _repeated(naive: datetime, where: ZoneInfo) -> bool:
+    """Return whether wall-clock time ``naive`` happens twice in ``where`` (a fall-back night)."""
+    first = naive.replace(tzinfo=where, fold=0)
+    second = naive.replace(tzinfo=where, fold=1)
+    return first.utcoffset() != second.utcoffset() and all(
+        aware.astimezone(UTC).astimezone(where).replace(tzinfo=None) == naive for aware in (first, second)
+    )
+
+
+def _second_pass(expr: str, naive: datetime, lookback: datetime, where: ZoneInfo) -> datetime | None:
+    """Return the second pass (UTC) of the first match in the repeated stretch of wall clock ending at ``naive``.
+
+    ``naive`` is repeated; the repeat began at most its length (the clock's step back) before it,
+    and only times after ``lookback`` count. The first repeated second after that is found by
+    bisection: times before the repeat happen once, times from its start to ``naive`` twice.
+    """
+    first = naive.replace(tzinfo=where, fold=0).utcoffset()
+    second = naive.replace(tzinfo=where, fold=1).utcoffset()
+    assert first is not None and second is not None
+    low = max(lookback, naive - (first - second))  # not repeated (or not counted)
+    below, above = 0, int((naive - low).total_seconds())  # low + above seconds is repeated
+    while above - below > 1:
+        middle = (below + above) // 2
+        if _repeated(low + timedelta(seconds=middle), where):
+            above = middle
+        else:
+            below = middle
+    start = low + timedelta(seconds=above)
+    try:
+        candidate: datetime = _iterator(expr, start - timedelta(seconds=1)).get_next(datetime)
+    except Exception:  # croniter: no match within max_years_between_matches
+        return None
+    if candidate > naive:
+        return None  # the first match after ``naive``: the walk from ``naive`` has it
+    return candidate.replace(tzinfo=where, fold=1).astimezone(UTC)
 
 
 def _instants(naive: datetime, where: ZoneInfo, *, wall: bool) -> list[datetime]:
