@@ -146,10 +146,13 @@ def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
 def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
     """Return the heavy modules a ``chat`` against the server imports (``-X importtime``) on a cache hit.
 
-    A run that imported another plugin (the memory slice's) scanned every plugin, because something
-    was installed meanwhile on a shared machine: it is run again, up to three times.
+    A run that wrote the command cache scanned every plugin (the first run, or something was
+    installed meanwhile on a shared machine): it is run again, up to three times. (A scan always
+    writes the file: the fingerprint it records changed.)
     """
+    cache = Path(env["RB_CACHE_DIR"])
     for _ in range(3):
+        before = {path: path.stat().st_mtime_ns for path in cache.glob("commands-*.json")}
         done = subprocess.run(
             [*refactorbot_command(), "--home", str(home), "chat", "hello"],
             env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
@@ -157,9 +160,9 @@ def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
             text=True,
             check=True,
         )
-        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
-        if "refactorbot_slice_memory" not in imported:
+        if before and before == {path: path.stat().st_mtime_ns for path in cache.glob("commands-*.json")}:
             break
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     return [name for name in HEAVY if name in imported]
 
 
