@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from refactorbot_slice_scheduling.schedules import _checked, _wall_clock, next_cron
+from refactorbot_slice_scheduling.schedules import _checked, _wall_clock, count_cron, last_cron, next_cron
 
 ZONES = [
     "UTC",
@@ -214,3 +214,55 @@ def test_every_second_of_a_fall_back_night_in_two_zones() -> None:
         for step in range(0, 2 * 3600 + 10, 7):
             after = start + timedelta(seconds=step)
             assert next_cron(expr, tz, after) == former_next_cron(expr, tz, after), (tz, after)
+
+
+# -- counting missed fires without stepping through them --------------------------------------------------
+
+
+def stepped(expr: str, tz: str, after: datetime, until: datetime) -> list[datetime]:
+    """Return every fire in ``(after, until]``, one ``next_cron`` at a time."""
+    found: list[datetime] = []
+    current = after
+    while (fire := next_cron(expr, tz, current)) is not None and fire <= until:
+        found.append(fire)
+        current = fire
+    return found
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expr=expressions(), where=instants(), span=st.integers(0, 3 * 86400), keep=st.integers(1, 12))
+@example(expr="30 2 * * *", where=("Europe/Berlin", datetime(2024, 3, 30, 12, tzinfo=UTC)), span=86400, keep=2)
+@example(expr="30 2 * * *", where=("Europe/Berlin", datetime(2024, 10, 26, 12, tzinfo=UTC)), span=86400, keep=3)
+@example(expr="*/20 2 * * *", where=("Europe/Berlin", datetime(2024, 10, 26, 12, tzinfo=UTC)), span=86400, keep=9)
+@example(expr="0 * * * *", where=("Europe/Berlin", datetime(2024, 10, 26, 12, tzinfo=UTC)), span=86400, keep=5)
+@example(expr="5 0 * * *", where=("Pacific/Apia", datetime(2011, 12, 29, 0, tzinfo=UTC)), span=3 * 86400, keep=4)
+def test_counted_and_last_fires_equal_the_stepped_ones(
+    expr: str, where: tuple[str, datetime], span: int, keep: int
+) -> None:
+    tz, after = where
+    try:
+        _checked(expr)
+    except ValueError:
+        return
+    if len(expr.split()) == 6:
+        span //= 60  # a 6-field cron is stepped through second by second: keep the span short
+    until = after + timedelta(seconds=span, microseconds=250_000)
+    fires = stepped(expr, tz, after, until)
+    assert count_cron(expr, tz, after, until) == len(fires), (expr, tz, after.isoformat(), until.isoformat())
+    first = next_cron(expr, tz, after)
+    if first is not None and first <= until:
+        assert last_cron(expr, tz, first, until, keep) == fires[-keep:], (expr, tz, first.isoformat(), keep)
+
+
+def test_a_month_of_a_seconds_cron_is_counted_exactly_across_fall_back() -> None:
+    """October 2024 in Berlin has 31 days and one repeated hour: every real second is a fire."""
+    after = datetime(2024, 10, 1, tzinfo=UTC)
+    until = datetime(2024, 11, 1, 0, 0, 30, 500_000, tzinfo=UTC)
+    assert count_cron("* * * * * *", "Europe/Berlin", after, until) == 31 * 86400 + 30
+    # a fixed-time job fires once on the fall-back night, and at 03:00 on the spring-forward one
+    assert count_cron("30 2 * * *", "Europe/Berlin", after, until) == 31
+    march = stepped("30 2 * * *", "Europe/Berlin", datetime(2024, 3, 30, tzinfo=UTC), datetime(2024, 4, 1, tzinfo=UTC))
+    assert march == [datetime(2024, 3, 30, 1, 30, tzinfo=UTC), datetime(2024, 3, 31, 1, 0, tzinfo=UTC)]
+    assert last_cron("* * * * * *", "Europe/Berlin", after, until, 3) == [
+        until.replace(microsecond=0) - timedelta(seconds=n) for n in (2, 1, 0)
+    ]

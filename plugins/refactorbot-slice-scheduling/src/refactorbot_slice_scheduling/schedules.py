@@ -18,6 +18,7 @@ croniter is imported inside the functions that use it: loading the plugin stays 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -236,6 +237,213 @@ def _after_gap(naive: datetime, where: ZoneInfo) -> datetime:
         aware = probe.replace(tzinfo=where, fold=0)
         if aware.astimezone(UTC).astimezone(where).replace(tzinfo=None) == probe:
             return aware
+
+
+def count_cron(expr: str, tz: str, after: datetime, until: datetime) -> int:
+    """Return how many times ``expr`` fires in zone ``tz`` strictly after ``after`` and up to ``until``.
+
+    Counted without stepping through the fires: between two changes of the zone's offset, the
+    instants whose wall clock matches are counted day by day (``_plan`` adds the DST rule of
+    wall-clock expressions).
+    """
+    expr = _checked(expr)
+    where = zone(tz)
+    pieces, extras = _plan(expr, where, _whole(after) + _SECOND, _whole(until) + _SECOND)
+    return sum(_count_fixed(expr, where, low, high) for low, high in pieces) + len(extras)
+
+
+def last_cron(expr: str, tz: str, first: datetime, until: datetime, keep: int) -> list[datetime]:
+    """Return the last ``keep`` fires from ``first`` (a fire) up to ``until``, oldest first (UTC).
+
+    Found from ``until`` backwards: a window grows until it holds ``keep`` fires, is narrowed by
+    bisection to the latest start that still does, and only those fires are listed.
+    """
+    first, until = first.astimezone(UTC), until.astimezone(UTC)
+    if until < first or keep < 1:
+        return []
+    span = timedelta(minutes=1)
+    while True:
+        low = max(first, until - span)
+        count = count_cron(expr, tz, low, until)
+        if count >= keep or low == first:
+            break
+        span *= 4
+    if count > 2 * keep:
+        below, above = 0, int((until - low).total_seconds())  # ``low + below`` keeps ``keep`` fires
+        while above - below > 1:
+            middle = (below + above) // 2
+            if count_cron(expr, tz, low + timedelta(seconds=middle), until) >= keep:
+                below = middle
+            else:
+                above = middle
+        low += timedelta(seconds=below)
+    expr, where = _checked(expr), zone(tz)
+    pieces, extras = _plan(expr, where, _whole(low) + _SECOND, _whole(until) + _SECOND)
+    fires = sorted([*extras, *(fire for start, end in pieces for fire in _list_fixed(expr, where, start, end))])
+    return (([first] if low == first else []) + fires)[-keep:]
+
+
+_SECOND = timedelta(seconds=1)
+
+
+def _whole(instant: datetime) -> datetime:
+    """Return ``instant`` in UTC, cut to the second."""
+    return instant.astimezone(UTC).replace(microsecond=0)
+
+
+def _plan(
+    expr: str, where: ZoneInfo, start: datetime, end: datetime
+) -> tuple[list[tuple[datetime, datetime]], list[datetime]]:
+    """Return how ``expr``'s fires in ``[start, end)`` are found: stretches of one offset, and single fires.
+
+    In each stretch, the fires are the instants whose wall clock matches. A wall-clock expression
+    leaves out the second pass of a repeated hour, and fires once at the end of a skipped one
+    that holds a match (unless the end matches itself).
+    """
+    if end <= start:
+        return [], []
+    changes = _changes(where, start - timedelta(days=1), end)
+    edges = [start, *(change for change in changes if start < change < end), end]
+    pieces = list(itertools.pairwise(edges))
+    extras: list[datetime] = []
+    if not _wall_clock(expr):
+        return pieces, extras
+    for change in changes:
+        before = (change - _SECOND).astimezone(where).utcoffset()
+        after = change.astimezone(where).utcoffset()
+        assert before is not None and after is not None
+        if after < before:  # the wall clock goes back: [change, change + step) is the second pass
+            again = change + (before - after)
+            pieces = [
+                part
+                for low, high in pieces
+                for part in ((low, min(high, change)), (max(low, again), high))
+                if part[0] < part[1]
+            ]
+        elif start <= change < end:
+            wall = (change + after).replace(tzinfo=None)
+            if _count_wall(expr, (change + before).replace(tzinfo=None), wall) and not _count_wall(
+                expr, wall, wall + _SECOND
+            ):
+                extras.append(change)
+    return pieces, extras
+
+
+def _changes(where: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+    """Return the instants in ``(start, end)`` at which ``where``'s offset changes."""
+    return [
+        change
+        for year in range(start.year - 1, end.year + 1)
+        for change in _year_changes(where.key, year)
+        if start < change < end
+    ]
+
+
+@functools.lru_cache(maxsize=1024)
+def _year_changes(key: str, year: int) -> tuple[datetime, ...]:
+    """Return the instants of UTC year ``year`` at which zone ``key``'s offset changes (probed every 6 hours, then bisected)."""
+    where = zone(key)
+    found: list[datetime] = []
+    step = timedelta(hours=6)
+    low = datetime(year, 1, 1, tzinfo=UTC) - _SECOND
+    end = datetime(year + 1, 1, 1, tzinfo=UTC) - _SECOND
+    while low < end:
+        high = min(low + step, end)
+        if low.astimezone(where).utcoffset() != high.astimezone(where).utcoffset():
+            before, after = low, high
+            while after - before > _SECOND:
+                middle = _whole(before + (after - before) / 2)
+                if middle.astimezone(where).utcoffset() == before.astimezone(where).utcoffset():
+                    before = middle
+                else:
+                    after = middle
+            found.append(after)
+        low = high
+    return tuple(found)
+
+
+def _list_fixed(expr: str, where: ZoneInfo, start: datetime, end: datetime) -> list[datetime]:
+    """Return the instants in ``[start, end)``, a stretch with one UTC offset, whose wall clock matches (UTC)."""
+    offset = start.astimezone(where).utcoffset()
+    assert offset is not None
+    it = _iterator(expr, (start + offset).replace(tzinfo=None) - _SECOND)
+    found: list[datetime] = []
+    while True:
+        try:
+            wall: datetime = it.get_next(datetime)
+        except Exception:  # croniter: no match within max_years_between_matches
+            return found
+        instant = (wall - offset).replace(tzinfo=UTC)
+        if instant >= end:
+            return found
+        found.append(instant)
+
+
+def _count_fixed(expr: str, where: ZoneInfo, start: datetime, end: datetime) -> int:
+    """Return how many instants in ``[start, end)``, a stretch with one UTC offset, have a matching wall clock."""
+    if end <= start:
+        return 0
+    offset = start.astimezone(where).utcoffset()
+    assert offset is not None
+    return _count_wall(expr, (start + offset).replace(tzinfo=None), (end + offset).replace(tzinfo=None))
+
+
+def _count_wall(expr: str, low: datetime, high: datetime) -> int:
+    """Return how many wall-clock seconds in ``[low, high)`` (naive, whole seconds) match ``expr``."""
+    import bisect
+
+    from croniter import croniter
+
+    seconds, minutes, hours = _times(expr)
+    per_day = len(seconds) * len(minutes) * len(hours)
+
+    def before(day: datetime, moment: datetime) -> int:
+        """Return the matching times of ``day`` before ``moment``."""
+        if moment <= day:
+            return 0
+        if moment >= day + timedelta(days=1):
+            return per_day
+        h, m, s = moment.hour, moment.minute, moment.second
+        count = bisect.bisect_left(hours, h) * len(minutes) * len(seconds)
+        if h in hours:
+            count += bisect.bisect_left(minutes, m) * len(seconds)
+            if m in minutes:
+                count += bisect.bisect_left(seconds, s)
+        return count
+
+    parts = expr.split()
+    dom, month, dow = parts[-3:]
+    day_or = not (dom.startswith("*") or dow.startswith("*"))
+    days = croniter(
+        f"0 0 {dom} {month} {dow}",
+        datetime.combine(low.date(), datetime.min.time()) - timedelta(minutes=1),
+        day_or=day_or,
+        max_years_between_matches=6,
+    )
+    total = 0
+    while True:
+        try:
+            day: datetime = days.get_next(datetime)
+        except Exception:  # croniter: no matching day within max_years_between_matches
+            return total
+        if day >= high:
+            return total
+        total += before(day, high) - before(day, low)
+
+
+@functools.lru_cache(maxsize=1024)
+def _times(expr: str) -> tuple[list[int], list[int], list[int]]:
+    """Return the seconds, minutes and hours ``expr`` matches, sorted."""
+    from croniter import croniter
+
+    expanded = croniter(expr, datetime(2000, 1, 1), second_at_beginning=True).expanded
+    minutes, hours = expanded[0], expanded[1]
+    seconds = expanded[5] if len(expanded) > 5 else [0]
+
+    def values(field: list[Any], top: int) -> list[int]:
+        return list(range(top)) if "*" in field else sorted({int(v) for v in field})
+
+    return values(seconds, 60), values(minutes, 60), values(hours, 24)
 
 
 def parse_every(text: str) -> float:

@@ -42,7 +42,15 @@ from refactorbot_slice_scheduling.models import (
     TimelineParams,
     Upcoming,
 )
-from refactorbot_slice_scheduling.schedules import ScheduleError, check_cron, parse_at, parse_every, zone
+from refactorbot_slice_scheduling.schedules import (
+    ScheduleError,
+    check_cron,
+    count_cron,
+    last_cron,
+    parse_at,
+    parse_every,
+    zone,
+)
 from refactorbot_slice_scheduling.store import JOB_COLUMNS, RUN_COLUMNS, Finished, FinishWriter, JobRow, run_of
 
 if TYPE_CHECKING:
@@ -579,26 +587,23 @@ class SchedulingSlice(AtomicSlice):
             self._dispatch(claims)
 
     def _missed(self, job: JobRow, now: float, keep: int) -> tuple[list[float], int]:
-        """Return the last ``keep`` fires due at or before ``now`` (from ``next_run_at``) and how many there were."""
+        """Return the last ``keep`` fires due at or before ``now`` (from ``next_run_at``) and how many there were.
+
+        Neither steps through every missed fire: an interval's are computed, a cron's counted
+        (``count_cron``) and only the last ``keep`` listed, so a long standby costs milliseconds.
+        """
         assert job.next_run_at is not None
         if job.kind == "every":
             every = float(job.spec)
             count = int((now - job.next_run_at) // every) + 1
             last = job.next_run_at + (count - 1) * every
             return [last - i * every for i in reversed(range(min(keep, count)))], count
-        times = [job.next_run_at]
-        count = 1
-        while True:
-            following = job.next_after(times[-1])
-            if following is None or following > now:
-                break
-            times.append(following)
-            count += 1
-            if len(times) > keep:
-                times.pop(0)
-            if count >= 100_000:
-                break
-        return times[-keep:], count
+        if job.kind == "cron":
+            first = datetime.fromtimestamp(job.next_run_at, UTC)
+            until = datetime.fromtimestamp(now, UTC)
+            count = 1 + count_cron(job.spec, job.tz, first, until)
+            return [fire.timestamp() for fire in last_cron(job.spec, job.tz, first, until, keep)], count
+        return [job.next_run_at], 1  # a one-shot fires once
 
     # -- operations: jobs --------------------------------------------------------------------------
 
