@@ -13,6 +13,12 @@ A stall with the main thread on the CPU is work in this process (ours, or the ga
 whose pauses are timed through ``gc.callbacks``); a stall without is the process waiting for a CPU
 (the machine is loaded) or for the GIL. The machine's load average is printed with the results.
 
+Cron arithmetic, on its own (``--cron`` runs only this part): the CPU time of one next-fire
+computation of a 5-field and a 6-field cron in Europe/Berlin, at an ordinary instant and in the
+first pass of the fall-back hour (the one case that looks back), and of working out a day's
+missed fires of a 6-field cron after a standby (``count_cron`` plus the last 1 or 10 fires, what
+the misfire policies use).
+
 Run with `nox -s bench -- scheduling` or `python tests/bench/bench_scheduling.py [--quick]`
 (`--freeze` calls `gc.freeze()` once the host has started, to compare collector pauses).
 """
@@ -28,6 +34,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +201,57 @@ async def idle(home: Path, seconds: float) -> dict[str, Any]:
     }
 
 
+def cpu_ms(work: Any, repeat: int) -> float:
+    """Return the CPU time of one call of ``work`` (ms), the best of three runs of ``repeat`` calls."""
+    work()  # imports and caches
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _ in range(repeat):
+            work()
+        best = min(best, (time.process_time() - started) / repeat)
+    return best * 1000
+
+
+def cron_costs() -> dict[str, Any]:
+    from refactorbot_slice_scheduling.schedules import count_cron, last_cron, next_cron
+
+    tz = "Europe/Berlin"
+    ordinary = datetime(2024, 6, 12, 10, 17, 31, 250_000, tzinfo=UTC)
+    fall_back = datetime(2024, 10, 27, 0, 40, 31, 250_000, tzinfo=UTC)  # 02:40:31 CEST, first pass
+    rows = []
+    for expr in ("*/15 * * * *", "* * * * *", "0 9 * * 1-5", "* * * * * *", "*/10 * * * * *"):
+        rows.append(
+            {
+                "cron": expr,
+                "next_fire_ms": round(cpu_ms(lambda e=expr: next_cron(e, tz, ordinary), 200), 3),
+                "next_fire_fall_back_ms": round(cpu_ms(lambda e=expr: next_cron(e, tz, fall_back), 200), 3),
+            }
+        )
+    first = datetime(2024, 10, 26, 12, 0, tzinfo=UTC)  # a day missed, across the fall-back night
+    until = first + timedelta(days=1, minutes=30)
+    missed = {
+        "cron": "* * * * * *",
+        "missed": count_cron("* * * * * *", tz, first, until) + 1,
+        "count_ms": round(cpu_ms(lambda: count_cron("* * * * * *", tz, first, until), 50), 3),
+        "last_1_ms": round(cpu_ms(lambda: last_cron("* * * * * *", tz, first, until, 1), 50), 3),
+        "last_10_ms": round(cpu_ms(lambda: last_cron("* * * * * *", tz, first, until, 10), 50), 3),
+    }
+    return {"next_fire": rows, "missed_day": missed}
+
+
+def print_cron(result: dict[str, Any]) -> None:
+    print("| cron | next fire (CPU) | in the first pass of fall-back |")
+    print("|---|---|---|")
+    for row in result["next_fire"]:
+        print(f"| `{row['cron']}` | {row['next_fire_ms']} ms | {row['next_fire_fall_back_ms']} ms |")
+    m = result["missed_day"]
+    print(
+        f"\n{m['missed']} fires of `{m['cron']}` missed in a day: counted in {m['count_ms']} ms,"
+        f" last 1 in {m['last_1_ms']} ms, last 10 in {m['last_10_ms']} ms"
+    )
+
+
 async def main(quick: bool, freeze: bool) -> None:
     load = os.getloadavg()
     count = 2_000 if quick else 10_000
@@ -224,5 +282,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2,000 jobs for 20 s")
     parser.add_argument("--freeze", action="store_true", help="gc.freeze() once the host has started")
+    parser.add_argument("--cron", action="store_true", help="only the cron arithmetic")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.quick, arguments.freeze))
+    costs = cron_costs()
+    print(json.dumps(costs, indent=2))
+    print_cron(costs)
+    print()
+    if not arguments.cron:
+        asyncio.run(main(arguments.quick, arguments.freeze))
