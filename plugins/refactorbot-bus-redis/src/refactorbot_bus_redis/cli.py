@@ -109,5 +109,5 @@ def worker(env: Env, slices_text: str, redis_url: str | None, concurrency: int) 
         finally:
             await served.stop()
 
-    run(env, serving)
+    run(env, serving, serving=True)
     click.echo("refactorbot worker stopped.")
