@@ -624,7 +624,7 @@ class CommunicationSlice(AtomicSlice):
             return
         runner = self.runners.get(message.channel)
         adapter = runner.adapter if runner is not None else None
-        if self.settings.typing and adapter is not None:
+        if self.settings.typing and adapter is not None and type(adapter).typing is not ChannelAdapter.typing:
             try:
                 await asyncio.wait_for(adapter.typing(message.chat_id), 5.0)
             except Exception as exc:  # a typing indicator is a nicety
