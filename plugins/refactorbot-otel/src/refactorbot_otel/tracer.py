@@ -194,15 +194,34 @@ class _Unsampled:
         """Ignore the outcome."""
 
 
-class _UnsampledRoot(_Unsampled):
-    """``_Unsampled`` for the operation that starts a trace: nothing was current, nothing to restore but that."""
+class _UnrecordedRoot:
+    """The scope of an operation that starts a trace nothing records, shared by all of them.
+
+    ``operation_span`` has already made the new trace's ``traceparent`` current (in the caller's
+    context, where nothing was); leaving sets it back to nothing. No object per operation: this is
+    what a flood of operations past ``max_traces_per_second`` pays.
+    """
 
     __slots__ = ()
 
-    def __enter__(self) -> _UnsampledRoot:
-        self._token = TRACEPARENT.set(self.traceparent)
-        self._request.__dict__["traceparent"] = self.traceparent  # type: ignore[union-attr]
+    @property
+    def traceparent(self) -> str:
+        """Return the ``traceparent`` of the trace current in this context."""
+        return TRACEPARENT.get() or ""
+
+    def __enter__(self) -> _UnrecordedRoot:
         return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        TRACEPARENT.set(None)
+
+    def end(self, response: SliceResponse) -> None:
+        """Ignore the outcome."""
+
+
+_UNRECORDED_ROOT = _UnrecordedRoot()
 
 
 def _unsampled_root() -> str:
@@ -415,7 +434,9 @@ class RecordingTracer:
             if self.sample_root():
                 return OperationRecord(self, request)
             count = f"{_unrecorded_count():016x}"
-            return _UnsampledRoot(f"{_unrecorded_prefix}{count}-{count}-00", request)
+            request.__dict__["traceparent"] = traceparent = f"{_unrecorded_prefix}{count}-{count}-00"
+            TRACEPARENT.set(traceparent)  # nothing was current: leaving the scope sets nothing again
+            return _UNRECORDED_ROOT
         return self._unrecorded(request.traceparent, request) or OperationRecord(self, request)
 
     def _unrecorded(self, parent: str | None, request: SliceRequest | None = None) -> _Unsampled | None:
