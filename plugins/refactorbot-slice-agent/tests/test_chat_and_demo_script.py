@@ -147,3 +147,41 @@ def test_demo_progress_folds_repeated_lines(capsys):
     progress.line("session.get_or_create")
     assert capsys.readouterr().out == "\n  · agent.run\n  · session.get_or_create\n"
     assert progress.mid_line is False
+
+
+def _serving(tmp_path, server: ModelServer):
+    """Serve the agent, session and memory slices with the API, the model through the loopback gateway."""
+    from refactorbot_api.testing import running_server
+
+    home = tmp_path / "served"
+    config = {"core": {"health_interval": 3600}, **loopback_config(server)}
+    return home, running_server(home, [AGENT, SESSION, MEMORY, LOOPBACK], config=config)
+
+
+def test_chat_talks_to_a_running_server_one_shot_and_interactive(tmp_path, monkeypatch):
+    monkeypatch.delenv("RB_MODEL", raising=False)
+    with ModelServer() as server:
+        server.script(Reply.text("Served answer."), Reply.text("Second served answer."))
+        home, serving = _serving(tmp_path, server)
+        with serving:
+            one = CliRunner().invoke(main, ["--home", str(home), "chat", "--user", "dave", "hello"])
+            assert one.exit_code == 0, one.output
+            assert one.output.strip() == "Served answer."
+            more = CliRunner().invoke(main, ["--home", str(home), "chat", "--user", "dave"], input="again\n/exit\n")
+    assert more.exit_code == 0, more.output
+    assert "refactorbot chat (server http://" in more.output and "Second served answer." in more.output
+    assert len(server.requests) == 2
+    roles = [m["role"] for m in server.requests[-1]["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]  # the server kept the chat's session
+
+
+def test_chat_against_a_server_fails_when_the_turn_fails(tmp_path, monkeypatch):
+    monkeypatch.delenv("RB_MODEL", raising=False)
+    with ModelServer() as server:
+        server.script(*[Reply.error(500)] * 4)
+        home, serving = _serving(tmp_path, server)
+        with serving:
+            failed = CliRunner().invoke(main, ["--home", str(home), "chat", "hello"])
+    assert failed.exit_code == 1, failed.output
+    assert "Sorry, I could not answer" in failed.output  # the server's answer to a failed turn, printed
+    assert server.requests  # it was the server's turn that failed, not the command
