@@ -12,7 +12,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from refactorbot.testing import ModelServer, Reply
 from serving import clean_env, cli, serve, wait_until, write_config
@@ -85,9 +87,14 @@ def test_kill_mid_run_records_interrupted_never_runs_twice_and_a_missed_fire_run
         assert job["next_run"].endswith(("+01:00", "+02:00"))
         assert job["next_run_local"].endswith(("-04:00", "-05:00"))
 
-        # A missed fire with no claim: run once after a restart.
+        # A missed fire with no claim: run once after a restart. The job's last 02:30 in Berlin,
+        # so that this fire is the only one missed whatever the time of day.
+        berlin = ZoneInfo("Europe/Berlin")
+        today = datetime.now(berlin).replace(hour=2, minute=30, second=0, microsecond=0)
+        last = today if today.timestamp() <= time.time() else today - timedelta(days=1)
+        last = datetime(last.year, last.month, last.day, 2, 30, tzinfo=berlin)  # the wall clock, whatever the offset
         with sqlite3.connect(home / "slices" / "scheduling.db") as db:
-            db.execute("UPDATE jobs SET next_run_at = ? WHERE id = ?", (time.time() - 7200, job_id))
+            db.execute("UPDATE jobs SET next_run_at = ? WHERE id = ?", (last.timestamp(), job_id))
         served.kill()
 
     with serve(home) as served:

@@ -602,7 +602,10 @@ class SchedulingSlice(AtomicSlice):
             first = datetime.fromtimestamp(job.next_run_at, UTC)
             until = datetime.fromtimestamp(now, UTC)
             count = 1 + count_cron(job.spec, job.tz, first, until)
-            return [fire.timestamp() for fire in last_cron(job.spec, job.tz, first, until, keep)], count
+            fires = [fire.timestamp() for fire in last_cron(job.spec, job.tz, first, until, keep)]
+            # next_run_at itself as it is stored: a fire claimed before a crash is refused by the
+            # runs' unique (job, scheduled_for), which a value rounded through datetime would miss.
+            return [job.next_run_at if abs(fire - job.next_run_at) < 0.001 else fire for fire in fires], count
         return [job.next_run_at], 1  # a one-shot fires once
 
     # -- operations: jobs --------------------------------------------------------------------------
