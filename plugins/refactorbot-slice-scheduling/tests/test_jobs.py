@@ -103,7 +103,7 @@ async def test_misfire_policies_after_downtime(
                 r["status"] == "running" for r in history
             ):
                 await asyncio.sleep(0.01)
-        assert [r["status"] for r in history] == expected_statuses
+        assert [r["status"] for r in history] == expected_statuses, history
         if misfire == "skip":
             assert history[0]["error"] == "missed 6 fire(s) while the scheduler was down (misfire = skip)"
         if misfire == "run_once":

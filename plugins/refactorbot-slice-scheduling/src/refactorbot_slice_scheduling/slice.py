@@ -308,8 +308,12 @@ class SchedulingSlice(AtomicSlice):
     async def _fire(self, jobs: list[JobRow]) -> None:
         """Claim the due fire of each job (one transaction), advance their next runs, start the claimed ones."""
         fires = []
+        now = time.time()
         for job in jobs:
             if job.paused or job.next_run_at is None:
+                continue
+            if job.next_run_at > now:  # its due time moved on since the timer took it (a misfire pass): not yet
+                self._arm(job)
                 continue
             scheduled = job.next_run_at
             fires.append((job, [scheduled], "schedule", job.next_after(max(scheduled, time.time()))))
@@ -567,6 +571,7 @@ class SchedulingSlice(AtomicSlice):
             if policy == "skip":
                 skipped.append((job, missed[0], count))
                 job.next_run_at = following
+                self._arm(job)  # the timer still holds the missed due time
                 continue
             if count > len(missed):
                 skipped.append((job, job.next_run_at, count - len(missed)))
