@@ -74,6 +74,10 @@ def test_no_server_errors_and_auth_enforced(case: schemathesis.Case, server: Run
     oversized = _oversized(case)
     if case.path in SCHEMA_FROM_PATH or oversized:
         excluded.append(positive_data_acceptance)
+    if oversized and negative_data_rejection not in excluded:
+        # Refused with 413 before it is read, valid or not (asserted below); 413 is not among the
+        # statuses the check expects for a schema-violating body.
+        excluded.append(negative_data_rejection)
     chat = case.path in ("/chat", "/chat/stream")
     if chat:
         excluded.append(not_a_server_error)

@@ -99,7 +99,7 @@ def _forgeries() -> list[tuple[str, bytes, dict[str, str], str]]:
     other_body = message_body(text="something else")
     other_request = sign_webhook(SECRET, other_body, now)["X-Refactorbot-Signature"]
     stale = sign_webhook(SECRET, body, now - 301)
-    future = sign_webhook(SECRET, body, now + 301)
+    future = sign_webhook(SECRET, body, now + 3600)
     epoch = sign_webhook(SECRET, body, 0)
     return [
         ("no headers", body, {"Content-Type": "application/json"}, "POST"),
