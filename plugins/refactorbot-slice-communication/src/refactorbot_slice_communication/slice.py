@@ -38,6 +38,7 @@ from refactorbot import (
 )
 
 from refactorbot_slice_communication import access
+from refactorbot_slice_communication.grouped import GroupCommit
 from refactorbot_slice_communication.lanes import Lanes
 from refactorbot_slice_communication.models import (
     ChannelInfo,
@@ -167,6 +168,15 @@ class CommunicationSlice(AtomicSlice):
         self._maintenance: asyncio.Task[None] | None = None
         #: Delivery reports waiting for their message to be recorded (none: nothing to link).
         self._orphan_reports = 0
+        self._grouped: GroupCommit | None = None
+
+    @property
+    def grouped(self) -> GroupCommit:
+        """The group commit of the per-message writes (arrival, claim, outcome) to this slice's database."""
+        assert self.db is not None
+        if self._grouped is None or self._grouped.db is not self.db:
+            self._grouped = GroupCommit(self.db)
+        return self._grouped
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -208,6 +218,8 @@ class CommunicationSlice(AtomicSlice):
             await runner.stop()
             if self.db is not None:
                 await self._save_channel(runner)
+        if self._grouped is not None:  # the writes of turns that ended meanwhile come first
+            await self._grouped.drain()
         if self.db is not None and self.serving:
             now = time.time()
             await self._write(
@@ -216,6 +228,12 @@ class CommunicationSlice(AtomicSlice):
                 (now,),
             )
             await self._flush_counts()
+
+    async def shutdown(self) -> None:
+        """Let the per-message writes still queued commit, then close the database."""
+        if self._grouped is not None:
+            await self._grouped.drain()
+        await super().shutdown()
 
     async def health_check(self) -> HealthStatus:
         """Report the database, and degraded with one line per channel that cannot run."""
@@ -508,10 +526,11 @@ class CommunicationSlice(AtomicSlice):
     ) -> tuple[bool, int, str | None]:
         """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code).
 
-        One transaction, in one trip to the database's thread.
+        Committed together (group commit), in the transaction that carries the writes of the other
+        messages arriving at the same moment.
         """
         assert self.db is not None
-        duplicate, row, code = await self.db.atomic(self._record_inbound_now, message, decision, time.time())
+        duplicate, row, code = await self.grouped.submit(self._record_inbound_now, message, decision, time.time())
         if not duplicate and decision.verdict == "allow":
             # Taken by this intake from the moment it is committed: a resume whose read of the queued
             # rows ran after this transaction resumes after this line, and leaves the row to the intake.
@@ -615,7 +634,8 @@ class CommunicationSlice(AtomicSlice):
         assert self.db is not None
         # The claim: only the turn that moves its row from queued to running runs (a message resumed
         # as its channel started while its intake queued it too runs once).
-        claimed = await self._write_count(
+        _, claimed = await self.grouped.run(
+            _write_one,
             "UPDATE messages SET status = 'running', updated_at = ? WHERE id = ? AND status = 'queued'",
             (time.time(), row),
         )
@@ -904,9 +924,12 @@ class CommunicationSlice(AtomicSlice):
         error: str | None,
         answered: tuple[str, str | None] | None,
     ) -> int:
-        """Record an outgoing message's outcome (and the turn's, for a reply) in one transaction; return its row."""
+        """Record an outgoing message's outcome (and the turn's, for a reply) atomically; return its row.
+
+        Committed together with the other messages' writes of the moment (group commit).
+        """
         assert self.db is not None
-        recorded, turned_failed = await self.db.atomic(
+        recorded, turned_failed = await self.grouped.submit(
             self._record_out_now, row, out, status, ids, parts, attempts, error, answered, time.time()
         )
         if turned_failed:
