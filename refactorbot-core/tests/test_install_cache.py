@@ -1,5 +1,6 @@
-"""The install cache: a plugin command loads only its plugin, ``plugins list`` skips the metadata scan,
-both follow installs, and a damaged cache never breaks a command.
+"""The install cache: a plugin command loads only its plugin (or only its module), ``plugins list``
+reports from the cache or skips the metadata scan, all follow installs and edits, and a damaged
+cache never breaks a command.
 
 Every test runs the real ``refactorbot`` in a subprocess, with test distributions written into a
 folder on ``PYTHONPATH`` (``distfactory``) and the cache in a temporary ``RB_CACHE_DIR``.
@@ -33,6 +34,39 @@ def register_commands(cli):
     @cli.command()
     def hello():
         click.echo("{text}")
+"""
+
+#: A command defined at the top of its own module: the cache names ``rb_top_cli:greet``.
+TOP_CLI = """
+import os
+from pathlib import Path
+
+import click
+
+Path(os.environ["RB_TEST_IMPORTS"]).open("a").write("rb_top_cli\\n")
+
+
+@click.command()
+def greet():
+    click.echo("greetings")
+"""
+
+TOP_PLUGIN = """
+import os
+from pathlib import Path
+
+from refactorbot import hookimpl
+
+Path(os.environ["RB_TEST_IMPORTS"]).open("a").write("rb_top\\n")
+
+REFACTORBOT_API = 1
+
+
+@hookimpl
+def register_commands(cli):
+    from rb_top_cli import greet
+
+    cli.add_command(greet)
 """
 
 #: A slice plugin that writes its name to ``$RB_TEST_IMPORTS`` when it is imported.
@@ -84,13 +118,13 @@ class Cli:
     def cache_files(self, kind: str = "commands") -> list[Path]:
         return sorted(self.cache.glob(f"{kind}-*.json"))
 
-    def cached_commands(self) -> dict[str, list[str]]:
+    def cached_commands(self) -> dict[str, tuple[list[str], str | None]]:
         (path,) = self.cache_files()
-        commands: dict[str, list[str]] = json.loads(path.read_text())["data"]
-        return commands
+        data = json.loads(path.read_text())["data"]
+        return {name: (entry["source"], entry["target"]) for name, entry in data.items()}
 
-    def listed(self) -> list[tuple[str, str | None, str]]:
-        result = self("plugins", "list", "--json", "--all")
+    def listed(self, **env: str) -> list[tuple[str, str | None, str]]:
+        result = self("plugins", "list", "--json", "--all", **env)
         assert result.returncode == 0, result.stderr
         rows = json.loads(result.stdout)  # the plugins installed next to the core are listed too, blocked
         return [(row["name"], row["version"], row["status"]) for row in rows if row["name"].startswith("rb-")]
@@ -117,7 +151,7 @@ def test_a_cached_command_loads_only_the_plugin_that_adds_it(cli: Cli) -> None:
     first = cli("hello")
     assert (first.returncode, first.stdout) == (0, "hello v1\n"), first.stderr
     assert cli.imported() == ["rb_other"]  # no cache yet: every plugin was loaded to find the command
-    assert cli.cached_commands() == {"hello": ["rb_cmds", "rb_cmds", "rb-cmds"]}
+    assert cli.cached_commands() == {"hello": (["rb_cmds", "rb_cmds", "rb-cmds"], None)}  # defined in the hook
 
     again = cli("hello", python=("-X", "importtime"))
     assert (again.returncode, again.stdout) == (0, "hello v1\n")
@@ -131,7 +165,7 @@ def test_help_lists_every_plugin_command_and_fills_the_cache(cli: Cli) -> None:
     listing = cli("--help")
     assert listing.returncode == 0 and "hello" in listing.stdout
     assert cli.imported() == ["rb_other"]
-    assert cli.cached_commands() == {"hello": ["rb_cmds", "rb_cmds", "rb-cmds"]}
+    assert cli.cached_commands() == {"hello": (["rb_cmds", "rb_cmds", "rb-cmds"], None)}
     assert cli("hello").stdout == "hello v1\n"
     assert cli.imported() == []
 
@@ -145,7 +179,7 @@ def test_the_cache_follows_upgrades_uninstalls_and_installs(cli: Cli) -> None:
     make_dist(cli.site, "rb-cmds", "rb_cmds_v2", HELLO.format(text="hello v2"), version="2.0", ep_name="rb_cmds")
     upgraded = cli("hello")
     assert (upgraded.returncode, upgraded.stdout) == (0, "hello v2\n"), upgraded.stderr
-    assert cli.cached_commands() == {"hello": ["rb_cmds", "rb_cmds_v2", "rb-cmds"]}
+    assert cli.cached_commands() == {"hello": (["rb_cmds", "rb_cmds_v2", "rb-cmds"], None)}
 
     # uninstalled: the command is gone, though its module could still be imported
     shutil.rmtree(cli.site / "rb_cmds-2.0.dist-info")
@@ -182,7 +216,7 @@ def test_a_damaged_or_wrong_cache_never_breaks_a_command(cli: Cli, damage) -> No
 
     result = cli("hello")
     assert (result.returncode, result.stdout, result.stderr) == (0, "hello v1\n", "")
-    assert cli.cached_commands() == {"hello": ["rb_cmds", "rb_cmds", "rb-cmds"]}  # rewritten by the full scan
+    assert cli.cached_commands() == {"hello": (["rb_cmds", "rb_cmds", "rb-cmds"], None)}  # rewritten by the full scan
     assert cli("hello").stdout == "hello v1\n"
 
 
@@ -210,21 +244,77 @@ def test_the_fingerprint_changes_when_a_path_folder_gains_an_entry(
     os.utime(site, ns=(1_000_000_000, 1_000_000_000))  # a past time: the next entry surely changes it
     monkeypatch.syspath_prepend(str(site))
     env = {"RB_CACHE_DIR": str(tmp_path / "cache")}
-    source = ("x", "rb_x", "rb-x")
-    _install_cache.store_commands({"x": source}, env, _install_cache.fingerprint())
-    assert _install_cache.lookup_command("x", env) == source
+    entry = (("x", "rb_x", "rb-x"), "rb_x.cli:x")
+    _install_cache.store_commands({"x": entry}, env, _install_cache.fingerprint())
+    assert _install_cache.lookup_command("x", env) == entry
     (site / "rb_y-1.0.dist-info").mkdir()
     assert _install_cache.lookup_command("x", env) is None
 
 
-def test_plugins_list_reads_the_installed_plugins_from_the_cache(cli: Cli) -> None:
-    assert cli.listed() == [("rb-cmds", "1.0", "ok"), ("rb-other", "1.0", "ok")]
-    assert cli.cache_files("entry-points")
-    again = cli("plugins", "list", python=("-X", "importtime"))
-    assert again.returncode == 0 and "rb-other" in again.stdout
+def test_a_command_at_the_top_of_a_module_is_imported_without_its_plugin(cli: Cli) -> None:
+    make_dist(cli.site, "rb-top", "rb_top", TOP_PLUGIN)
+    (cli.site / "rb_top_cli.py").write_text(TOP_CLI)
+    compileall.compile_dir(cli.site, quiet=1)
+    first = cli("greet", RB_LOAD_PLUGINS="rb-cmds,rb-other,rb-top")
+    assert (first.returncode, first.stdout) == (0, "greetings\n"), first.stderr
+    assert cli.cached_commands()["greet"] == (["rb_top", "rb_top", "rb-top"], "rb_top_cli:greet")
+    cli.imported()
+
+    again = cli("greet", python=("-X", "importtime"), RB_LOAD_PLUGINS="rb-cmds,rb-other,rb-top")
+    assert (again.returncode, again.stdout) == (0, "greetings\n"), again.stderr
+    assert cli.imported() == ["rb_top_cli"]  # its module only: not the plugin, nor the other plugins
     imported = {line.rsplit("|", 1)[-1].strip() for line in again.stderr.splitlines() if "|" in line}
-    assert "importlib.metadata" not in imported  # no distribution's metadata was read
-    assert "pydantic" in imported  # the slice plugins themselves were loaded (-X importtime works)
+    assert {"click", "rb_top_cli"} <= imported  # -X importtime works and shows the command's module
+    assert not imported & {"refactorbot.plugins", "pluggy"}, imported
+
+    blocked = cli("greet", RB_LOAD_PLUGINS="rb-cmds,rb-other")  # the rule applies to the direct import too
+    assert blocked.returncode == 2 and "No such command 'greet'" in blocked.stderr
+
+
+def imported_by(result: subprocess.CompletedProcess[str]) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+
+
+def test_plugins_list_reports_from_the_cache_until_a_plugin_changes(cli: Cli) -> None:
+    first = cli("plugins", "list")
+    assert first.returncode == 0 and "rb-other" in first.stdout
+    assert cli.imported() == ["rb_other"]
+    assert cli.cache_files("plugins")
+
+    again = cli("plugins", "list", python=("-X", "importtime"))
+    assert (again.returncode, again.stdout) == (0, first.stdout)
+    assert cli.imported() == []  # reported from the cache: no plugin imported
+    assert not imported_by(again) & {"pluggy", "pydantic", "importlib.metadata", "refactorbot.plugins"}
+
+    module = cli.site / "rb_other.py"  # an edit to a plugin's source (as in an editable install)
+    module.write_text(module.read_text().replace("Answer pong.", "Answer pong, edited."))
+    os.utime(module, ns=(module.stat().st_mtime_ns + 10**9,) * 2)
+    edited = cli("plugins", "list", python=("-X", "importtime"))
+    assert (edited.returncode, edited.stdout) == (0, first.stdout)
+    assert cli.imported() == ["rb_other"]  # loaded again: the report is refreshed
+    assert "importlib.metadata" not in imported_by(edited)  # the entry points still came from the cache
+    assert "pydantic" in imported_by(edited)  # the slice plugin itself was loaded (-X importtime works)
+
+
+def test_plugins_list_follows_the_variables_that_steer_loading(cli: Cli) -> None:
+    assert cli.listed() == [("rb-cmds", "1.0", "ok"), ("rb-other", "1.0", "ok")]
+    cli.imported()
+    narrowed = cli("plugins", "list", "--json", "--all", RB_LOAD_PLUGINS="rb-cmds")
+    rows = {row["name"]: row["status"] for row in json.loads(narrowed.stdout)}
+    assert (rows["rb-cmds"], rows["rb-other"]) == ("ok", "blocked")
+    assert cli.listed() == [("rb-cmds", "1.0", "ok"), ("rb-other", "1.0", "ok")]
+
+
+def test_a_failing_plugin_is_never_reported_from_the_cache(cli: Cli) -> None:
+    assert cli.listed() == [("rb-cmds", "1.0", "ok"), ("rb-other", "1.0", "ok")]
+    module = cli.site / "rb_other.py"
+    good = module.read_text()
+    module.write_text(good + "\nimport os\nif os.environ.get('RB_TEST_BREAK'):\n    raise RuntimeError('broken')\n")
+    os.utime(module, ns=(module.stat().st_mtime_ns + 10**9,) * 2)
+    assert ("rb-other", "1.0", "failed") in cli.listed(RB_TEST_BREAK="1")
+    assert not cli.cache_files("plugins")  # a failure may come from what the cache cannot see
+    assert ("rb-other", "1.0", "ok") in cli.listed()  # found again: it loads without the variable
+    assert cli.cache_files("plugins")
 
 
 def test_plugins_list_follows_installs_upgrades_and_uninstalls(cli: Cli) -> None:
@@ -252,6 +342,8 @@ def test_a_damaged_entry_point_cache_is_rescanned(cli: Cli, damage) -> None:  # 
     expected = cli.listed()
     (path,) = cli.cache_files("entry-points")
     path.write_bytes(damage(json.loads(path.read_text())))
+    for report in cli.cache_files("plugins"):  # without the report, the plugins are loaded again
+        report.unlink()
     assert cli.listed() == expected
     assert [row for row in json.loads(path.read_text())["data"] if row[2].startswith("rb-")] == [
         ["rb_cmds", "rb_cmds", "rb-cmds", "1.0"],

@@ -222,11 +222,14 @@ def test_every_public_name_resolves(module: str) -> None:
 def test_importing_refactorbot_stays_cheap() -> None:
     code = (
         "import sys; import refactorbot; "
-        "print(sorted(m for m in sys.modules if m.startswith('refactorbot'))); print('pydantic' in sys.modules)"
+        "print(sorted(m for m in sys.modules if m.startswith('refactorbot')));"
+        "print('pydantic' in sys.modules, 'pluggy' in sys.modules);"
+        "refactorbot.hookimpl; print('pluggy' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    assert out[0] == "['refactorbot', 'refactorbot._version', 'refactorbot.hookspecs']"
-    assert out[1] == "False"
+    assert out[0] == "['refactorbot', 'refactorbot._version']"
+    assert out[1] == "False False"  # not even pluggy, until a plugin asks for ``hookimpl``
+    assert out[2] == "True"
 
 
 def test_hookspecs_import_nothing_but_pluggy() -> None:

@@ -16,7 +16,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from refactorbot._version import API_VERSION, __version__
-from refactorbot.hookspecs import hookimpl
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names load lazily
     from refactorbot import tracing as tracing
@@ -92,6 +91,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.gitenv import git_neutral as git_neutral
     from refactorbot.gitenv import git_overrides as git_overrides
     from refactorbot.home import default_home as default_home
+    from refactorbot.hookspecs import hookimpl as hookimpl
     from refactorbot.improve import ActionKind as ActionKind
     from refactorbot.improve import BrainAnswer as BrainAnswer
     from refactorbot.improve import BrainAnswerInvalid as BrainAnswerInvalid
@@ -162,6 +162,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
 
 #: Each public name and the module it is defined in (imported on first use).
 _LAZY = {
+    "hookimpl": "hookspecs",
     "CHANNEL_NAME": "channels",
     "ChannelAdapter": "channels",
     "ChannelConfig": "channels",
@@ -306,7 +307,7 @@ _LAZY = {
 #: Public modules reached as attributes (``from refactorbot import tracing``).
 _SUBMODULES = frozenset({"tracing"})
 
-__all__ = ["API_VERSION", "__version__", "hookimpl", *sorted(_LAZY), *sorted(_SUBMODULES)]
+__all__ = ["API_VERSION", "__version__", *sorted(_LAZY), *sorted(_SUBMODULES)]
 
 
 def __getattr__(name: str) -> Any:

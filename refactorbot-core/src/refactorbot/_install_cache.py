@@ -6,7 +6,12 @@ find again in every process:
 - ``entry-points``: the ``refactorbot`` entry points with their distribution's name and version
   (``importlib.metadata`` reads every distribution's metadata to find them);
 - ``commands``: which plugin adds which CLI command (``refactorbot chat`` must not load fifteen
-  plugins to find the one that adds ``chat``).
+  plugins to find the one that adds ``chat``) and, when the command is an attribute of a module,
+  that ``module:attribute`` (imported directly: the plugin itself, and pluggy, are not loaded);
+- ``plugins``: the report ``refactorbot plugins list`` prints, kept only when no plugin failed or
+  hung, and valid only while the ``RB_*`` variables that steer loading and every module file the
+  plugins imported from their own packages are unchanged (editing a plugin's source, editable
+  installs included, refreshes it).
 
 Each is a JSON file, ``<kind>-<key>.json``, in ``RB_CACHE_DIR`` or else platformdirs'
 ``user_cache_dir("refactorbot")``; the key is derived from the interpreter and ``sys.path``.
@@ -29,17 +34,19 @@ import logging
 import os
 import sys
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the files' layout changes; a file of another version is ignored (and rewritten).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 #: The entry point that adds a CLI command: entry-point name, value (``module[:attr]``), distribution.
 CommandSource = tuple[str, str, str]
+#: A cached plugin command: the entry point that adds it, and the ``module:attribute`` it is, if any.
+CommandEntry = tuple[CommandSource, str | None]
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:
@@ -104,20 +111,88 @@ def _strings(value: Any, size: int) -> bool:
     return isinstance(value, list) and len(value) == size and all(isinstance(v, str) for v in value)
 
 
-def load_commands(env: Mapping[str, str]) -> dict[str, CommandSource] | None:
-    """Return the cached map of plugin commands to the entry points that add them, or None."""
-    data = load("commands", env)
-    if not isinstance(data, dict) or not all(_strings(v, 3) for v in data.values()):
+def _entry(value: Any) -> CommandEntry | None:
+    if not isinstance(value, dict) or not _strings(value.get("source"), 3):
         return None
-    return {str(name): (v[0], v[1], v[2]) for name, v in data.items()}
+    target = value.get("target")
+    if target is not None and not (isinstance(target, str) and ":" in target):
+        return None
+    source = value["source"]
+    return (source[0], source[1], source[2]), target
 
 
-def lookup_command(name: str, env: Mapping[str, str]) -> CommandSource | None:
-    """Return the entry point that adds command ``name``, when a valid cache knows one."""
+def load_commands(env: Mapping[str, str]) -> dict[str, CommandEntry] | None:
+    """Return the cached map of plugin commands to where they are found, or None."""
+    data = load("commands", env)
+    if not isinstance(data, dict):
+        return None
+    entries = {str(name): _entry(value) for name, value in data.items()}
+    if any(entry is None for entry in entries.values()):
+        return None
+    return {name: entry for name, entry in entries.items() if entry is not None}
+
+
+def lookup_command(name: str, env: Mapping[str, str]) -> CommandEntry | None:
+    """Return where command ``name`` is found, when a valid cache knows it."""
     commands = load_commands(env)
     return None if commands is None else commands.get(name)
 
 
-def store_commands(commands: Mapping[str, CommandSource], env: Mapping[str, str], stamp: list[Any]) -> None:
-    """Record which entry point adds each plugin command (found at fingerprint ``stamp``)."""
-    store("commands", {name: list(source) for name, source in sorted(commands.items())}, env, stamp)
+def store_commands(commands: Mapping[str, CommandEntry], env: Mapping[str, str], stamp: list[Any]) -> None:
+    """Record where each plugin command is found (at fingerprint ``stamp``)."""
+    data = {name: {"source": list(source), "target": target} for name, (source, target) in sorted(commands.items())}
+    store("commands", data, env, stamp)
+
+
+#: The variables that change how plugins load, hence what ``plugins list`` reports.
+REPORT_ENV = ("RB_LOAD_PLUGINS", "RB_DISABLE_PLUGINS", "RB_PLUGIN_LOAD_TIMEOUT", "RB_STRICT_PLUGINS")
+
+
+def _mtime(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def source_files(modules: Iterable[str]) -> list[list[Any]]:
+    """Return ``[path, st_mtime_ns]`` of every imported module file of the top-level packages of ``modules``."""
+    tops = {name.partition(".")[0] for name in modules}
+    files = {
+        getattr(module, "__file__", None)
+        for name, module in list(sys.modules.items())
+        if name.partition(".")[0] in tops
+    }
+    return [[path, _mtime(path)] for path in sorted(f for f in files if isinstance(f, str))]
+
+
+def load_report(env: Mapping[str, str]) -> list[dict[str, Any]] | None:
+    """Return the cached plugin report when it is valid for this installation, environment and source, else None."""
+    data = load("plugins", env)
+    try:
+        if data["env"] != [env.get(key) for key in REPORT_ENV]:
+            return None
+        if any(_mtime(path) != stamp for path, stamp in data["files"]):
+            return None
+        records = data["records"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "name" in r for r in records):
+        return None
+    return records
+
+
+def store_report(
+    records: list[dict[str, Any]], modules: Iterable[str], env: Mapping[str, str], stamp: list[Any]
+) -> None:
+    """Record the plugin report found at fingerprint ``stamp``; one with a failed or hung plugin is not kept.
+
+    A failure may come from something the fingerprint does not see (a variable a plugin reads at
+    import, a slow disk), so it is found again on every run until it is gone.
+    """
+    if any(record.get("status") in ("failed", "hung") for record in records):
+        with contextlib.suppress(OSError):
+            cache_file("plugins", env).unlink(missing_ok=True)
+        return
+    data = {"env": [env.get(key) for key in REPORT_ENV], "files": source_files(modules), "records": records}
+    store("plugins", data, env, stamp)

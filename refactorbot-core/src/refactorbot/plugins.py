@@ -19,7 +19,6 @@ import inspect
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 import traceback
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import pluggy
 
 from refactorbot import hookspecs
+from refactorbot._selection import blocked
 from refactorbot._version import API_VERSION
 from refactorbot.errors import ConfigError, PluginError
 
@@ -47,18 +47,6 @@ DEFAULT_LOAD_TIMEOUT = 10.0
 PLUGIN_FAILURE = "refactorbot_plugin_failure"
 #: Hooks run in the bounded worker: called once at start, they must return promptly.
 BOUNDED_HOOKS = frozenset({*hookspecs.REGISTRATION_HOOKS, "register_routes", "register_commands"})
-
-
-def normalize_name(name: str) -> str:
-    """Return a distribution name in its PEP 503 normal form."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _env_list(env: Mapping[str, str], key: str) -> set[str] | None:
-    value = env.get(key)
-    if value is None:
-        return None
-    return {normalize_name(p) for p in value.split(",") if p.strip()}
 
 
 def load_timeout(env: Mapping[str, str]) -> float:
@@ -346,9 +334,7 @@ class PluginHost:
         """Import one entry point's plugin (unless blocked) in the bounded worker, then ``add`` it."""
         self.records[record.name] = record
         self.sources[record.name] = source
-        norm = normalize_name(source[2])
-        allow = _env_list(self.env, "RB_LOAD_PLUGINS")
-        if (allow is not None and norm not in allow) or norm in (_env_list(self.env, "RB_DISABLE_PLUGINS") or ()):
+        if blocked(source[2], self.env):
             record.status = "blocked"
             record.error = "disabled by RB_LOAD_PLUGINS / RB_DISABLE_PLUGINS"
             return

@@ -28,24 +28,46 @@ def plugins() -> None:
 @pass_env
 def plugins_list(env: Env, as_json: bool, show_all: bool) -> None:
     """List plugins with version, hooks and status (ok / failed / hung / blocked / incompatible) and warnings."""
-    records = [r for r in env.plugins().sorted_records() if show_all or r.status != "blocked"]
+    records = [r for r in _plugin_report(env) if show_all or r["status"] != "blocked"]
     if as_json:
-        echo_json([{k: v for k, v in r.to_dict().items() if k != "traceback"} for r in records])
+        echo_json(records)
         return
     if not records:
         click.echo("No plugins installed.")
         return
-    width = max(len(r.name) for r in records)
+    width = max(len(r["name"]) for r in records)
     for r in records:
-        status = click.style(r.status, fg="green" if r.status == "ok" else "red" if r.status != "blocked" else "yellow")
-        line = f"{r.name:<{width}}  {r.version or '-':<10} {status}"
-        if r.error:
-            line += f"  {r.error}"
-        elif r.hooks:
-            line += f"  {', '.join(r.hooks)}"
-        if r.warning:
-            line += click.style(f"  (warning: {r.warning})", fg="yellow")
+        ok = r["status"] == "ok"
+        status = click.style(r["status"], fg="green" if ok else "red" if r["status"] != "blocked" else "yellow")
+        line = f"{r['name']:<{width}}  {r.get('version') or '-':<10} {status}"
+        if r.get("error"):
+            line += f"  {r['error']}"
+        elif r.get("hooks"):
+            line += f"  {', '.join(r['hooks'])}"
+        if r.get("warning"):
+            line += click.style(f"  (warning: {r['warning']})", fg="yellow")
         click.echo(line)
+
+
+def _plugin_report(env: Env) -> list[dict[str, Any]]:
+    """Return every plugin's record as ``plugins list --json`` prints it, from the install cache when valid.
+
+    Without a valid report (see ``refactorbot._install_cache``) every plugin is loaded, as
+    ``plugins doctor`` always does, and the report is stored for the next run.
+    """
+    import os
+
+    from refactorbot import _install_cache
+
+    cached = _install_cache.load_report(os.environ)
+    if cached is not None:
+        return cached
+    stamp = _install_cache.fingerprint()  # taken first: an install during the load makes the report stale
+    host = env.plugins()
+    records = [{k: v for k, v in r.to_dict().items() if k != "traceback"} for r in host.sorted_records()]
+    modules = [value.partition(":")[0].strip() for _, value, _ in host.sources.values()]
+    _install_cache.store_report(records, modules, os.environ, stamp)
+    return records
 
 
 @plugins.command("doctor")

@@ -254,11 +254,41 @@ def plugin_host(meta: dict[str, Any]) -> Any:
     return host
 
 
+def command_target(command: click.Command) -> str | None:
+    """Return ``module:attribute`` where ``command`` is defined at the top of a module, else None."""
+    module_name = getattr(command.callback, "__module__", None)
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    if module is None:
+        return None
+    for attribute, value in vars(module).items():
+        if value is command:
+            return f"{module_name}:{attribute}"
+    return None
+
+
+def command_at(target: str, dist: str) -> click.Command | None:
+    """Return the command at ``module:attribute`` of distribution ``dist``, or None (then the plugin is loaded).
+
+    ``RB_LOAD_PLUGINS`` / ``RB_DISABLE_PLUGINS`` apply: a blocked distribution's command is not imported.
+    """
+    from refactorbot._selection import blocked
+
+    if blocked(dist, os.environ):
+        return None
+    module_name, _, attribute = target.partition(":")
+    try:
+        __import__(module_name)  # the import statement's path: ``-X importtime`` shows it
+        command = getattr(sys.modules[module_name], attribute, None)
+    except Exception:  # a module that no longer imports: loading its plugin reports why
+        return None
+    return command if isinstance(command, click.Command) else None
+
+
 class RefactorbotGroup(click.Group):
     """The root group: adds plugin commands lazily, and turns errors into one clear line.
 
-    A plugin command is found through the command cache (``refactorbot._install_cache``): only
-    the plugin that adds it is loaded. Without a valid cache entry, or when that plugin no longer
+    A plugin command is found through the command cache (``refactorbot._install_cache``): the
+    module it is an attribute of is imported, or else only the plugin that adds it is loaded. Without a valid cache entry, or when that plugin no longer
     adds the command, every plugin's ``register_commands`` runs (as ``--help`` does) and the
     cache is rewritten.
     """
@@ -271,23 +301,33 @@ class RefactorbotGroup(click.Group):
 
         stamp = _install_cache.fingerprint()  # taken first: an install during the scan makes the cache stale
         host = plugin_host(ctx.meta)
-        sources: dict[str, _install_cache.CommandSource] = {}
+        entries: dict[str, _install_cache.CommandEntry] = {}
         for impl in reversed(host.pm.hook.register_commands.get_hookimpls()):
             before = dict(self.commands)
             host.call_isolated("register_commands", only_plugin=impl.plugin_name, cli=self)
             source = host.sources.get(impl.plugin_name)
             for name, command in self.commands.items():
                 if source is not None and before.get(name) is not command:
-                    sources[name] = source
-        _install_cache.store_commands(sources, os.environ, stamp)
+                    entries[name] = (source, command_target(command))
+        _install_cache.store_commands(entries, os.environ, stamp)
 
     def _cached_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        """Return ``cmd_name`` added by the one plugin the command cache names, or None to scan them all."""
+        """Return ``cmd_name`` as the command cache finds it, or None to scan every plugin.
+
+        A command that is an attribute of a module is imported from there (the plugin is not
+        loaded); otherwise the one plugin that adds it is loaded and its ``register_commands`` run.
+        """
         from refactorbot import _install_cache
 
-        source = _install_cache.lookup_command(cmd_name, os.environ)
-        if source is None:
+        entry = _install_cache.lookup_command(cmd_name, os.environ)
+        if entry is None:
             return None
+        source, target = entry
+        if target is not None:
+            command = command_at(target, source[2])
+            if command is not None:
+                self.add_command(command, cmd_name)
+                return command
         from refactorbot.plugins import PluginHost
 
         quiet = logging.getLogger("refactorbot.plugins")  # the full scan that follows a failure reports it
