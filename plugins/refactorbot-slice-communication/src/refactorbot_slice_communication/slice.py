@@ -427,7 +427,9 @@ class CommunicationSlice(AtomicSlice):
         )
         for row in rows:
             key = (channel, row["chat_id"])
-            if row["id"] in self._turns:  # queued by its intake (it arrived as the channel started)
+            # Queued by its intake already (it arrived as the channel started). An intake still on
+            # its way back from the commit queues it too: its turn's claim lets one of the two run.
+            if row["id"] in self._turns:
                 continue
             if not self.lanes.reserve(key):
                 continue
@@ -495,14 +497,14 @@ class CommunicationSlice(AtomicSlice):
         queued = decision.verdict in ("allow", "pair")
         if queued and not self.lanes.reserve(key):
             return Delivery.BUSY
-        recording = asyncio.ensure_future(self._record_inbound(message, decision))
+        # Group-committed with the other messages of the moment; shielded: a cancelled intake
+        # leaves the write to finish (the row stays queued, and a later start of the channel resumes it).
+        recording = self.grouped.submit(self._record_inbound_now, message, decision, time.time())
         try:
             duplicate, row, code = await asyncio.shield(recording)
         except BaseException:
             if queued:
                 self.lanes.release(key)
-            # never queued here after all: a later start of the channel resumes it
-            recording.add_done_callback(self._forget_recorded)
             raise
         if duplicate:
             if queued:
@@ -521,25 +523,14 @@ class CommunicationSlice(AtomicSlice):
             self.lanes.release(key)
         return Delivery.REFUSED
 
-    async def _record_inbound(
-        self, message: IncomingMessage, decision: access.Decision
-    ) -> tuple[bool, int, str | None]:
-        """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code).
-
-        Committed together (group commit), in the transaction that carries the writes of the other
-        messages arriving at the same moment.
-        """
-        assert self.db is not None
-        duplicate, row, code = await self.grouped.submit(self._record_inbound_now, message, decision, time.time())
-        if not duplicate and decision.verdict == "allow":
-            # Taken by this intake from the moment it is committed: a resume whose read of the queued
-            # rows ran after this transaction resumes after this line, and leaves the row to the intake.
-            self._turns.add(row)
-        return duplicate, row, code
-
     def _record_inbound_now(
         self, conn: sqlite3.Connection, message: IncomingMessage, decision: access.Decision, now: float
     ) -> tuple[bool, int, str | None]:
+        """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code).
+
+        Runs on the database thread, inside the transaction (shared with the other messages
+        arriving at the same moment) that commits it.
+        """
         detail = decision.reason or None
         code: str | None = None
         cursor = conn.execute(
@@ -570,10 +561,6 @@ class CommunicationSlice(AtomicSlice):
             ),
         )
         return False, cursor.lastrowid or 0, code
-
-    def _forget_recorded(self, recording: asyncio.Future[tuple[bool, int, str | None]]) -> None:
-        if not recording.cancelled() and recording.exception() is None:
-            self._turns.discard(recording.result()[1])
 
     def _pairing_code(self, conn: sqlite3.Connection, message: IncomingMessage, now: float) -> tuple[str | None, str]:
         """Create a pairing request for a new sender; return (code to send or None, the log's detail)."""
