@@ -816,7 +816,7 @@ class CommunicationSlice(AtomicSlice):
             if not parts:
                 raise SendFailed("nothing to send: the text is empty", permanent=True)
             for current, part in enumerate(parts):
-                message = OutgoingMessage(
+                message = OutgoingMessage.model_construct(  # every field valid: built here from checked values
                     channel=channel,
                     chat_id=chat_id,
                     text=part,
@@ -828,7 +828,7 @@ class CommunicationSlice(AtomicSlice):
             where = f"part {current + 1} of {len(parts)}: " if len(parts) > 1 else ""
             status, error = "failed", where + exc.reason
         outgoing = _Outgoing(kind, channel, chat_id, reply_to, markdown, in_reply_to, now)
-        row = await asyncio.shield(self._record_out(row, outgoing, status, ids, len(parts), tries[0], error, answered))
+        row = await self._record_out(row, outgoing, status, ids, len(parts), tries[0], error, answered)
         if status == "failed":
             self._count(channel, "failed")
         elif runner is not None:
@@ -913,15 +913,20 @@ class CommunicationSlice(AtomicSlice):
     ) -> int:
         """Record an outgoing message's outcome (and the turn's, for a reply) atomically; return its row.
 
-        Committed together with the other messages' writes of the moment (group commit).
+        Committed together with the other messages' writes of the moment (group commit). Shielded:
+        a cancelled caller leaves the record to be written (and counted).
         """
-        assert self.db is not None
-        recorded, turned_failed = await self.grouped.submit(
+        recording = self.grouped.submit(
             self._record_out_now, row, out, status, ids, parts, attempts, error, answered, time.time()
         )
-        if turned_failed:
-            self._count(out.channel, "failed")
+        recording.add_done_callback(lambda done: self._count_turned_failed(out.channel, done))
+        recorded, _ = await asyncio.shield(recording)
         return recorded
+
+    def _count_turned_failed(self, channel: str, done: asyncio.Future[tuple[int, bool]]) -> None:
+        """Count a message that delivery reports recorded before it turned failed when it was recorded."""
+        if not done.cancelled() and done.exception() is None and done.result()[1]:
+            self._count(channel, "failed")
 
     def _record_out_now(
         self,
