@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from refactorbot.database import SliceDatabase
+from refactorbot.database import Pruner, SliceDatabase
 
 SCHEMA = """
 CREATE TABLE events (id INTEGER PRIMARY KEY, ts REAL, kind TEXT NOT NULL DEFAULT 'done', body TEXT);
@@ -206,3 +207,97 @@ async def test_bad_arguments_are_refused_with_one_line(
         assert await db.scalar("SELECT count(*) FROM sqlite_master WHERE name = 'totals'") == 1
     finally:
         await db.close()
+
+
+# -- Pruner: the periodic pass off the request path ---------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_pruner_runs_at_start_then_every_interval_and_logs_what_went(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = await open_db(tmp_path)
+    passes: asyncio.Queue[int] = asyncio.Queue()
+
+    async def prune() -> int:
+        deleted = await db.prune("events", "ts", max_rows=2)
+        passes.put_nowait(deleted)
+        return deleted
+
+    pruner = Pruner(prune, interval=0.01, logger=logging.getLogger("test.pruner"), what="events")
+    await fill(db, [1.0, 2.0, 3.0, 4.0, 5.0])
+    with caplog.at_level(logging.INFO, "test.pruner"):
+        pruner.start()
+        assert await asyncio.wait_for(passes.get(), 10) == 3  # the first pass at once
+        await fill(db, [6.0])
+        while await asyncio.wait_for(passes.get(), 10) == 0:  # a later pass takes the new surplus
+            pass
+        await pruner.stop()
+    assert await stamps(db) == [5.0, 6.0]
+    assert [r.getMessage() for r in caplog.records] == ["retention: deleted 3 events", "retention: deleted 1 events"]
+    await pruner.stop()  # stopping twice is harmless
+    await db.close()
+
+
+@pytest.mark.asyncio
+async def test_a_failed_pass_is_logged_and_retried_and_run_raises_to_its_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outcomes: list[Exception | int] = [RuntimeError("disk full"), 7]
+    done = asyncio.Event()
+
+    async def prune() -> int:
+        outcome = outcomes.pop(0) if outcomes else 0
+        if not outcomes:
+            done.set()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    pruner = Pruner(prune, interval=0.01, logger=logging.getLogger("test.pruner"), what="rows")
+    with caplog.at_level(logging.INFO, "test.pruner"):
+        pruner.start()
+        await asyncio.wait_for(done.wait(), 10)
+        await pruner.stop()
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in failed] == ["pruning rows failed"] and failed[0].exc_info is not None
+    assert "retention: deleted 7 rows" in [r.getMessage() for r in caplog.records]
+
+    async def broken() -> int:
+        raise RuntimeError("locked")
+
+    with pytest.raises(RuntimeError, match="locked"):
+        await Pruner(broken, interval=1, logger=logging.getLogger("test.pruner"), what="rows").run()
+
+
+@pytest.mark.asyncio
+async def test_passes_never_overlap() -> None:
+    running = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def prune() -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return 0
+
+    pruner = Pruner(prune, interval=3600, logger=logging.getLogger("test.pruner"), what="rows")
+    pruner.start()  # its first pass waits on ``release``
+    asked = [asyncio.ensure_future(pruner.run()) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*asked) == [0, 0, 0]
+    await pruner.stop()
+    assert most == 1
+
+
+@pytest.mark.parametrize("interval", [0, -1, float("nan"), True, "60"])
+def test_a_bad_interval_is_refused(interval: object) -> None:
+    async def prune() -> int:
+        return 0
+
+    with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
+        Pruner(prune, interval=interval, logger=logging.getLogger("x"), what="rows")  # type: ignore[arg-type]

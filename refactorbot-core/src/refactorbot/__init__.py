@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.database import BatchWriteFailed as BatchWriteFailed
     from refactorbot.database import BatchWriter as BatchWriter
     from refactorbot.database import DatabaseFileLost as DatabaseFileLost
+    from refactorbot.database import Pruner as Pruner
     from refactorbot.database import SliceDatabase as SliceDatabase
     from refactorbot.database import committed as committed
     from refactorbot.errors import ConfigError as ConfigError
@@ -208,6 +209,7 @@ _LAZY = {
     "BatchWriteFailed": "database",
     "BatchWriter": "database",
     "DatabaseFileLost": "database",
+    "Pruner": "database",
     "SliceDatabase": "database",
     "committed": "database",
     "ConfigError": "errors",

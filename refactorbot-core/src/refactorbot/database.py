@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -534,6 +534,58 @@ class SliceDatabase:
         writer = BatchWriter(self, sql, max_batch=max_batch, interval=interval)
         self._writers.append(writer)
         return writer
+
+
+class Pruner:
+    """Runs a slice's retention pass off the request path: once at ``start()``, then every ``interval`` seconds.
+
+    ``prune`` is one pass (typically ``SliceDatabase.prune`` on a growing table) and returns how
+    many rows it deleted; ``what`` names them in the log line (``retention: deleted 12 tool
+    executions``). Passes never overlap: the periodic one and one asked for now (``run()``, e.g.
+    from a ``<slice>.prune`` operation) share a lock. A failed periodic pass is logged with its
+    traceback and retried at the next interval; ``run()`` raises its failure to the caller.
+    """
+
+    def __init__(
+        self, prune: Callable[[], Awaitable[int]], *, interval: float, logger: logging.Logger, what: str
+    ) -> None:
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise ValueError(f"Pruner: interval must be a positive number of seconds, not {interval!r}")
+        self._prune = prune
+        self.interval = float(interval)
+        self.log = logger
+        self.what = what
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the periodic passes (the first at once); a second call does nothing."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._periodic(), name=f"retention of {self.what}")
+
+    async def stop(self) -> None:
+        """Cancel the periodic passes and wait for the one under way, if any, to unwind."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> int:
+        """Run one pass now (after the one under way, if any) and return how many rows it deleted."""
+        async with self._lock:
+            deleted = await self._prune()
+        if deleted:
+            self.log.info("retention: deleted %d %s", deleted, self.what)
+        return deleted
+
+    async def _periodic(self) -> None:
+        while True:
+            try:
+                await self.run()
+            except Exception:  # retention retries next time; the table keeps being written
+                self.log.exception("pruning %s failed", self.what)
+            await asyncio.sleep(self.interval)
 
 
 class BatchWriter:

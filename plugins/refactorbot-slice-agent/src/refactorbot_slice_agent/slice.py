@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from refactorbot import AtomicSlice, BatchWriter, RefactorbotError, operation
+from refactorbot import AtomicSlice, BatchWriter, Pruner, RefactorbotError, operation
 
 from refactorbot_slice_agent.loop import AgentRun, workspace_path
 from refactorbot_slice_agent.models import (
@@ -49,9 +47,9 @@ class AgentSlice(AtomicSlice):
         self._prompts: dict[str, tuple[int, str]] = {}
         self._writer: BatchWriter | None = None
         self._rules: tuple[tuple[str, int, int, int], str] | None = None  # (file, mtime, size, inode), text
-        self._retention: asyncio.Task[None] | None = None
-        #: One retention pass at a time (the periodic task and ``agent.prune``).
-        self._pruning = asyncio.Lock()
+        self._pruner = Pruner(
+            self._prune, interval=self.config.retention_interval, logger=self.log, what="agent executions"
+        )
 
     async def initialize(self) -> None:
         """Open the database, add the default prompt templates once and load the newest versions."""
@@ -71,37 +69,21 @@ class AgentSlice(AtomicSlice):
 
     async def start(self) -> None:
         """Start pruning the executions log (at once, then every ``retention_interval`` seconds)."""
-        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="agent retention")
+        self._pruner.start()
 
     async def stop(self) -> None:
         """Stop the retention task."""
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
-            self._retention = None
-
-    async def _retain(self) -> None:
-        while True:
-            try:
-                await self._prune()
-            except Exception:  # retention retries next time; runs keep being logged
-                self.log.exception("pruning the agent's executions log failed")
-            await asyncio.sleep(self.config.retention_interval)
+        await self._pruner.stop()
 
     async def _prune(self) -> int:
         assert self.db is not None
-        async with self._pruning:
-            deleted = await self.db.prune(
-                "executions",
-                "created_at",
-                max_age_seconds=self.config.retention_days * 86_400 or None,
-                max_rows=self.config.retention_max_rows or None,
-                batch=self.config.retention_batch,
-            )
-        if deleted:
-            self.log.info("retention: deleted %d agent executions", deleted)
-        return deleted
+        return await self.db.prune(
+            "executions",
+            "created_at",
+            max_age_seconds=self.config.retention_days * 86_400 or None,
+            max_rows=self.config.retention_max_rows or None,
+            batch=self.config.retention_batch,
+        )
 
     # -- used by the loop ------------------------------------------------------------------
 
@@ -210,7 +192,7 @@ class AgentSlice(AtomicSlice):
         """Delete runs past ``retention_days`` or beyond the newest ``retention_max_rows`` now."""
         assert self.db is not None and self._writer is not None
         await self._writer.flush()
-        deleted = await self._prune()
+        deleted = await self._pruner.run()
         return Pruned(deleted=deleted, remaining=await self.db.scalar("SELECT count(*) FROM executions"))
 
     @operation

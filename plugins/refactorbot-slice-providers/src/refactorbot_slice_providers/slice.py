@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import sqlite3
@@ -16,6 +14,7 @@ from refactorbot import (
     LLMCall,
     LLMGateway,
     LLMResponse,
+    Pruner,
     RefactorbotError,
     SliceDatabase,
     operation,
@@ -103,9 +102,12 @@ class ProvidersSlice(AtomicSlice):
         self._models: dict[str, ModelConfig] = {m.name: m for m in self.config.models}
         self._providers = {p.name: p for p in self.config.providers}
         self._budgets: dict[str, tuple[float | None, float | None]] = {}
-        self._retention: asyncio.Task[None] | None = None
-        #: One retention pass at a time (the periodic task and ``providers.prune``).
-        self._pruning = asyncio.Lock()
+        self._pruner = Pruner(
+            self._prune,
+            interval=self.config.retention_interval,
+            logger=self.log,
+            what="LLM call rows (their spend is kept in daily totals)",
+        )
 
     @property
     def database(self) -> SliceDatabase:
@@ -124,38 +126,22 @@ class ProvidersSlice(AtomicSlice):
 
     async def start(self) -> None:
         """Start pruning the call log (at once, then every ``retention_interval`` seconds)."""
-        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="providers retention")
+        self._pruner.start()
 
     async def stop(self) -> None:
         """Stop the retention task."""
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
-            self._retention = None
-
-    async def _retain(self) -> None:
-        while True:
-            try:
-                await self._prune()
-            except Exception:  # retention retries next time; calls keep being recorded
-                self.log.exception("pruning the LLM call log failed")
-            await asyncio.sleep(self.config.retention_interval)
+        await self._pruner.stop()
 
     async def _prune(self) -> int:
         """Delete call rows past the bounds, their cost and tokens first added to ``llm_spend_pruned``."""
-        async with self._pruning:
-            deleted = await self.database.prune(
-                "llm_calls",
-                "ts",
-                max_age_seconds=self.config.retention_days * 86_400 or None,
-                max_rows=self.config.retention_max_rows or None,
-                batch=self.config.retention_batch,
-                before_delete=_fold_pruned,
-            )
-        if deleted:
-            self.log.info("retention: deleted %d LLM call rows (their spend is kept in daily totals)", deleted)
-        return deleted
+        return await self.database.prune(
+            "llm_calls",
+            "ts",
+            max_age_seconds=self.config.retention_days * 86_400 or None,
+            max_rows=self.config.retention_max_rows or None,
+            batch=self.config.retention_batch,
+            before_delete=_fold_pruned,
+        )
 
     async def shutdown(self) -> None:
         """Stop serving the LLM hooks, then close the database."""
@@ -494,7 +480,7 @@ class ProvidersSlice(AtomicSlice):
     @operation
     async def prune(self) -> Pruned:
         """Delete call rows past ``retention_days`` or beyond ``retention_max_rows`` now (spend totals stay)."""
-        deleted = await self._prune()
+        deleted = await self._pruner.run()
         return Pruned(deleted=deleted, remaining=await self.database.scalar("SELECT count(*) FROM llm_calls"))
 
     @operation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from refactorbot import (
     BatchWriter,
     HealthState,
     HealthStatus,
+    Pruner,
     RefactorbotError,
     TokenBucket,
     Tool,
@@ -87,9 +87,9 @@ class ToolsSlice(AtomicSlice):
         #: Real paths under which a call may name its own workspace: configured, then registered.
         self.roots: list[Path] = []
         self._writer: BatchWriter | None = None
-        self._retention: asyncio.Task[None] | None = None
-        #: One retention pass at a time (the periodic task and ``tools.prune``).
-        self._pruning = asyncio.Lock()
+        self._pruner = Pruner(
+            self._prune, interval=self.settings.retention_interval, logger=self.log, what="tool executions"
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -132,15 +132,11 @@ class ToolsSlice(AtomicSlice):
             if row["name"] in self.infos:
                 self.infos[row["name"]].enabled = bool(row["enabled"])
         self.log.info("tools slice: %d tools (%d failed to load)", len(self.tools), len(self.load_errors))
-        self._retention = asyncio.get_running_loop().create_task(self._retain(), name="tools retention")
+        self._pruner.start()
 
     async def stop(self) -> None:
         """Stop the retention task and write the buffered execution log."""
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
-            self._retention = None
+        await self._pruner.stop()
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -481,34 +477,21 @@ class ToolsSlice(AtomicSlice):
             )
         return ToolStats(tools=usage, total_calls=sum(u.calls for u in usage))
 
-    async def _retain(self) -> None:
-        """Prune the execution log now, then every ``retention_interval`` seconds (off the request path)."""
-        while True:
-            try:
-                await self._prune()
-            except Exception:  # retention retries next time; calls keep being logged
-                self.log.exception("pruning the tool execution log failed")
-            await asyncio.sleep(self.settings.retention_interval)
-
     async def _prune(self) -> int:
         assert self.db is not None
-        async with self._pruning:
-            deleted = await self.db.prune(
-                "tool_executions",
-                "timestamp",
-                max_age_seconds=self.settings.retention_days * 86_400 or None,
-                max_rows=self.settings.retention_max_rows or None,
-                batch=self.settings.retention_batch,
-            )
-        if deleted:
-            self.log.info("retention: deleted %d tool executions", deleted)
-        return deleted
+        return await self.db.prune(
+            "tool_executions",
+            "timestamp",
+            max_age_seconds=self.settings.retention_days * 86_400 or None,
+            max_rows=self.settings.retention_max_rows or None,
+            batch=self.settings.retention_batch,
+        )
 
     @operation
     async def prune(self) -> Pruned:
         """Delete logged calls past ``retention_days`` or beyond the newest ``retention_max_rows`` now."""
         db = await self._flushed()
-        deleted = await self._prune()
+        deleted = await self._pruner.run()
         return Pruned(deleted=deleted, remaining=await db.scalar("SELECT count(*) FROM tool_executions"))
 
     @operation
