@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ import refactorbot_api.plugin
 from api_sample import CONFIG, Served
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParameter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from refactorbot import AtomicSlice, hookimpl, operation, tracing
 from refactorbot.testing import host_running
@@ -221,12 +222,26 @@ class StrictHooks:
 
         router.webhooks.add_api_route("/data/{value}", data, methods=["PUT"], status_code=201)
 
+        async def stream(value: str, request: Request) -> Response:
+            async def chunks() -> AsyncIterator[bytes]:  # each chunk queues its row after the answer started
+                for n in (int(value), int(value) + 1):
+                    await request.app.state.host.call("strict.put", n=n)
+                    yield f"{n}\n".encode()
+
+            return StreamingResponse(chunks(), media_type="text/plain")
+
+        router.webhooks.add_api_route("/stream/{value}", stream, methods=["POST"])
+
 
 async def test_the_answer_waits_for_the_rows_the_webhook_queued(tmp_path: Path) -> None:
     async with host_running(tmp_path, [StrictHooks(), refactorbot_api.plugin], config=CONFIG) as host:
         url = json.loads((tmp_path / "server.json").read_text())["url"]
         served = Served(host, tmp_path, httpx.AsyncClient(base_url=url, timeout=10))
-        assert [route.path for *_, route in hook_path(served).routes] == ["/strict/{value}", "/data/{value}"]
+        assert [route.path for *_, route in hook_path(served).routes] == [
+            "/strict/{value}",
+            "/data/{value}",
+            "/stream/{value}",
+        ]
         async with served.client as client:
             data = await client.put("/hooks/data/x")  # data returned: JSON with the route's status code
             assert data.status_code == 201 and data.json() == {"value": "x", "method": "PUT"}
@@ -237,6 +252,24 @@ async def test_the_answer_waits_for_the_rows_the_webhook_queued(tmp_path: Path) 
             assert failed.json()["detail"].startswith(
                 "internal error: the request ran, but its audit-log rows were not written: strict.db: 1 rows not written"
             )
+
+
+async def test_each_chunk_of_a_streamed_answer_waits_for_the_rows_queued_before_it(tmp_path: Path) -> None:
+    async with host_running(tmp_path, [StrictHooks(), refactorbot_api.plugin], config=CONFIG) as host:
+        url = json.loads((tmp_path / "server.json").read_text())["url"]
+        db_path = host.instance("strict").db.path
+        seen: list[tuple[str, list[int]]] = []
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+            client.stream("POST", "/hooks/stream/7") as answer,
+        ):
+            assert answer.status_code == 200
+            async for line in answer.aiter_lines():
+                with sqlite3.connect(db_path) as conn:  # what is on disk when the chunk arrives
+                    seen.append((line, [row[0] for row in conn.execute("SELECT n FROM rows ORDER BY n")]))
+        # a chunk's own row, and the rows before it, are on disk when it arrives (later ones may be too)
+        assert [line for line, _ in seen] == ["7", "8"]
+        assert 7 in seen[0][1] and {7, 8} <= set(seen[1][1])
 
 
 async def test_only_routes_of_path_parameters_and_the_request_are_plain() -> None:

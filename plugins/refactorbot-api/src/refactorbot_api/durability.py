@@ -29,24 +29,39 @@ class CommitBeforeAnswer:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = replaced = False
+        await self.app(scope, receive, CommittedSend(scope, receive, send))
 
-        async def send_committed(message: Any) -> None:
-            nonlocal started, replaced
-            if replaced:
+
+class CommittedSend:
+    """The ``send`` of one request behind the barrier: each answer message waits for the rows queued before it.
+
+    ``one_piece``: set by a caller that knows the answer's body follows its start with nothing of
+    the request running in between (a plain ``Response``); the body then goes out without a second
+    wait (rows queued meanwhile are other requests' rows, and their answers wait for them).
+    """
+
+    __slots__ = ("_receive", "_replaced", "_scope", "_send", "one_piece", "started")
+
+    def __init__(self, scope: Any, receive: Any, send: Any) -> None:
+        self._scope, self._receive, self._send = scope, receive, send
+        self.started = self._replaced = self.one_piece = False
+
+    async def __call__(self, message: Any) -> None:
+        if self._replaced:
+            return
+        kind = message["type"]
+        if kind == "http.response.start" or (kind == "http.response.body" and not self.one_piece):
+            try:
+                await committed()
+            except BatchWriteFailed as exc:
+                if self.started:
+                    raise  # part of the answer is out: end it broken rather than complete
+                scope = self._scope
+                log.error("API %s %s: not acknowledged: %s", scope.get("method"), scope.get("path"), exc)
+                self._replaced = True
+                detail = f"internal error: the request ran, but its audit-log rows were not written: {exc}"
+                await JSONResponse({"detail": detail}, status_code=500)(scope, self._receive, self._send)
                 return
-            if message["type"] in ("http.response.start", "http.response.body"):
-                try:
-                    await committed()
-                except BatchWriteFailed as exc:
-                    if started:
-                        raise  # part of the answer is out: end it broken rather than complete
-                    log.error("API %s %s: not acknowledged: %s", scope.get("method"), scope.get("path"), exc)
-                    replaced = True
-                    detail = f"internal error: the request ran, but its audit-log rows were not written: {exc}"
-                    await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send)
-                    return
-                started = True
-            await send(message)
-
-        await self.app(scope, receive, send_committed)
+            if kind == "http.response.start":
+                self.started = True
+        await self._send(message)

@@ -9,7 +9,8 @@ calls such a route's endpoint directly, inside the same guarantees:
 - the body limit: a declared ``Content-Length`` over ``max_body_bytes`` is refused before this runs
   (``DeclaredBodyLimit``); a body sent without one is counted as it is read and answered 413 when it
   passes the limit, as FastAPI's ``max_body_size`` does;
-- the request's server span (``TraceContext``) and the acknowledgement barrier (``CommitBeforeAnswer``);
+- the request's server span (``TraceContext``) and the acknowledgement barrier (``CommitBeforeAnswer``'s
+  ``CommittedSend``; for a plain ``Response``, whose body follows its start at once, one wait covers both);
 - the application's exception handlers: an ``HTTPException`` is answered with its status and
   ``detail``, any other exception with the API's 500 (logged, with its cause).
 
@@ -30,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import compile_path
 
-from refactorbot_api.durability import CommitBeforeAnswer
+from refactorbot_api.durability import CommittedSend
 from refactorbot_api.limits import too_large_response
 from refactorbot_api.tracecontext import TraceContext
 
@@ -75,7 +76,7 @@ class HookPath:
             if isinstance(route, APIRoute) and is_plain(route):
                 regex, _, convertors = compile_path(PREFIX + route.path)
                 self.routes.append((regex, convertors, set(route.methods or ()), route))
-        self.guarded = TraceContext(CommitBeforeAnswer(self._endpoint))
+        self.guarded = TraceContext(self._endpoint)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Serve a plain webhook route here; pass everything else to the application."""
@@ -90,8 +91,9 @@ class HookPath:
                     return
         await self.app(scope, receive, send)
 
-    async def _endpoint(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _endpoint(self, scope: Any, receive: Any, raw_send: Any) -> None:
         route: APIRoute = scope["route"]
+        send = CommittedSend(scope, receive, raw_send)  # the acknowledgement barrier
         limit = self.max_body_bytes
         read = 0
 
@@ -123,6 +125,8 @@ class HookPath:
                 if isinstance(response_class, DefaultPlaceholder):
                     response_class = response_class.value
                 answer = response_class(jsonable_encoder(answer), status_code=route.status_code or 200)
+            # A plain Response sends its body right after its start: one wait covers both.
+            send.one_piece = type(answer).__call__ is Response.__call__ and answer.background is None
             await answer(scope, receive, sending)
         except _BodyTooLarge:
             if started:
