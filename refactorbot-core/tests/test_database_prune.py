@@ -301,3 +301,23 @@ def test_a_bad_interval_is_refused(interval: object) -> None:
 
     with pytest.raises(ValueError, match="interval must be a positive number of seconds"):
         Pruner(prune, interval=interval, logger=logging.getLogger("x"), what="rows")  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_pass_asked_for_after_start_runs_after_the_start_pass(tmp_path: Path) -> None:
+    db = await open_db(tmp_path)
+    order: list[str] = []
+
+    async def prune() -> int:
+        order.append("pass")
+        return await db.prune("events", "ts", max_rows=1)
+
+    pruner = Pruner(prune, interval=3600, logger=logging.getLogger("test.pruner"), what="events")
+    pruner.start()  # its task has not run yet
+    asked = asyncio.ensure_future(pruner.run())
+    assert await asked == 0 and order == ["pass", "pass"]  # the start pass first, then the one asked for
+    await fill(db, [1.0, 2.0, 3.0])  # written after: only a later pass takes them
+    assert await stamps(db) == [1.0, 2.0, 3.0]
+    assert await pruner.run() == 2
+    await pruner.stop()
+    await db.close()

@@ -104,6 +104,38 @@ async def test_mentions_and_always_skills_load_bodies_and_are_recorded(tmp_path:
 
 
 @pytest.mark.asyncio
+async def test_retention_prunes_old_usage_rows_and_every_count_stays(tmp_path: Path) -> None:
+    copy_peers(tmp_path / "home" / "skills")
+    config = {**QUIET, "slices": {"skills": {"rescan_interval": 0, "retention_max_rows": 2}}}
+    async with host_running(tmp_path / "home", [SKILLS], config=config, env={"PATH": "/usr/bin:/bin"}) as host:
+        assert await ok(host, "skills.prune") == {"deleted": 0, "remaining": 0}  # after the start pass
+        await ok(host, "skills.activate", name="weather", execution_id="run-w")  # the oldest row: pruned whole
+        for turn in range(5):
+            await ok(host, "skills.activate", name="pdf", execution_id=f"run-{turn}")
+            await ok(host, "skills.outcome", execution_id=f"run-{turn}", names=["pdf"], success=turn % 2 == 0)
+
+        def counts(listing: dict[str, Any]) -> dict[str, tuple[int, int, int, float | None]]:
+            return {
+                s["name"]: (s["activations"], s["successes"], s["failures"], s["last_used"])
+                for s in listing["skills"]
+                if s["name"] in ("pdf", "weather")
+            }
+
+        before = counts(await ok(host, "skills.list"))
+        assert [v[:3] for v in before.values()] == [(5, 3, 2), (1, 0, 0)]
+        pruned = await ok(host, "skills.prune")
+        assert pruned == {"deleted": 4 + 3, "remaining": 2 + 2}  # the newest 2 rows of each table stay
+        assert counts(await ok(host, "skills.list")) == before  # counts and last use unchanged, weather's too
+        again = await ok(host, "skills.prune")
+        assert again == {"deleted": 0, "remaining": 4}
+        await ok(host, "skills.activate", name="pdf", execution_id="run-6")
+        await ok(host, "skills.prune")
+        after = counts(await ok(host, "skills.list"))
+        assert after["pdf"][:3] == (6, 3, 2) and after["pdf"][3] > before["pdf"][3]
+        assert after["weather"] == before["weather"]
+
+
+@pytest.mark.asyncio
 async def test_tools_activate_read_and_run_scripts_through_the_exec_policy(tmp_path: Path) -> None:
     copy_peers(tmp_path / "home" / "skills")
     async with host_running(tmp_path / "home", [SKILLS, *TOOLS], config=QUIET) as host:

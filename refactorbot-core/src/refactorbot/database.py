@@ -557,6 +557,7 @@ class Pruner:
         self.what = what
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._first_pass = asyncio.Event()
 
     def start(self) -> None:
         """Start the periodic passes (the first at once); a second call does nothing."""
@@ -572,7 +573,16 @@ class Pruner:
                 await task
 
     async def run(self) -> int:
-        """Run one pass now (after the one under way, if any) and return how many rows it deleted."""
+        """Run one pass now and return how many rows it deleted.
+
+        It runs after the pass under way, if any, and once started after the first periodic pass:
+        rows written after ``run()`` was asked for are never pruned by a start pass that ran late.
+        """
+        if self._task is not None:
+            await self._first_pass.wait()
+        return await self._pass()
+
+    async def _pass(self) -> int:
         async with self._lock:
             deleted = await self._prune()
         if deleted:
@@ -582,9 +592,11 @@ class Pruner:
     async def _periodic(self) -> None:
         while True:
             try:
-                await self.run()
+                await self._pass()
             except Exception:  # retention retries next time; the table keeps being written
                 self.log.exception("pruning %s failed", self.what)
+            finally:
+                self._first_pass.set()
             await asyncio.sleep(self.interval)
 
 

@@ -52,6 +52,20 @@ class SkillsConfig(SliceConfig):
         description="seconds between checks of the sources for changes under refactorbot serve (0: no background checks)",
     )
     keep_versions: int = Field(20, ge=2, le=1000, description="versions of each SKILL.md kept for rollback")
+    retention_days: float = Field(
+        90.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="days activation and outcome rows are kept (0: no age bound); their counts stay",
+    )
+    retention_max_rows: int = Field(
+        1_000_000, ge=0, description="activations and outcomes each keep their newest N rows (0: no count bound)"
+    )
+    retention_interval: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
     @field_validator("rescan_interval")
     @classmethod
@@ -283,3 +297,10 @@ class ProposalList(Model):
     """Proposals, newest first."""
 
     proposals: list[Proposal]
+
+
+class Pruned(Model):
+    """What one retention pass deleted from activations and outcomes, and what they still hold."""
+
+    deleted: int = Field(description="rows deleted (past retention_days, or beyond retention_max_rows)")
+    remaining: int = Field(description="activation and outcome rows still kept")

@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from refactorbot import (
     BatchWriter,
     HealthState,
     HealthStatus,
+    Pruner,
     RefactorbotError,
     SliceUnavailable,
     Workspace,
@@ -39,6 +42,7 @@ from refactorbot_slice_skills.models import (
     ProposalList,
     ProposalsParams,
     ProposeParams,
+    Pruned,
     ReadParams,
     RejectParams,
     RunScriptParams,
@@ -80,6 +84,37 @@ class View:
         return [f for f in self.found if f.skill is not None and self.status[f.name][0] == "available"]
 
 
+#: Fold the activation rows about to be pruned into each skill's kept counts (in the deleting transaction).
+_FOLD_ACTIVATIONS = (
+    "INSERT INTO usage_pruned (name, activations, last_used) SELECT name, COUNT(*), MAX(created_at) FROM activations"
+    " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY name"
+    " ON CONFLICT (name) DO UPDATE SET activations = activations + excluded.activations,"
+    " last_used = COALESCE(MAX(last_used, excluded.last_used), last_used, excluded.last_used)"
+)
+#: The same for outcome rows: successes and failures.
+_FOLD_OUTCOMES = (
+    "INSERT INTO usage_pruned (name, successes, failures) SELECT name, SUM(success), SUM(1 - success) FROM outcomes"
+    " WHERE id IN (SELECT value FROM json_each(?)) GROUP BY name"
+    " ON CONFLICT (name) DO UPDATE SET successes = successes + excluded.successes,"
+    " failures = failures + excluded.failures"
+)
+#: Each skill's usage: the rows still kept plus what retention folded away.
+_USAGE = (
+    "SELECT name, SUM(n) AS n, MAX(last) AS last, SUM(ok) AS ok, SUM(bad) AS bad FROM ("
+    " SELECT name, COUNT(*) AS n, MAX(created_at) AS last, 0 AS ok, 0 AS bad FROM activations GROUP BY name"
+    " UNION ALL SELECT name, 0, NULL, SUM(success), SUM(1 - success) FROM outcomes GROUP BY name"
+    " UNION ALL SELECT name, activations, last_used, successes, failures FROM usage_pruned"
+    ") GROUP BY name"
+)
+
+
+def _folder(statement: str) -> Callable[[sqlite3.Connection, list[int]], None]:
+    def fold(conn: sqlite3.Connection, rowids: list[int]) -> None:
+        conn.execute(statement, (json.dumps(rowids),)).close()
+
+    return fold
+
+
 class SkillsSlice(AtomicSlice):
     """Agent Skills from the workspace, the home, .agents/skills and skill packs."""
 
@@ -102,6 +137,12 @@ class SkillsSlice(AtomicSlice):
         self._schemas: tuple[int, dict[str, Any]] = (-1, {})
         self._allowed_roots: set[str] = set()
         self._writer: BatchWriter | None = None
+        self._pruner = Pruner(
+            self._prune,
+            interval=self.config.retention_interval,
+            logger=self.log,
+            what="skill activation and outcome rows (each skill's counts are kept)",
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,13 +163,15 @@ class SkillsSlice(AtomicSlice):
         when one of its files changed), so a turn never waits for a scan.
         """
         await self.refresh()
+        self._pruner.start()
         host = self.ctx.host
         self._one_shot = host is not None and not host.serving
         if host is not None and host.serving and self.config.rescan_interval > 0:
             self._watcher = asyncio.create_task(self._watch(), name="skills.watch")
 
     async def stop(self) -> None:
-        """Stop watching the sources."""
+        """Stop watching the sources and the retention passes."""
+        await self._pruner.stop()
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
@@ -457,16 +500,41 @@ class SkillsSlice(AtomicSlice):
     async def _usage(self) -> dict[str, dict[str, Any]]:
         assert self.db is not None and self._writer is not None
         await self._writer.flush()
-        usage: dict[str, dict[str, Any]] = {}
-        for row in await self.db.fetchall(
-            "SELECT name, COUNT(*) AS n, MAX(created_at) AS last FROM activations GROUP BY name"
-        ):
-            usage[row["name"]] = {"activations": row["n"], "last_used": row["last"]}
-        for row in await self.db.fetchall(
-            "SELECT name, SUM(success) AS ok, SUM(1 - success) AS bad FROM outcomes GROUP BY name"
-        ):
-            usage.setdefault(row["name"], {}).update(successes=row["ok"] or 0, failures=row["bad"] or 0)
-        return usage
+        return {
+            row["name"]: {
+                "activations": row["n"] or 0,
+                "last_used": row["last"],
+                "successes": row["ok"] or 0,
+                "failures": row["bad"] or 0,
+            }
+            for row in await self.db.fetchall(_USAGE)
+        }
+
+    async def _prune(self) -> int:
+        assert self.db is not None
+        bounds: dict[str, Any] = {
+            "max_age_seconds": self.config.retention_days * 86_400 or None,
+            "max_rows": self.config.retention_max_rows or None,
+            "batch": self.config.retention_batch,
+        }
+        activations = await self.db.prune(
+            "activations", "created_at", before_delete=_folder(_FOLD_ACTIVATIONS), **bounds
+        )
+        return activations + await self.db.prune(
+            "outcomes", "created_at", before_delete=_folder(_FOLD_OUTCOMES), **bounds
+        )
+
+    @operation
+    async def prune(self) -> Pruned:
+        """Delete activation and outcome rows past ``retention_days`` or beyond ``retention_max_rows`` now.
+
+        Each skill's counts (activations, last use, turns ok and failed) stay as they were.
+        """
+        assert self.db is not None and self._writer is not None
+        await self._writer.flush()
+        deleted = await self._pruner.run()
+        remaining = await self.db.scalar("SELECT (SELECT count(*) FROM activations) + (SELECT count(*) FROM outcomes)")
+        return Pruned(deleted=deleted, remaining=remaining)
 
     def _info(self, view: View, item: Found, usage: dict[str, Any]) -> SkillInfo:
         base: dict[str, Any] = {"name": item.name, "source": item.source.label, "location": str(item.path)}
