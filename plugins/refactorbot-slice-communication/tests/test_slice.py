@@ -76,6 +76,10 @@ async def test_a_redelivery_runs_one_turn_even_after_a_restart(
         assert await adapter.inject("hi", message_id="m-1") is Delivery.ACCEPTED
         assert await adapter.inject("hi", message_id="m-1") is Delivery.DUPLICATE
         await platform.wait_sent(1)
+        await idle(host)
+        status = (await host.call("communication.status")).data
+        # two arrivals (one a duplicate), the claim of the turn, the reply's outcome
+        assert status["writes_committed"] == 4 and 1 <= status["write_transactions"] <= 4
     async with running(tmp_path, config) as host:
         adapter = await running_adapter(host)
         assert await adapter.inject("hi", message_id="m-1") is Delivery.DUPLICATE

@@ -139,6 +139,12 @@ class Status(Model):
     messages_in: int
     messages_out: int
     failed_sends: int
+    writes_committed: int = Field(
+        0, description="per-message writes (arrival, claim, outcome) committed since the slice started"
+    )
+    write_transactions: int = Field(
+        0, description="transactions that committed them (group commit: writes per transaction = their ratio)"
+    )
 
 
 Direction = Literal["in", "out"]

@@ -1214,6 +1214,8 @@ class CommunicationSlice(AtomicSlice):
             messages_in=totals.get(("in", 0), 0) + totals.get(("in", 1), 0),
             messages_out=totals.get(("out", 0), 0) + totals.get(("out", 1), 0),
             failed_sends=totals.get(("out", 1), 0),
+            writes_committed=self._grouped.writes if self._grouped is not None else 0,
+            write_transactions=self._grouped.transactions if self._grouped is not None else 0,
             **stats,
         )
 
