@@ -217,7 +217,7 @@ class WebhookChannel(ChannelAdapter):
             if isinstance(exc, ValidationError):
                 return WebhookResponse.error(422, f"invalid message: {describe_validation_error(exc)}")
             return WebhookResponse.error(400, "the body is not UTF-8 JSON")
-        message = IncomingMessage.model_construct(  # the fields as InboundMessage validated them
+        message = IncomingMessage(
             channel=self.name,
             chat_id=body.chat_id,
             sender_id=body.sender_id,

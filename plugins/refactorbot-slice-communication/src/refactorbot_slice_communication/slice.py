@@ -816,7 +816,7 @@ class CommunicationSlice(AtomicSlice):
             if not parts:
                 raise SendFailed("nothing to send: the text is empty", permanent=True)
             for current, part in enumerate(parts):
-                message = OutgoingMessage.model_construct(  # every field valid: built here from checked values
+                message = OutgoingMessage(
                     channel=channel,
                     chat_id=chat_id,
                     text=part,
