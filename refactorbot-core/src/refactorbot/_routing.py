@@ -46,7 +46,15 @@ class Routing(SlotHost):
         make_span = tracing._operation  # the tracer's operation_span, None when tracing is off
         if make_span is None:
             return await self._route(request)
-        with make_span(request) as span:
+        scope = make_span(request)
+        if scope is tracing.UNRECORDED_TRACE:  # a new trace nothing records, current for this call
+            try:
+                return await self._route(request)
+            finally:
+                tracing.TRACEPARENT.set(None)
+        if scope is tracing.NOOP_SPAN:  # no span of its own
+            return await self._route(request)
+        with scope as span:
             response = await self._route(request)
             span.end(response)
         return response

@@ -187,7 +187,36 @@ class _NoopSpan:
         return None
 
 
+#: A span that is not there: tracing is off, or the operation has no span of its own (an untraced
+#: slice, or an operation that follows the unrecorded trace already current). Shared by all of them.
 NOOP_SPAN = _NoopSpan()
+
+
+class _UnrecordedTrace:
+    """The scope of an operation that starts a trace nothing records: see ``UNRECORDED_TRACE``."""
+
+    __slots__ = ()
+
+    @property
+    def traceparent(self) -> str:
+        """Return the ``traceparent`` current in this context (the unrecorded trace's)."""
+        return TRACEPARENT.get() or ""
+
+    def end(self, response: SliceResponse) -> None:
+        """Ignore the outcome."""
+
+    def __enter__(self) -> _UnrecordedTrace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        TRACEPARENT.set(None)
+
+
+#: What ``operation_span`` returns for an operation that starts a new trace nothing records, shared
+#: by all of them so that a flood of such operations allocates nothing: the tracer has already made
+#: the trace's ``traceparent`` current (``TRACEPARENT``, where nothing was current) and set
+#: ``request.traceparent`` to it; leaving the scope sets ``TRACEPARENT`` back to ``None``.
+UNRECORDED_TRACE = _UnrecordedTrace()
 
 
 class _Operation:
@@ -304,6 +333,11 @@ def operation_span(request: SliceRequest) -> OperationScope:
     ``operation_span(request)`` itself, with that behaviour, to record operations more cheaply than
     through ``span(...)`` (``refactorbot-otel`` does); otherwise ``span(...)`` is used. A no-op
     when tracing is off.
+
+    A tracer's ``operation_span`` may also return one of two shared scopes, which cost an operation
+    nothing more: ``NOOP_SPAN`` when the operation has no span of its own (its ``request.traceparent``
+    set to the context it runs in, if any), and ``UNRECORDED_TRACE`` when the operation starts a
+    trace that is not recorded (see there). The host's router recognizes both and skips the scope.
     """
     make = _operation
     if make is None:

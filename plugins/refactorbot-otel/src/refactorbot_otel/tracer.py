@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import random
 import threading
@@ -56,17 +57,20 @@ _rng = random.Random()  # noqa: S311  seeded from os.urandom; trace and span ids
 _bits = _rng.getrandbits
 _time_ns = time.time_ns
 _MASK_64 = (1 << 64) - 1
-#: Ids of traces that are not recorded: a random prefix per process and a counter (no random draw and
-#: one number formatted per trace, as a flood of unrecorded operations makes one each).
+#: Trace context of traces that are not recorded: the trace id is a random prefix per process and a
+#: counter, the span id one per process (nothing records the span, so nothing tells it apart). A
+#: flood of unrecorded operations, which makes one each, pays no random draw and one formatted number.
 _unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
+_unrecorded_suffix = f"-{_bits(64) or 1:016x}-00"
 _unrecorded_count = itertools.count(1).__next__
 
 
 def _reseed() -> None:
     """Give a forked child other ids than its parent."""
-    global _unrecorded_prefix, _unrecorded_count
+    global _unrecorded_prefix, _unrecorded_suffix, _unrecorded_count
     _rng.seed()
     _unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
+    _unrecorded_suffix = f"-{_bits(64) or 1:016x}-00"
     _unrecorded_count = itertools.count(1).__next__
 
 
@@ -194,40 +198,52 @@ class _Unsampled:
         """Ignore the outcome."""
 
 
-class _UnrecordedRoot:
-    """The scope of an operation that starts a trace nothing records, shared by all of them.
+class _Followed:
+    """The scope of a span in a trace that is not recorded, whose ``traceparent`` is already current.
 
-    ``operation_span`` has already made the new trace's ``traceparent`` current (in the caller's
-    context, where nothing was); leaving sets it back to nothing. No object per operation: this is
-    what a flood of operations past ``max_traces_per_second`` pays.
+    It follows the current context and changes nothing, so it is shared: what a chat turn's
+    operations, LLM and tool calls pay when their trace is not recorded.
     """
 
     __slots__ = ()
 
     @property
     def traceparent(self) -> str:
-        """Return the ``traceparent`` of the trace current in this context."""
+        """Return the ``traceparent`` current in this context (the unrecorded trace's)."""
         return TRACEPARENT.get() or ""
 
-    def __enter__(self) -> _UnrecordedRoot:
+    def __enter__(self) -> _Followed:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        TRACEPARENT.set(None)
+        return None
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Ignore the attribute."""
+
+    def set_error(self, error_type: str, message: str | None = None) -> None:
+        """Ignore the error."""
 
     def end(self, response: SliceResponse) -> None:
         """Ignore the outcome."""
 
 
-_UNRECORDED_ROOT = _UnrecordedRoot()
+_FOLLOWED = _Followed()
 
 
 def _unsampled_root() -> str:
-    """Return the ``traceparent`` of a new trace that is not recorded (its span id is its counter too)."""
-    count = f"{_unrecorded_count():016x}"
-    return f"{_unrecorded_prefix}{count}-{count}-00"
+    """Return the ``traceparent`` of a new trace that is not recorded."""
+    return f"{_unrecorded_prefix}{_unrecorded_count():016x}{_unrecorded_suffix}"
+
+
+def _unrecorded_current(current: str) -> bool:
+    """Return whether ``current`` (``TRACEPARENT``'s value) is a well-formed ``traceparent`` flagged not recorded."""
+    if len(current) == 55 and current.endswith("-00"):  # version 00, as this process makes them: no parsing
+        return current.startswith("00-")
+    parsed = parse_traceparent(current)
+    return parsed is not None and not parsed[2] & 1
 
 
 class SpanRecord(SpanBase):
@@ -393,9 +409,15 @@ class RecordingTracer:
         self.sample_bound = round(min(max(sample_ratio, 0.0), 1.0) * (1 << 64))
         self._everything = self.sample_bound >= 1 << 64
         #: New traces a second past which new traces are not recorded (a token bucket; 0: no limit).
-        self.max_traces_per_second = max(max_traces_per_second, 0.0)
-        self._tokens = self.max_traces_per_second
-        self._refilled = clock()
+        self.max_traces_per_second = rate = max(max_traces_per_second, 0.0)
+        # The bucket as one number (the generic cell rate algorithm), in units of 1 / rate seconds:
+        # a new trace may be recorded once ``clock() * rate`` reaches ``_admit_at``; each one recorded
+        # moves it on by one, at most ``_burst`` (a second's worth of traces, less one) behind the
+        # clock. A trace past the limit costs one clock read, a product and a comparison.
+        self._burst = max(rate - 1.0, 0.0)
+        self._admit_at = clock() * rate - self._burst if rate else -math.inf
+        #: Only ``max_traces_per_second`` decides (``sample_ratio`` is 1): the flood's check, inlined.
+        self._rate_only = self._everything and rate > 0
         #: New traces not recorded because ``max_traces_per_second`` was reached, since start.
         self.over_limit = 0
         #: Recorded spans that are open, by ``traceparent``: a child finds its parent without parsing.
@@ -427,40 +449,57 @@ class RecordingTracer:
         return self._unrecorded(parent) or SpanRecord(self, name, kind, attributes, parent)
 
     def operation_span(self, request: SliceRequest) -> tracing.OperationScope:
-        """Return the scope of ``request``'s operation span (see ``refactorbot.tracing.operation_span``)."""
+        """Return the scope of ``request``'s operation span (see ``refactorbot.tracing.operation_span``).
+
+        An operation whose trace is not recorded gets a shared scope: ``UNRECORDED_TRACE`` when it
+        starts the trace (its ``traceparent`` made current here), ``NOOP_SPAN`` when it follows the
+        unrecorded trace already current (nothing to change).
+        """
         if request.slice_id in UNTRACED_SLICES:
             return tracing.NOOP_SPAN
-        if request.traceparent is None and TRACEPARENT.get() is None:  # a new trace: the common case, inlined
-            if self.sample_root():
-                return OperationRecord(self, request)
-            count = f"{_unrecorded_count():016x}"
-            request.__dict__["traceparent"] = traceparent = f"{_unrecorded_prefix}{count}-{count}-00"
-            TRACEPARENT.set(traceparent)  # nothing was current: leaving the scope sets nothing again
-            return _UNRECORDED_ROOT
-        return self._unrecorded(request.traceparent, request) or OperationRecord(self, request)
+        parent = request.traceparent
+        current = TRACEPARENT.get()
+        if parent is None:
+            if current is None:  # a new trace: the common case, inlined
+                if self._rate_only and self._clock() * self.max_traces_per_second < self._admit_at:
+                    self.over_limit += 1  # past max_traces_per_second (sample_root's check, inlined)
+                elif self.sample_root():
+                    return OperationRecord(self, request)
+                traceparent = f"{_unrecorded_prefix}{_unrecorded_count():016x}{_unrecorded_suffix}"
+                request.__dict__["traceparent"] = traceparent  # well-formed: no validation
+                TRACEPARENT.set(traceparent)
+                return tracing.UNRECORDED_TRACE
+            if current not in self.live and _unrecorded_current(current):  # a callee of an unrecorded trace
+                request.__dict__["traceparent"] = current
+                return tracing.NOOP_SPAN
+        unrecorded = self._unrecorded(parent, request)
+        if unrecorded is None:
+            return OperationRecord(self, request)
+        return tracing.NOOP_SPAN if unrecorded is _FOLLOWED else unrecorded
 
-    def _unrecorded(self, parent: str | None, request: SliceRequest | None = None) -> _Unsampled | None:
+    def _unrecorded(self, parent: str | None, request: SliceRequest | None = None) -> _Unsampled | _Followed | None:
         """Return the scope of a span that is not recorded, or ``None`` when the span is to be recorded.
 
         The parent is ``parent`` when valid, else the current span, else none: a new trace, recorded
         when ``sample_ratio`` and ``max_traces_per_second`` admit it. A child follows its parent's
         decision; an unrecorded span only carries its trace's ``traceparent`` (flag ``00``).
         """
-        if parent is not None:
+        current = TRACEPARENT.get()
+        if parent is not None and parent != current:
             if parent in self.live:
                 return None
             parsed = parse_traceparent(parent)
             if parsed is not None:
                 return None if parsed[2] & 1 else _Unsampled(parent, request)
-        current = TRACEPARENT.get()
         if current is not None:
             if current in self.live:
                 return None
-            if len(current) == 55 and current.endswith("-00"):  # an unrecorded span of this process
-                return _Unsampled(current, request)
-            parsed = parse_traceparent(current)
-            if parsed is not None:
-                return None if parsed[2] & 1 else _Unsampled(current, request)
+            if _unrecorded_current(current):  # the unrecorded trace's context is current: nothing to change
+                if request is not None:
+                    request.__dict__["traceparent"] = current
+                return _FOLLOWED
+            if parse_traceparent(current) is not None:  # a recorded span of another process
+                return None
         return None if self.sample_root() else _Unsampled(_unsampled_root(), request)
 
     def sample_root(self) -> bool:
@@ -470,14 +509,13 @@ class RecordingTracer:
         rate = self.max_traces_per_second
         if not rate:
             return True
-        now = self._clock()
-        tokens = self._tokens + (now - self._refilled) * rate
-        self._refilled = now
-        if tokens < 1.0:
-            self._tokens = tokens
+        now = self._clock() * rate
+        admit_at = self._admit_at
+        if now < admit_at:
             self.over_limit += 1
             return False
-        self._tokens = (rate if tokens > rate else tokens) - 1.0  # a burst of at most one second's worth
+        earliest = now - self._burst
+        self._admit_at = (admit_at if admit_at > earliest else earliest) + 1.0
         return True
 
     def finished(self, span: SpanBase) -> None:
