@@ -199,7 +199,7 @@ def grouped_writes(url: str, token: str) -> tuple[int, int]:
         trust_env=False,
     )
     data = answer.json()["data"]
-    return int(data["writes_committed"]), int(data["write_transactions"])
+    return int(data.get("writes_committed", 0)), int(data.get("write_transactions", 0))
 
 
 def wait_replies(receiver: Any, count: int, timeout: float = 1800) -> None:

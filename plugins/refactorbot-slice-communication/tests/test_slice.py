@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -87,6 +88,30 @@ async def test_a_redelivery_runs_one_turn_even_after_a_restart(
         assert channels[0]["duplicates"] == 2 and channels[0]["inbound"] == 1
     assert len(model.requests) == 1, [[m["content"] for m in r["messages"]] for r in model.requests]
     assert platform.texts() == ["echo: hi"]
+
+
+@pytest.mark.asyncio
+async def test_the_same_message_arriving_several_times_at_once_runs_one_turn(
+    tmp_path: Path, model: ModelServer, platform: LoopPlatform
+) -> None:
+    config = host_config(model, platform, loop={"dm_policy": "open"})
+    async with running(tmp_path, config) as host:
+        adapter = await running_adapter(host)
+        # committed together: the copies of m-1 meet in one transaction, where the first one's id counts
+        copies = [adapter.inject("hi", message_id="m-1") for _ in range(4)]
+        others = [adapter.inject(f"other {i}", chat_id=f"chat-o{i}", message_id=f"o-{i}") for i in range(4)]
+        results = await asyncio.gather(*copies, *others)
+        assert sorted(r.value for r in results[:4]) == ["accepted", "duplicate", "duplicate", "duplicate"]
+        assert all(r is Delivery.ACCEPTED for r in results[4:])
+        await platform.wait_sent(5)
+        await idle(host)
+        status = (await host.call("communication.status")).data
+        # 8 arrivals, then a claim and an outcome for each of the 5 turns
+        assert status["writes_committed"] == 18 and status["write_transactions"] < 18
+        rows = await log(host, direction="in")
+        assert sorted(r["message_id"] for r in rows) == ["m-1", "o-0", "o-1", "o-2", "o-3"]
+        assert all(r["status"] == "answered" for r in rows)
+    assert sorted(platform.texts()) == ["echo: hi", "echo: other 0", "echo: other 1", "echo: other 2", "echo: other 3"]
 
 
 @pytest.mark.asyncio
