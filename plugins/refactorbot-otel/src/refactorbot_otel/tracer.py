@@ -455,10 +455,10 @@ class RecordingTracer:
         starts the trace (its ``traceparent`` made current here), ``NOOP_SPAN`` when it follows the
         unrecorded trace already current (nothing to change).
         """
-        if request.slice_id in UNTRACED_SLICES:
-            return tracing.NOOP_SPAN
         parent = request.traceparent
         current = TRACEPARENT.get()
+        if request.slice_id in UNTRACED_SLICES:
+            return tracing.NOOP_SPAN
         if parent is None:
             if current is None:  # a new trace: the common case, inlined
                 if self._rate_only and self._clock() * self.max_traces_per_second < self._admit_at:
