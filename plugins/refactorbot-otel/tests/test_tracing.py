@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import refactorbot_otel.plugin
 from pydantic import BaseModel
-from refactorbot import AtomicSlice, Event, SliceRequest, operation, subscribe, tracing
+from refactorbot import AtomicSlice, Event, SliceRequest, SliceResponse, operation, subscribe, tracing
 from refactorbot.testing import host_running, plugin_of
 from refactorbot.testing._loopback import LoopbackHTTPServer
 
@@ -444,3 +444,81 @@ def test_the_limit_must_not_be_negative() -> None:
 
     with pytest.raises(ValueError, match="max_traces_per_second"):
         OtelConfig(max_traces_per_second=-1)
+
+
+def test_an_operation_past_the_limit_gets_a_shared_scope_and_its_callees_write_no_context() -> None:
+    import contextvars
+
+    from refactorbot_otel.tracer import RecordingTracer
+
+    now = [50.0]
+    recorded: list[str] = []
+    tracer = RecordingTracer(
+        [("list", lambda batch: recorded.extend(s.name for s in batch))],
+        max_traces_per_second=1,
+        clock=lambda: now[0],
+    )
+
+    def flood() -> list[str]:
+        seen: list[str] = []
+        for i in range(3):
+            root = SliceRequest(slice_id="front", operation="say")
+            scope = tracer.operation_span(root)
+            if i == 0:  # the bucket's one token: recorded, an object of its own
+                assert scope is not tracing.UNRECORDED_TRACE and scope is not tracing.NOOP_SPAN
+                with scope as span:
+                    span.end(SliceResponse(request_id=root.request_id, success=True))
+                continue
+            assert scope is tracing.UNRECORDED_TRACE  # shared: nothing allocated for the scope
+            current = tracing.TRACEPARENT.get()
+            assert current is not None and current == root.traceparent and current.endswith("-00")
+            callee = SliceRequest(slice_id="back", operation="echo", caller="front")
+            assert tracer.operation_span(callee) is tracing.NOOP_SPAN  # follows the trace, no span
+            assert callee.traceparent is current and tracing.TRACEPARENT.get() is current  # nothing written
+            with tracer.span("execute_tool search") as tool:  # a span of the unrecorded trace: shared too
+                assert tool.traceparent == current and tracing.TRACEPARENT.get() is current
+            assert tracer.span("another") is tracer.span("one more")
+            with scope:
+                pass
+            assert tracing.TRACEPARENT.get() is None  # leaving it ends the trace in this context
+            seen.append(current)
+        return seen
+
+    try:
+        seen = contextvars.Context().run(flood)
+        assert len({t.split("-")[1] for t in seen}) == 2  # a trace id each
+        assert tracer.over_limit == 2
+        assert tracer.force_flush()
+    finally:
+        tracer.shutdown()
+    assert recorded == ["front.say"]
+
+
+def test_a_limit_below_one_a_second_records_the_first_trace_then_one_per_interval() -> None:
+    from refactorbot_otel.tracer import RecordingTracer
+
+    now = [10.0]
+    tracer = RecordingTracer([("none", lambda batch: None)], max_traces_per_second=0.5, clock=lambda: now[0])
+    try:
+        assert [tracer.sample_root() for _ in range(3)] == [True, False, False]
+        now[0] += 1.9
+        assert not tracer.sample_root()
+        now[0] += 0.1  # two seconds after the first
+        assert [tracer.sample_root() for _ in range(2)] == [True, False]
+    finally:
+        tracer.shutdown()
+
+
+def test_traces_left_out_by_the_sample_ratio_do_not_count_against_the_limit() -> None:
+    from refactorbot_otel.tracer import RecordingTracer
+
+    now = [10.0]
+    tracer = RecordingTracer(
+        [("none", lambda batch: None)], sample_ratio=0.5, max_traces_per_second=2, clock=lambda: now[0]
+    )
+    try:
+        decisions = [tracer.sample_root() for _ in range(400)]
+        assert decisions.count(True) == 2  # the ratio admits about 200; the limit two of those
+        assert 120 <= tracer.over_limit <= 280  # only those the ratio admitted reach the limit
+    finally:
+        tracer.shutdown()
