@@ -86,7 +86,7 @@ async def test_a_failing_write_is_rolled_back_alone(db: SliceDatabase) -> None:
     assert isinstance(results[1], ValueError) and str(results[1]) == "refused dropped"
     assert isinstance(results[2], sqlite3.IntegrityError)
     assert isinstance(results[3], int)
-    assert grouped.transactions == 1
+    assert grouped.transactions == 1 and grouped.writes == 2  # the writes committed
     assert _stored(db.path) == ["kept1", "kept2"]
 
 
@@ -118,3 +118,13 @@ async def test_a_large_burst_is_split_into_bounded_transactions(db: SliceDatabas
     await asyncio.gather(*(grouped.run(_insert, f"k{i}") for i in range(count)))
     assert grouped.transactions == 3 and grouped.writes == count
     assert len(_stored(db.path)) == count
+
+
+@pytest.mark.asyncio
+async def test_drain_returns_once_every_queued_write_is_committed(db: SliceDatabase) -> None:
+    grouped = GroupCommit(db)
+    futures = [grouped.submit(_insert, f"k{i}") for i in range(3)]
+    await grouped.drain()
+    assert all(future.done() for future in futures)
+    assert _stored(db.path) == ["k0", "k1", "k2"]
+    await grouped.drain()  # nothing queued: returns at once

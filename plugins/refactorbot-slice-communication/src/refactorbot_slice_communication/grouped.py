@@ -14,7 +14,6 @@ disk. With one write at a time it costs what one ``atomic`` call does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -66,7 +65,7 @@ class GroupCommit:
         self.db = db
         self._waiting: list[_Write] = []
         self._task: asyncio.Task[None] | None = None
-        #: Transactions committed and writes they carried (the group size is their ratio).
+        #: Transactions committed and the writes they committed (the group size is their ratio).
         self.transactions = 0
         self.writes = 0
 
@@ -91,8 +90,7 @@ class GroupCommit:
     async def drain(self) -> None:
         """Return once every write queued so far is committed or failed."""
         while self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(self._task)
+            await asyncio.wait([self._task])  # however the task ends; a cancelled caller is cancelled
 
     async def _commit_waiting(self) -> None:
         try:
@@ -119,9 +117,10 @@ class GroupCommit:
                         if not future.done():
                             future.set_exception(failure)
                 else:
+                    outcomes = work.result()
                     self.transactions += 1
-                    self.writes += len(group)
-                    for (_, _, future), outcome in zip(group, work.result(), strict=True):
+                    self.writes += sum(1 for outcome in outcomes if not isinstance(outcome, _Failed))
+                    for (_, _, future), outcome in zip(group, outcomes, strict=True):
                         if future.done():
                             continue
                         if isinstance(outcome, _Failed):
