@@ -13,7 +13,9 @@ with bytecode caches warm and the command cache filled by the warm-up runs:
    alternately, one of each per round, so both see the same load on a shared machine; the ratio is
    the median of the rounds' ratios, and each command's CPU time (user + system, from ``wait4``)
    is reported beside its wall time, with the load average before and after;
-4. ``refactorbot plugins list`` with every plugin of this environment installed;
+4. ``refactorbot plugins list`` with every plugin of this environment installed: reported from the
+   install cache (what a user sees once a first run filled it), and loading every plugin (no cache),
+   and alternately with ``llm plugins`` when ``llm`` is found;
 5. ``refactorbot call notes.add`` in-process (no server): every plugin installed, and only the
    notes example installed (``RB_LOAD_PLUGINS``) as the floor;
 6. the cost of the command cache's fingerprint, and the heavy modules the ``chat`` path imports.
@@ -321,7 +323,8 @@ def main() -> None:
             return
         plain = root / "plain"
         plist_command = [*rb, "--home", str(plain), "plugins", "list"]
-        plist = median_ms(plist_command, env, args.runs)
+        plist = median_ms(plist_command, env, args.runs)  # the report from the install cache
+        plist_load = median_ms(plist_command, no_cache, args.runs)  # no cache: every plugin loaded each run
         plugins_side = None
         if llm:
             llm_env = {**env, "LLM_USER_PATH": str(root / "llm")}
@@ -348,7 +351,18 @@ def main() -> None:
     rows = chat_rows(version, chat, chat_scan, side, heavy)
     rows.append(("command-cache fingerprint (a stat per sys.path entry)", f"{fingerprint_us():.0f} µs", "< 1 ms"))
     rows.append(
-        (f"`refactorbot plugins list`, {installed} plugins installed and loaded", f"{plist:.0f} ms", "≤ 260 ms")
+        (
+            f"`refactorbot plugins list`, {installed} plugins installed: reported from the install cache",
+            f"{plist:.0f} ms",
+            "≤ 260 ms",
+        )
+    )
+    rows.append(
+        (
+            f"`refactorbot plugins list`, {installed} plugins loaded (no cache: every run imports them)",
+            f"{plist_load:.0f} ms",
+            "before the report cache",
+        )
     )
     if plugins_side is not None:
         rows.append(
