@@ -59,19 +59,27 @@ _time_ns = time.time_ns
 _MASK_64 = (1 << 64) - 1
 #: Trace context of traces that are not recorded: the trace id is a random prefix per process and a
 #: counter, the span id one per process (nothing records the span, so nothing tells it apart). A
-#: flood of unrecorded operations, which makes one each, pays no random draw and one formatted number.
-_unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
-_unrecorded_suffix = f"-{_bits(64) or 1:016x}-00"
+#: flood of unrecorded operations, which makes one each, pays no random draw and no formatting: the
+#: ``traceparent`` is the head for the counter's upper bits (formatted once every 256 traces) joined
+#: to one of 256 tails made at start (the last two digits, the span id and the flags).
+_unrecorded_prefix = ""
+_unrecorded_tails: tuple[str, ...] = ()
+_unrecorded_head: tuple[int, str] = (-1, "")
 _unrecorded_count = itertools.count(1).__next__
 
 
 def _reseed() -> None:
-    """Give a forked child other ids than its parent."""
-    global _unrecorded_prefix, _unrecorded_suffix, _unrecorded_count
+    """Draw this process's unrecorded trace context (again in a forked child: other ids than its parent)."""
+    global _unrecorded_prefix, _unrecorded_tails, _unrecorded_head, _unrecorded_count
     _rng.seed()
     _unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
-    _unrecorded_suffix = f"-{_bits(64) or 1:016x}-00"
+    suffix = f"-{_bits(64) or 1:016x}-00"
+    _unrecorded_tails = tuple(f"{low:02x}{suffix}" for low in range(256))
+    _unrecorded_head = (-1, "")
     _unrecorded_count = itertools.count(1).__next__
+
+
+_reseed()
 
 
 if hasattr(os, "register_at_fork"):
@@ -234,8 +242,14 @@ _FOLLOWED = _Followed()
 
 
 def _unsampled_root() -> str:
-    """Return the ``traceparent`` of a new trace that is not recorded."""
-    return f"{_unrecorded_prefix}{_unrecorded_count():016x}{_unrecorded_suffix}"
+    """Return the ``traceparent`` of a new trace that is not recorded (``operation_span`` inlines it)."""
+    global _unrecorded_head
+    count = _unrecorded_count()
+    high, head = _unrecorded_head
+    if count >> 8 != high:  # each thread makes the head of its own count: no lock
+        head = f"{_unrecorded_prefix}{count >> 8:014x}"
+        _unrecorded_head = (count >> 8, head)
+    return head + _unrecorded_tails[count & 255]
 
 
 def _unrecorded_current(current: str) -> bool:
@@ -455,6 +469,7 @@ class RecordingTracer:
         starts the trace (its ``traceparent`` made current here), ``NOOP_SPAN`` when it follows the
         unrecorded trace already current (nothing to change).
         """
+        global _unrecorded_head
         parent = request.traceparent
         current = TRACEPARENT.get()
         if request.slice_id in UNTRACED_SLICES:
@@ -465,7 +480,12 @@ class RecordingTracer:
                     self.over_limit += 1  # past max_traces_per_second (sample_root's check, inlined)
                 elif self.sample_root():
                     return OperationRecord(self, request)
-                traceparent = f"{_unrecorded_prefix}{_unrecorded_count():016x}{_unrecorded_suffix}"
+                count = _unrecorded_count()  # _unsampled_root, inlined
+                high, head = _unrecorded_head
+                if count >> 8 != high:
+                    head = f"{_unrecorded_prefix}{count >> 8:014x}"
+                    _unrecorded_head = (count >> 8, head)
+                traceparent = head + _unrecorded_tails[count & 255]
                 request.__dict__["traceparent"] = traceparent  # well-formed: no validation
                 TRACEPARENT.set(traceparent)
                 return tracing.UNRECORDED_TRACE
