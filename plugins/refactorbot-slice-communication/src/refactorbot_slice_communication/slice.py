@@ -427,8 +427,8 @@ class CommunicationSlice(AtomicSlice):
         )
         for row in rows:
             key = (channel, row["chat_id"])
-            # Queued by its intake already (it arrived as the channel started). An intake still on
-            # its way back from the commit queues it too: its turn's claim lets one of the two run.
+            # Taken by its intake (it arrived as the channel started): marked in the transaction
+            # that recorded it, so before this read could see the row.
             if row["id"] in self._turns:
                 continue
             if not self.lanes.reserve(key):
@@ -497,14 +497,18 @@ class CommunicationSlice(AtomicSlice):
         queued = decision.verdict in ("allow", "pair")
         if queued and not self.lanes.reserve(key):
             return Delivery.BUSY
-        # Group-committed with the other messages of the moment; shielded: a cancelled intake
-        # leaves the write to finish (the row stays queued, and a later start of the channel resumes it).
-        recording = self.grouped.submit(self._record_inbound_now, message, decision, time.time())
+        # Group-committed with the other messages of the moment. The row is marked taken by this
+        # intake inside its transaction (``taken``), so a resume that reads the queued rows after
+        # the commit leaves it to the intake. Shielded: a cancelled intake leaves the write to
+        # finish, and the row, never queued here, to a later start of the channel.
+        taken: list[int] = []
+        recording = self.grouped.submit(self._record_inbound_now, message, decision, time.time(), taken)
         try:
             duplicate, row, code = await asyncio.shield(recording)
         except BaseException:
             if queued:
                 self.lanes.release(key)
+            recording.add_done_callback(lambda _: self._turns.difference_update(taken))
             raise
         if duplicate:
             if queued:
@@ -524,7 +528,12 @@ class CommunicationSlice(AtomicSlice):
         return Delivery.REFUSED
 
     def _record_inbound_now(
-        self, conn: sqlite3.Connection, message: IncomingMessage, decision: access.Decision, now: float
+        self,
+        conn: sqlite3.Connection,
+        message: IncomingMessage,
+        decision: access.Decision,
+        now: float,
+        taken: list[int],
     ) -> tuple[bool, int, str | None]:
         """Record the id (a duplicate stops here) and the message; return (duplicate, row, pairing code).
 
@@ -560,7 +569,11 @@ class CommunicationSlice(AtomicSlice):
                 now,
             ),
         )
-        return False, cursor.lastrowid or 0, code
+        row = cursor.lastrowid or 0
+        if decision.verdict == "allow":  # before the commit: see intake
+            self._turns.add(row)
+            taken.append(row)
+        return False, row, code
 
     def _pairing_code(self, conn: sqlite3.Connection, message: IncomingMessage, now: float) -> tuple[str | None, str]:
         """Create a pairing request for a new sender; return (code to send or None, the log's detail)."""
