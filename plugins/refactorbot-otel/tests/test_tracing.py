@@ -463,33 +463,36 @@ def test_an_operation_past_the_limit_gets_a_shared_scope_and_its_callees_write_n
         seen: list[str] = []
         for i in range(3):
             root = SliceRequest(slice_id="front", operation="say")
-            scope = tracer.operation_span(root)
             if i == 0:  # the bucket's one token: recorded, an object of its own
+                scope = tracer.operation_span(root)
                 assert scope is not tracing.UNRECORDED_TRACE and scope is not tracing.NOOP_SPAN
                 with scope as span:
                     span.end(SliceResponse(request_id=root.request_id, success=True))
                 continue
-            assert scope is tracing.UNRECORDED_TRACE  # shared: nothing allocated for the scope
-            current = tracing.TRACEPARENT.get()
-            assert current is not None and current == root.traceparent and current.endswith("-00")
-            callee = SliceRequest(slice_id="back", operation="echo", caller="front")
-            assert tracer.operation_span(callee) is tracing.NOOP_SPAN  # follows the trace, no span
-            assert callee.traceparent is current and tracing.TRACEPARENT.get() is current  # nothing written
-            with tracer.span("execute_tool search") as tool:  # a span of the unrecorded trace: shared too
-                assert tool.traceparent == current and tracing.TRACEPARENT.get() is current
-            assert tracer.span("another") is tracer.span("one more")
-            with scope:
-                pass
+            assert tracer.operation_span(root) is tracing.UNRECORDED_TRACE  # shared: no object
+            assert tracing.TRACEPARENT.get() is None and root.traceparent is not None  # the host makes it current
+            root.traceparent = None
+            with tracing.operation_span(root):  # what the host's router does, as a scope
+                current = tracing.TRACEPARENT.get()
+                assert current is not None and current == root.traceparent and current.endswith("-00")
+                callee = SliceRequest(slice_id="back", operation="echo", caller="front")
+                assert tracer.operation_span(callee) is tracing.NOOP_SPAN  # follows the trace, no span
+                assert callee.traceparent is current and tracing.TRACEPARENT.get() is current  # nothing written
+                with tracer.span("execute_tool search") as tool:  # a span of the unrecorded trace: shared too
+                    assert tool.traceparent == current and tracing.TRACEPARENT.get() is current
+                assert tracer.span("another") is tracer.span("one more")
             assert tracing.TRACEPARENT.get() is None  # leaving it ends the trace in this context
             seen.append(current)
         return seen
 
+    tracing.push(tracer)
     try:
         seen = contextvars.Context().run(flood)
         assert len({t.split("-")[1] for t in seen}) == 2  # a trace id each
-        assert tracer.over_limit == 2
+        assert tracer.over_limit == 4
         assert tracer.force_flush()
     finally:
+        tracing.remove(tracer)
         tracer.shutdown()
     assert recorded == ["front.say"]
 

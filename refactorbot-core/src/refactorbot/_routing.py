@@ -47,11 +47,12 @@ class Routing(SlotHost):
         if make_span is None:
             return await self._route(request)
         scope = make_span(request)
-        if scope is tracing.UNRECORDED_TRACE:  # a new trace nothing records, current for this call
+        if scope is tracing.UNRECORDED_TRACE:  # a new trace nothing records: current for this call
+            token = tracing.TRACEPARENT.set(request.traceparent)
             try:
                 return await self._route(request)
             finally:
-                tracing.TRACEPARENT.set(None)
+                tracing.TRACEPARENT.reset(token)
         if scope is tracing.NOOP_SPAN:  # no span of its own
             return await self._route(request)
         with scope as span:

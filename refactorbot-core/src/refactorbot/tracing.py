@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -192,31 +192,40 @@ class _NoopSpan:
 NOOP_SPAN = _NoopSpan()
 
 
-class _UnrecordedTrace:
-    """The scope of an operation that starts a trace nothing records: see ``UNRECORDED_TRACE``."""
+class _UnrecordedTrace(_NoopSpan):
+    """What a tracer's ``operation_span`` returns for a new trace it does not record: see ``UNRECORDED_TRACE``."""
 
     __slots__ = ()
 
-    @property
-    def traceparent(self) -> str:
-        """Return the ``traceparent`` current in this context (the unrecorded trace's)."""
-        return TRACEPARENT.get() or ""
 
-    def end(self, response: SliceResponse) -> None:
-        """Ignore the outcome."""
+#: What a tracer's ``operation_span`` returns for an operation that starts a new trace nothing
+#: records, shared by all of them so that a flood of such operations allocates nothing: the tracer
+#: has set ``request.traceparent`` to the new trace's (flag ``00``), and the host makes it current
+#: (``TRACEPARENT``) while the operation runs. Entered directly it does nothing; the scope that
+#: ``operation_span(request)`` returns for it makes the trace current.
+UNRECORDED_TRACE = _UnrecordedTrace()
 
-    def __enter__(self) -> _UnrecordedTrace:
+
+class _Current:
+    """The scope of an operation whose trace is not recorded: its ``traceparent`` current while entered."""
+
+    __slots__ = ("_token", "traceparent")
+
+    def __init__(self, traceparent: str) -> None:
+        self.traceparent = traceparent
+        self._token: Token[str | None] | None = None
+
+    def __enter__(self) -> _Current:
+        self._token = TRACEPARENT.set(self.traceparent)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        TRACEPARENT.set(None)
+        if self._token is not None:
+            TRACEPARENT.reset(self._token)
+            self._token = None
 
-
-#: What ``operation_span`` returns for an operation that starts a new trace nothing records, shared
-#: by all of them so that a flood of such operations allocates nothing: the tracer has already made
-#: the trace's ``traceparent`` current (``TRACEPARENT``, where nothing was current) and set
-#: ``request.traceparent`` to it; leaving the scope sets ``TRACEPARENT`` back to ``None``.
-UNRECORDED_TRACE = _UnrecordedTrace()
+    def end(self, response: SliceResponse) -> None:
+        """Ignore the outcome."""
 
 
 class _Operation:
@@ -337,9 +346,13 @@ def operation_span(request: SliceRequest) -> OperationScope:
     A tracer's ``operation_span`` may also return one of two shared scopes, which cost an operation
     nothing more: ``NOOP_SPAN`` when the operation has no span of its own (its ``request.traceparent``
     set to the context it runs in, if any), and ``UNRECORDED_TRACE`` when the operation starts a
-    trace that is not recorded (see there). The host's router recognizes both and skips the scope.
+    trace that is not recorded (see there). The host's router recognizes both and enters no scope;
+    for ``UNRECORDED_TRACE`` this function returns a scope that makes ``request.traceparent`` current.
     """
     make = _operation
     if make is None:
         return NOOP_SPAN
-    return make(request)
+    scope = make(request)
+    if scope is UNRECORDED_TRACE and request.traceparent is not None:
+        return _Current(request.traceparent)
+    return scope

@@ -466,8 +466,8 @@ class RecordingTracer:
         """Return the scope of ``request``'s operation span (see ``refactorbot.tracing.operation_span``).
 
         An operation whose trace is not recorded gets a shared scope: ``UNRECORDED_TRACE`` when it
-        starts the trace (its ``traceparent`` made current here), ``NOOP_SPAN`` when it follows the
-        unrecorded trace already current (nothing to change).
+        starts the trace (its ``traceparent`` in ``request.traceparent``, which the host makes
+        current), ``NOOP_SPAN`` when it follows the unrecorded trace already current (nothing to change).
         """
         global _unrecorded_head
         parent = request.traceparent
@@ -485,9 +485,8 @@ class RecordingTracer:
                 if count >> 8 != high:
                     head = f"{_unrecorded_prefix}{count >> 8:014x}"
                     _unrecorded_head = (count >> 8, head)
-                traceparent = head + _unrecorded_tails[count & 255]
-                request.__dict__["traceparent"] = traceparent  # well-formed: no validation
-                TRACEPARENT.set(traceparent)
+                # Well-formed: set without validation. The host makes it current for the operation.
+                request.__dict__["traceparent"] = head + _unrecorded_tails[count & 255]
                 return tracing.UNRECORDED_TRACE
             if current not in self.live and _unrecorded_current(current):  # a callee of an unrecorded trace
                 request.__dict__["traceparent"] = current
