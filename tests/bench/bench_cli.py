@@ -12,7 +12,9 @@ with bytecode caches warm and the command cache filled by the warm-up runs:
    ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of issue 9. ``chat`` and ``llm`` run
    alternately, one of each per round, so both see the same load on a shared machine; the ratio is
    the median of the rounds' ratios, and each command's CPU time (user + system, from ``wait4``)
-   is reported beside its wall time, with the load average before and after;
+   is reported beside its wall time, with the load average before and after; then the same against
+   a server whose model goes through the OpenRouter gateway (OpenAI-compatible, httpx) instead of
+   LiteLLM, which shows what LiteLLM's per-call work adds to a turn;
 4. ``refactorbot plugins list`` with every plugin of this environment installed: reported from the
    install cache (what a user sees once a first run filled it), and loading every plugin (no cache),
    and alternately with ``llm plugins`` when ``llm`` is found;
@@ -26,6 +28,7 @@ with bytecode caches warm and the command cache filled by the warm-up runs:
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -318,8 +321,37 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        direct: dict[str, float] | None = None
+        if llm and importlib.util.find_spec("refactorbot_gateway_openrouter") is not None:
+            # The same model through the OpenAI-compatible gateway that posts with httpx itself.
+            home = root / "direct"
+            home.mkdir(mode=0o700)
+            (home / "refactorbot.toml").write_text(
+                f'[llm]\nmodel = "openrouter/loopback"\n[plugins.api]\nport = 0\n'
+                f'[gateways.openrouter]\nbase_url = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+            )
+            server = start_server(home, env)
+            try:
+                direct_chat = [*rb, "--home", str(home), "chat", "hello"]
+                direct = paired(direct_chat, env, [llm, "-m", "loopback", "hello"], llm_env, args.runs)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+        if direct is not None:
+            side_rows = [
+                (
+                    "`refactorbot chat hello` / `llm`, alternately, the model through the OpenRouter gateway"
+                    " (OpenAI-compatible, httpx) instead of LiteLLM (wall / CPU)",
+                    f"{direct['first_ms']:.0f} / {direct['first_cpu_ms']:.0f} ms, "
+                    f"{direct['second_ms']:.0f} / {direct['second_cpu_ms']:.0f} ms; "
+                    f"{direct['ratio']:.1f}× ({direct['cpu_ratio']:.1f}×)",
+                    f"≥ 8× (load {direct['load_before']:.1f} / {direct['load_after']:.1f})",
+                )
+            ]
+        else:
+            side_rows = []
         if args.chat_only:
-            print_rows(args.runs, chat_rows(version, chat, chat_scan, side, heavy))
+            print_rows(args.runs, chat_rows(version, chat, chat_scan, side, heavy) + side_rows)
             return
         plain = root / "plain"
         plist_command = [*rb, "--home", str(plain), "plugins", "list"]
@@ -348,7 +380,7 @@ def main() -> None:
         call_notes = median_ms(notes, {**env, "RB_LOAD_PLUGINS": "refactorbot-example-notes"}, args.runs)
 
     every, subset, started = start_call_stop_ms(max(5, args.runs // 2))
-    rows = chat_rows(version, chat, chat_scan, side, heavy)
+    rows = chat_rows(version, chat, chat_scan, side, heavy) + side_rows
     rows.append(("command-cache fingerprint (a stat per sys.path entry)", f"{fingerprint_us():.0f} µs", "< 1 ms"))
     rows.append(
         (
