@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from refactorbot.database import Pruner, SliceDatabase
+from refactorbot.slice import RetentionConfig
 
 SCHEMA = """
 CREATE TABLE events (id INTEGER PRIMARY KEY, ts REAL, kind TEXT NOT NULL DEFAULT 'done', body TEXT);
@@ -321,3 +323,34 @@ async def test_a_pass_asked_for_after_start_runs_after_the_start_pass(tmp_path: 
     assert await pruner.run() == 2
     await pruner.stop()
     await db.close()
+
+
+# -- RetentionConfig: the settings of a pruned table ----------------------------------------------
+
+
+def test_retention_config_gives_the_bounds_and_zero_turns_a_bound_off() -> None:
+    assert RetentionConfig().prune_bounds() == {"max_age_seconds": 30 * 86_400, "max_rows": 1_000_000, "batch": 5_000}
+    off = RetentionConfig(retention_days=0, retention_max_rows=0, retention_batch=10)
+    assert off.prune_bounds() == {"max_age_seconds": None, "max_rows": None, "batch": 10}
+
+    class Longer(RetentionConfig):
+        retention_days: float = 90.0
+
+    assert Longer().prune_bounds()["max_age_seconds"] == 90 * 86_400
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"retention_days": -1},
+        {"retention_days": float("inf")},
+        {"retention_max_rows": -5},
+        {"retention_interval": 0},
+        {"retention_batch": 0},
+        {"retention_batch": 100_001},
+        {"retention_typo": 1},
+    ],
+)
+def test_retention_config_refuses_bad_settings(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RetentionConfig(**bad)  # type: ignore[arg-type]

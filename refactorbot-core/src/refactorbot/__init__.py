@@ -150,6 +150,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers; at run time names lo
     from refactorbot.singletons import singleton as singleton
     from refactorbot.slice import AtomicSlice as AtomicSlice
     from refactorbot.slice import Host as Host
+    from refactorbot.slice import RetentionConfig as RetentionConfig
     from refactorbot.slice import SliceConfig as SliceConfig
     from refactorbot.slice import SliceContext as SliceContext
     from refactorbot.state import GlobalState as GlobalState
@@ -294,6 +295,7 @@ _LAZY = {
     "singleton": "singletons",
     "AtomicSlice": "slice",
     "Host": "slice",
+    "RetentionConfig": "slice",
     "SliceConfig": "slice",
     "SliceContext": "slice",
     "GlobalState": "state",

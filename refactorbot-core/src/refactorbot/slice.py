@@ -11,7 +11,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from refactorbot.errors import (
     OperationFailed,
@@ -49,6 +49,31 @@ class SliceConfig(Model):
     """Base of a slice's ``Config`` model: unknown keys are configuration errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class RetentionConfig(SliceConfig):
+    """Base of the ``Config`` of a slice with a table it prunes: ``retention_*`` settings and their bounds.
+
+    A subclass may declare a field again to change its default or description (the skills slice
+    keeps 90 days). ``prune_bounds()`` gives ``SliceDatabase.prune``'s bounds for these settings.
+    """
+
+    retention_days: float = Field(
+        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days a row is kept (0: no age bound)"
+    )
+    retention_max_rows: int = Field(1_000_000, ge=0, description="the newest N rows are kept (0: no count bound)")
+    retention_interval: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
+    )
+    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
+
+    def prune_bounds(self) -> dict[str, Any]:
+        """Return ``max_age_seconds``, ``max_rows`` and ``batch`` for ``SliceDatabase.prune`` (0 turns a bound off)."""
+        return {
+            "max_age_seconds": self.retention_days * 86_400 or None,
+            "max_rows": self.retention_max_rows or None,
+            "batch": self.retention_batch,
+        }
 
 
 class Host(Protocol):

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
-from refactorbot import Model, SliceConfig
+from refactorbot import Model, RetentionConfig
 
 Mode = Literal["auto", "single", "two_phase"]
 _ID: dict[str, Any] = {"min_length": 1, "max_length": 200}
 
 
-class AgentConfig(SliceConfig):
+class AgentConfig(RetentionConfig):
     """``[slices.agent]``: models, limits, context sources."""
 
     model: str | None = Field(None, description="model of single-phase runs (default: the host's [llm] model)")
@@ -27,16 +27,6 @@ class AgentConfig(SliceConfig):
     native_tools: bool = Field(True, description="false: describe tools in the prompt and parse TOOL: lines")
     two_phase_min_chars: int = Field(600, ge=1, description="auto mode plans first for requests this long")
     tool_output_chars: int = Field(20_000, ge=100, description="tool output longer than this is cut for the model")
-    retention_days: float = Field(
-        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days the executions log keeps a run (0: no age bound)"
-    )
-    retention_max_rows: int = Field(
-        1_000_000, ge=0, description="the executions log keeps the newest N runs (0: no count bound)"
-    )
-    retention_interval: float = Field(
-        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
-    )
-    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
 
 class _Params(Model):

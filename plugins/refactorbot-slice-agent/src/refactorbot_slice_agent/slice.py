@@ -80,9 +80,7 @@ class AgentSlice(AtomicSlice):
         return await self.db.prune(
             "executions",
             "created_at",
-            max_age_seconds=self.config.retention_days * 86_400 or None,
-            max_rows=self.config.retention_max_rows or None,
-            batch=self.config.retention_batch,
+            **self.config.prune_bounds(),
         )
 
     # -- used by the loop ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
-from refactorbot import EnvVarName, HttpUrl, Model, SliceConfig
+from refactorbot import EnvVarName, HttpUrl, Model, RetentionConfig
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 ModelName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\s]+$")]
@@ -67,7 +67,7 @@ def _named_list(value: Any) -> Any:
     return value
 
 
-class ProvidersConfig(SliceConfig):
+class ProvidersConfig(RetentionConfig):
     """``[slices.providers]``: providers, models, routing rules and budgets."""
 
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -79,20 +79,6 @@ class ProvidersConfig(SliceConfig):
     budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
     strict: bool = Field(False, description="refuse calls to models not listed in `models`")
     check_keys: bool = Field(True, description="refuse calls whose provider's key variable is not set")
-    retention_days: float = Field(
-        30.0,
-        ge=0,
-        le=36_500,
-        allow_inf_nan=False,
-        description="days a call's own row is kept (0: no age bound); spend totals outlive it",
-    )
-    retention_max_rows: int = Field(
-        1_000_000, ge=0, description="the newest N call rows are kept (0: no count bound); spend totals outlive them"
-    )
-    retention_interval: float = Field(
-        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
-    )
-    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
     @field_validator("providers", "models", mode="before")
     @classmethod

@@ -137,9 +137,7 @@ class ProvidersSlice(AtomicSlice):
         return await self.database.prune(
             "llm_calls",
             "ts",
-            max_age_seconds=self.config.retention_days * 86_400 or None,
-            max_rows=self.config.retention_max_rows or None,
-            batch=self.config.retention_batch,
+            **self.config.prune_bounds(),
             before_delete=_fold_pruned,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
-from refactorbot import Model, SliceConfig
+from refactorbot import Model, RetentionConfig
 
 SkillName = Annotated[
     str,
@@ -22,7 +22,7 @@ class Strict(Model):
     model_config = ConfigDict(extra="forbid")
 
 
-class SkillsConfig(SliceConfig):
+class SkillsConfig(RetentionConfig):
     """``[slices.skills]`` in ``refactorbot.toml`` (or ``RB_SKILLS_<FIELD>``)."""
 
     workspace: str | None = Field(
@@ -59,13 +59,6 @@ class SkillsConfig(SliceConfig):
         allow_inf_nan=False,
         description="days activation and outcome rows are kept (0: no age bound); their counts stay",
     )
-    retention_max_rows: int = Field(
-        1_000_000, ge=0, description="activations and outcomes each keep their newest N rows (0: no count bound)"
-    )
-    retention_interval: float = Field(
-        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
-    )
-    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
     @field_validator("rescan_interval")
     @classmethod

@@ -512,11 +512,7 @@ class SkillsSlice(AtomicSlice):
 
     async def _prune(self) -> int:
         assert self.db is not None
-        bounds: dict[str, Any] = {
-            "max_age_seconds": self.config.retention_days * 86_400 or None,
-            "max_rows": self.config.retention_max_rows or None,
-            "batch": self.config.retention_batch,
-        }
+        bounds = self.config.prune_bounds()
         activations = await self.db.prune(
             "activations", "created_at", before_delete=_folder(_FOLD_ACTIVATIONS), **bounds
         )

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from refactorbot import Model, SliceConfig
+from refactorbot import Model, RetentionConfig
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
-class ToolsConfig(SliceConfig):
+class ToolsConfig(RetentionConfig):
     """``[slices.tools]``: the workspace, timeouts, rate limits and what the log keeps."""
 
     workspace: str | None = Field(None, description="workspace given to tools (default <home>/workspace)")
@@ -25,16 +25,6 @@ class ToolsConfig(SliceConfig):
     disabled: list[str] = Field(default_factory=list, description="tools disabled at every start")
     log_result_chars: int = Field(2_000, ge=0, description="characters of each result kept in the log")
     log_value_chars: int = Field(500, ge=16, description="characters of each logged argument value")
-    retention_days: float = Field(
-        30.0, ge=0, le=36_500, allow_inf_nan=False, description="days the execution log keeps a call (0: no age bound)"
-    )
-    retention_max_rows: int = Field(
-        1_000_000, ge=0, description="the execution log keeps the newest N calls (0: no count bound)"
-    )
-    retention_interval: float = Field(
-        600.0, gt=0, allow_inf_nan=False, description="seconds between retention passes (one at start too)"
-    )
-    retention_batch: int = Field(5_000, ge=1, le=100_000, description="rows deleted per transaction")
 
 
 class ToolInfo(Model):

@@ -482,9 +482,7 @@ class ToolsSlice(AtomicSlice):
         return await self.db.prune(
             "tool_executions",
             "timestamp",
-            max_age_seconds=self.settings.retention_days * 86_400 or None,
-            max_rows=self.settings.retention_max_rows or None,
-            batch=self.settings.retention_batch,
+            **self.settings.prune_bounds(),
         )
 
     @operation
