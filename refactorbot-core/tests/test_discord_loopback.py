@@ -5,12 +5,11 @@ replies, edits, typing, rate limits, Discord's error bodies) and the Gateway ove
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from refactorbot.testing._http import send
 from refactorbot.testing.discord import DiscordServer, Intents
 
 TOKEN = "bot-token-loopback"
@@ -20,15 +19,8 @@ CHANNEL = "200000000000000001"
 def rest(discord: DiscordServer, method: str, path: str, body: Any = None, token: str = TOKEN) -> tuple[int, Any, Any]:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Authorization": f"Bot {token}", "Content-Type": "application/json"}
-    request = urllib.request.Request(f"{discord.api_base}{path}", data=data, headers=headers, method=method)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as answer:
-            raw = answer.read()
-            return int(answer.status), json.loads(raw) if raw else None, answer.headers
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        return int(exc.code), json.loads(raw) if raw else None, exc.headers
+    status, raw, answered = send(f"{discord.api_base}{path}", method=method, body=data, headers=headers)
+    return status, json.loads(raw) if raw else None, answered
 
 
 @pytest.fixture

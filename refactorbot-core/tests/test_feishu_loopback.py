@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from refactorbot.testing._http import send
 from refactorbot.testing.feishu import FeishuServer, WireFrame, encrypt_body, message_event, sign_headers
 
 CHAT = "oc_loopbackchat0001"
@@ -22,13 +21,8 @@ def api(feishu: FeishuServer, method: str, path: str, body: Any = None, token: s
     headers = {"Content-Type": "application/json; charset=utf-8"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(f"{feishu.url}{path}", data=data, headers=headers, method=method)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as answer:
-            return int(answer.status), json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), json.loads(exc.read())
+    status, answer, _ = send(f"{feishu.url}{path}", method=method, body=data, headers=headers)
+    return status, json.loads(answer)
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 import pytest
+from refactorbot.testing._http import send
 from refactorbot.testing.telegram import TelegramServer, parse_telegram_html
 
 TOKEN = "4242:test-token"
@@ -27,13 +26,8 @@ def call(
     else:
         body = json.dumps(params).encode()
         headers = {"Content-Type": "application/json"}
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as answer:
-            return int(answer.status), json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), json.loads(exc.read())
+    status, answer, _ = send(url, body=body, headers=headers)
+    return status, json.loads(answer)
 
 
 @pytest.fixture

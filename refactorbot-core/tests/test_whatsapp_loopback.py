@@ -8,13 +8,12 @@ import hashlib
 import hmac
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from refactorbot.testing._http import send
 from refactorbot.testing.whatsapp import WhatsAppServer
 
 TOKEN, SECRET = "wa-token", "wa-app-secret"
@@ -22,18 +21,13 @@ TOKEN, SECRET = "wa-token", "wa-app-secret"
 
 def graph(wa: WhatsAppServer, method: str, path: str, body: Any = None, token: str = TOKEN) -> tuple[int, Any]:
     data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    request = urllib.request.Request(
+    status, answer, _ = send(
         f"{wa.api_base}{path}",
-        data=data,
         method=method,
+        body=data,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as answer:
-            return int(answer.status), json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), json.loads(exc.read())
+    return status, json.loads(answer)
 
 
 def text(to: str, body: str, **extra: Any) -> dict[str, Any]:

@@ -30,11 +30,10 @@ import os
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from refactorbot.testing._http import send
 from refactorbot.testing.platforms import PlatformRequest, PlatformResponse, PlatformServer
 
 log = logging.getLogger("refactorbot.testing.feishu")
@@ -244,13 +243,7 @@ def post_event(
         body = json.dumps(event, ensure_ascii=False).encode("utf-8")
         sent = {"Content-Type": "application/json; charset=utf-8"}
     sent.update(headers or {})
-    request = urllib.request.Request(url, data=body, headers=sent, method="POST")  # noqa: S310  the test's own loopback URL
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
+    status, raw, _ = send(url, body=body, headers=sent)
     try:
         return status, json.loads(raw)
     except ValueError:

@@ -25,12 +25,11 @@ import collections
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from refactorbot.testing._http import send
 from refactorbot.testing.platforms import PlatformRequest, PlatformResponse, PlatformServer
 
 __all__ = ["TelegramHtmlError", "TelegramServer", "parse_telegram_html", "post_webhook"]
@@ -666,10 +665,5 @@ def post_webhook(
     headers = {"Content-Type": "application/json"}
     if secret is not None:
         headers[SECRET_HEADER] = secret
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310  the test's own loopback URL
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as answer:
-            return int(answer.status), bytes(answer.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), bytes(exc.read())
+    status, answer, _ = send(url, body=body, headers=headers, timeout=timeout)
+    return status, answer
