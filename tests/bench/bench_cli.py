@@ -28,6 +28,7 @@ with bytecode caches warm and the command cache filled by the warm-up runs:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import time
 import timeit
+from collections.abc import Iterator
 from pathlib import Path
 
 KEY_ENV = "RB_BENCH_DUMMY_KEY"
@@ -131,8 +133,11 @@ def paired(
     }
 
 
-def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start ``refactorbot serve`` on ``home`` and return once its control API answers."""
+@contextlib.contextmanager
+def served(home: Path, config: str, env: dict[str, str]) -> Iterator[Path]:
+    """Run ``refactorbot serve`` on a new ``home`` whose ``refactorbot.toml`` is ``config``; yield once its API answers."""
+    home.mkdir(mode=0o700)
+    (home / "refactorbot.toml").write_text(config)
     server = subprocess.Popen(
         [*refactorbot_command(), "--home", str(home), "serve"],
         env=env,
@@ -140,12 +145,15 @@ def start_server(home: Path, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    assert server.stdout is not None
-    line = server.stdout.readline()  # "refactorbot serving ...": the API is up (its startup hook ran)
-    if "serving" not in line or not (home / "server.json").exists():
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()  # "refactorbot serving ...": the API is up (its startup hook ran)
+        if "serving" not in line or not (home / "server.json").exists():
+            raise SystemExit(f"refactorbot serve did not start: {line!r}")
+        yield home
+    finally:
         server.terminate()
-        raise SystemExit(f"refactorbot serve did not start: {line!r}")
-    return server
+        server.wait(timeout=60)
 
 
 def chat_imports(home: Path, env: dict[str, str]) -> list[str]:
@@ -293,14 +301,11 @@ def main() -> None:
         env = clean_env(RB_CACHE_DIR=str(root / "cache"), **{KEY_ENV: "sk-loopback"})
         no_cache = {**env, "RB_CACHE_DIR": str(root / "not-a-folder")}
         (root / "not-a-folder").write_text("")  # the cache cannot be written there: a full scan each run
-        home = root / "served"
-        home.mkdir(mode=0o700)
-        (home / "refactorbot.toml").write_text(
+        litellm_config = (
             f'[llm]\nmodel = "openai/loopback"\n[plugins.api]\nport = 0\n'
             f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
         )
-        server = start_server(home, env)
-        try:
+        with served(root / "served", litellm_config, env) as home:
             version = median_ms([*rb, "--version"], env, args.runs)
             chat_command = [*rb, "--home", str(home), "chat", "hello"]
             chat_scan = median_ms(chat_command, no_cache, args.runs)
@@ -318,25 +323,16 @@ def main() -> None:
                 chat = side["first_ms"]
             else:
                 chat = median_ms(chat_command, env, args.runs)
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
         direct: dict[str, float] | None = None
         if llm and importlib.util.find_spec("refactorbot_gateway_openrouter") is not None:
             # The same model through the OpenAI-compatible gateway that posts with httpx itself.
-            home = root / "direct"
-            home.mkdir(mode=0o700)
-            (home / "refactorbot.toml").write_text(
+            direct_config = (
                 f'[llm]\nmodel = "openrouter/loopback"\n[plugins.api]\nport = 0\n'
                 f'[gateways.openrouter]\nbase_url = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
             )
-            server = start_server(home, env)
-            try:
-                direct_chat = [*rb, "--home", str(home), "chat", "hello"]
+            with served(root / "direct", direct_config, env) as direct_home:
+                direct_chat = [*rb, "--home", str(direct_home), "chat", "hello"]
                 direct = paired(direct_chat, env, [llm, "-m", "loopback", "hello"], llm_env, args.runs)
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
         if direct is not None:
             side_rows = [
                 (
