@@ -98,4 +98,7 @@ def test_no_server_errors_and_auth_enforced(case: schemathesis.Case, server: Run
         refused = case.call(base_url=server.url, headers=headers)
         if "Authorization" not in headers:
             refused = requests.request(case.method, server.url + case.formatted_path, timeout=10)
-        assert refused.status_code == 401, (case.method, case.formatted_path, headers, refused.text)
+        # An oversized body is refused from its declared length before anything else, the token
+        # included: 413 refuses it as surely as 401 (nothing is read or run).
+        expected = {401, 413} if oversized and "Authorization" in headers else {401}
+        assert refused.status_code in expected, (case.method, case.formatted_path, headers, refused.text)
