@@ -191,7 +191,7 @@ def test_every_command_and_module_named_exists_and_kubernetes_runs_the_compose_c
     assert [
         e.value
         for e in __import__("importlib.metadata").metadata.entry_points(group="console_scripts", name="refactorbot")
-    ] == ["refactorbot.cli:main"]
+    ] == ["refactorbot._console:main"]
     for name in ("orchestrator", "worker-1"):
         command = commands[name]
         helped = subprocess.run(

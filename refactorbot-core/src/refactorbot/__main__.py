@@ -1,5 +1,5 @@
 """Run the CLI with ``python -m refactorbot``."""
 
-from refactorbot.cli import main
+from refactorbot._console import main
 
 main()
