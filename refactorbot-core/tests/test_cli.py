@@ -182,3 +182,36 @@ def test_parse_payload_types():
         "d": {"x": 1},
         "e": "",
     }
+
+
+def test_the_console_script_imports_without_collection_and_runs_commands_collected(tmp_path):
+    """``refactorbot._console.main`` imports the CLI with the collector off, freezes what the import
+    made and turns the collector back on before the command runs (a server is collected as usual)."""
+    probe = (
+        "import gc, sys\n"
+        "from refactorbot import _console\n"
+        "import click\n"  # click is not the CLI: importing it here leaves the CLI's import to main()
+        "assert 'refactorbot.cli.main' not in sys.modules\n"
+        "sys.argv = ['refactorbot', '--version']\n"
+        "try:\n"
+        "    _console.main()\n"
+        "except SystemExit as exit:\n"
+        "    print('enabled', gc.isenabled(), 'frozen', gc.get_freeze_count(), 'code', exit.code)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
+    env["RB_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    version_line, probe_line = done.stdout.splitlines()
+    assert version_line.startswith("refactorbot, version ")
+    words = probe_line.split()
+    assert words[:2] == ["enabled", "True"] and words[4:] == ["code", "0"]
+    assert int(words[3]) > 1000  # the start-up state went to the permanent generation
+
+
+def test_python_dash_m_runs_the_same_console_script(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RB_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "refactorbot", "--version"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith("refactorbot, version "), done.stderr
