@@ -4,17 +4,20 @@ Measured, each the median wall time of N runs (hyperfine when installed, else a 
 with bytecode caches warm and the command cache filled by the warm-up runs:
 
 1. ``refactorbot --version`` (the floor: interpreter, click, the root group);
-2. ``refactorbot chat hello`` against a running ``refactorbot serve`` whose model is the loopback
-   OpenAI-compatible ``ModelServer`` (through the LiteLLM gateway), with the command cache and
-   without it (a cache directory that cannot be written: every run scans every plugin);
-3. ``llm -m loopback hello`` against the same model server (``llm`` from PyPI, configured
-   through its ``extra-openai-models.yaml``), when an ``llm`` executable is found (``--llm``,
-   ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of issue 9. ``chat`` and ``llm`` run
-   alternately, one of each per round, so both see the same load on a shared machine; the ratio is
-   the median of the rounds' ratios, and each command's CPU time (user + system, from ``wait4``)
-   is reported beside its wall time, with the load average before and after; then the same against
-   a server whose model goes through the OpenRouter gateway (OpenAI-compatible, httpx) instead of
-   LiteLLM, which shows what LiteLLM's per-call work adds to a turn;
+2. ``refactorbot chat hello`` against a running ``refactorbot serve`` in its default
+   configuration (model ``openai/gpt-4o-mini`` through the LiteLLM gateway) with OpenAI replaced
+   at the network boundary by the loopback OpenAI-compatible ``ModelServer``, with the command
+   cache and without it (a cache directory that cannot be written: every run scans every plugin);
+3. ``llm -m loopback hello`` against the same model server, sending the same model name
+   (``llm`` from PyPI, configured through its ``extra-openai-models.yaml``), when an ``llm``
+   executable is found (``--llm``, ``$RB_BENCH_LLM`` or ``PATH``): the baseline of item 17 of
+   issue 9. ``chat`` and ``llm`` run alternately, one of each per round, so both see the same
+   load on a shared machine; the ratio is the median of the rounds' ratios, and each command's
+   CPU time (user + system, from ``wait4``) is reported beside its wall time, with the load
+   average before and after; then the same against a server whose model is a name LiteLLM has no
+   price for (``openai/loopback``: LiteLLM then searches its price rules on every call), and
+   against one whose model goes through the OpenRouter gateway (OpenAI-compatible, httpx) instead
+   of LiteLLM, which shows what LiteLLM's per-call work adds to a turn;
 4. ``refactorbot plugins list`` with every plugin of this environment installed: reported from the
    install cache (what a user sees once a first run filled it), and loading every plugin (no cache),
    and alternately with ``llm plugins`` when ``llm`` is found;
@@ -250,7 +253,7 @@ def chat_rows(
     if side is not None:
         rows.append(
             (
-                "`llm -m loopback hello`, same model server, run alternately with `chat` (wall / CPU)",
+                "`llm -m loopback hello` (model gpt-4o-mini), same model server, alternately with `chat` (wall / CPU)",
                 f"{side['second_ms']:.0f} / {side['second_cpu_ms']:.0f} ms",
                 "baseline",
             )
@@ -301,51 +304,60 @@ def main() -> None:
         env = clean_env(RB_CACHE_DIR=str(root / "cache"), **{KEY_ENV: "sk-loopback"})
         no_cache = {**env, "RB_CACHE_DIR": str(root / "not-a-folder")}
         (root / "not-a-folder").write_text("")  # the cache cannot be written there: a full scan each run
+        # The default configuration (model openai/gpt-4o-mini through LiteLLM) with OpenAI replaced
+        # at the network boundary by the loopback server; `llm` sends the same model name there.
         litellm_config = (
-            f'[llm]\nmodel = "openai/loopback"\n[plugins.api]\nport = 0\n'
-            f'[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
+            f'[plugins.api]\nport = 0\n[gateways.litellm]\napi_base = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
         )
+        llm = find_llm(args.llm)
+        llm_env = {**env, "LLM_USER_PATH": str(root / "llm")}
+        llm_command = [llm or "llm", "-m", "loopback", "hello"]
+        if llm:
+            (root / "llm").mkdir()
+            (root / "llm" / "extra-openai-models.yaml").write_text(
+                f'- model_id: loopback\n  model_name: gpt-4o-mini\n  api_base: "{model.base_url}"\n'
+            )
         with served(root / "served", litellm_config, env) as home:
             version = median_ms([*rb, "--version"], env, args.runs)
             chat_command = [*rb, "--home", str(home), "chat", "hello"]
             chat_scan = median_ms(chat_command, no_cache, args.runs)
             heavy = chat_imports(home, env)
-            llm = find_llm(args.llm)
             side: dict[str, float] | None = None
             if llm:
-                config = root / "llm"
-                config.mkdir()
-                (config / "extra-openai-models.yaml").write_text(
-                    f'- model_id: loopback\n  model_name: loopback\n  api_base: "{model.base_url}"\n'
-                )
-                llm_env = {**env, "LLM_USER_PATH": str(config)}
-                side = paired(chat_command, env, [llm, "-m", "loopback", "hello"], llm_env, args.runs)
+                side = paired(chat_command, env, llm_command, llm_env, args.runs)
                 chat = side["first_ms"]
             else:
                 chat = median_ms(chat_command, env, args.runs)
-        direct: dict[str, float] | None = None
-        if llm and importlib.util.find_spec("refactorbot_gateway_openrouter") is not None:
-            # The same model through the OpenAI-compatible gateway that posts with httpx itself.
-            direct_config = (
-                f'[llm]\nmodel = "openrouter/loopback"\n[plugins.api]\nport = 0\n'
-                f'[gateways.openrouter]\nbase_url = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n'
-            )
-            with served(root / "direct", direct_config, env) as direct_home:
-                direct_chat = [*rb, "--home", str(direct_home), "chat", "hello"]
-                direct = paired(direct_chat, env, [llm, "-m", "loopback", "hello"], llm_env, args.runs)
-        if direct is not None:
-            side_rows = [
+        side_rows: list[tuple[str, str, str]] = []
+        if llm:
+            others = [
                 (
-                    "`refactorbot chat hello` / `llm`, alternately, the model through the OpenRouter gateway"
-                    " (OpenAI-compatible, httpx) instead of LiteLLM (wall / CPU)",
-                    f"{direct['first_ms']:.0f} / {direct['first_cpu_ms']:.0f} ms, "
-                    f"{direct['second_ms']:.0f} / {direct['second_cpu_ms']:.0f} ms; "
-                    f"{direct['ratio']:.1f}× ({direct['cpu_ratio']:.1f}×)",
-                    f"≥ 8× (load {direct['load_before']:.1f} / {direct['load_after']:.1f})",
+                    "a model name LiteLLM has no price for (`openai/loopback`), through LiteLLM",
+                    f'[llm]\nmodel = "openai/loopback"\n{litellm_config}',
                 )
             ]
-        else:
-            side_rows = []
+            if importlib.util.find_spec("refactorbot_gateway_openrouter") is not None:
+                others.append(
+                    (
+                        "the model through the OpenRouter gateway (OpenAI-compatible, httpx) instead of LiteLLM",
+                        f'[llm]\nmodel = "openrouter/openai/gpt-4o-mini"\n[plugins.api]\nport = 0\n'
+                        f'[gateways.openrouter]\nbase_url = "{model.base_url}"\napi_key_env = "{KEY_ENV}"\n',
+                    )
+                )
+            for index, (label, config) in enumerate(others):
+                with served(root / f"other-{index}", config, env) as other_home:
+                    other = paired(
+                        [*rb, "--home", str(other_home), "chat", "hello"], env, llm_command, llm_env, args.runs
+                    )
+                side_rows.append(
+                    (
+                        f"`refactorbot chat hello` / `llm`, alternately, {label} (wall / CPU)",
+                        f"{other['first_ms']:.0f} / {other['first_cpu_ms']:.0f} ms, "
+                        f"{other['second_ms']:.0f} / {other['second_cpu_ms']:.0f} ms; "
+                        f"{other['ratio']:.1f}× ({other['cpu_ratio']:.1f}×)",
+                        f"load {other['load_before']:.1f} / {other['load_after']:.1f}",
+                    )
+                )
         if args.chat_only:
             print_rows(args.runs, chat_rows(version, chat, chat_scan, side, heavy) + side_rows)
             return

@@ -30,15 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sys
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 #: Bumped when the files' layout changes; a file of another version is ignored (and rewritten).
 CACHE_VERSION = 2
@@ -102,7 +99,9 @@ def store(kind: str, data: Any, env: Mapping[str, str], stamp: list[Any] | None 
         tmp.write_text(json.dumps({"version": CACHE_VERSION, "fingerprint": stamp, "data": data}, indent=1))
         os.replace(tmp, path)
     except OSError as exc:  # a read-only or full cache folder costs speed, never the command
-        log.debug("could not write the install cache %s: %s", path, exc)
+        import logging  # only here: a command that talks to a server never imports it
+
+        logging.getLogger(__name__).debug("could not write the install cache %s: %s", path, exc)
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
 

@@ -7,13 +7,10 @@ the process umask (files are created with an explicit mode; the umask is never c
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
-
-log = logging.getLogger("refactorbot.home")
 
 #: Mode of the home directory and of its ``slices`` folder.
 PRIVATE_DIR = 0o700
@@ -97,7 +94,11 @@ def secure_home(home: Path) -> list[str]:
                 if change:
                     changes.append(change)
     if changes:
+        import logging  # here, not at the top: a command that only reads the home never imports it
+
         shown = "; ".join(changes[:5]) + (f"; and {len(changes) - 5} more" if len(changes) > 5 else "")
         level = logging.WARNING if exposed else logging.DEBUG
-        log.log(level, "home %s was open to other users; removed their permissions: %s", home, shown)
+        logging.getLogger("refactorbot.home").log(
+            level, "home %s was open to other users; removed their permissions: %s", home, shown
+        )
     return changes

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from refactorbot.cli.main import Env, call_operation, console_handlers, echo_json, fail, main, run
+from refactorbot.cli.main import Env, call_operation, echo_json, fail, main, run
 
 pass_env = click.make_pass_decorator(Env)
 
@@ -286,6 +286,9 @@ def serve(env: Env) -> None:
     """Run every installed slice until SIGINT/SIGTERM (the API too, when installed)."""
     import logging
 
+    from refactorbot.cli._logs import console_handlers
+
+    env.configure_logging()
     for handler in console_handlers():  # a server's console shows what it does
         handler.setLevel(min(handler.level, logging.INFO))
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -21,11 +19,26 @@ T = TypeVar("T")
 class Env:
     """What every command gets: the chosen home, config file and debug flag."""
 
-    def __init__(self, home: str | None, config: str | None, debug: bool, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, home: str | None, config: str | None, debug: bool, meta: dict[str, Any], *, everything: bool = False
+    ) -> None:
         self.home_option = home
         self.config = config
         self.debug = debug
         self.meta = meta
+        self._logging: tuple[bool, bool] | None = (debug or everything, everything)
+
+    def configure_logging(self) -> None:
+        """Set up the console's logging (see ``refactorbot.cli._logs``), once; every command that loads
+        plugins or runs a host does it first. A command that does neither (``chat`` against a server)
+        never imports ``logging``: it is configured as soon as the command's module imported it.
+        """
+        if self._logging is not None:
+            debug, everything = self._logging
+            self._logging = None
+            from refactorbot.cli._logs import configure_logging
+
+            configure_logging(debug=debug, everything=everything)
 
     @property
     def home(self) -> Path:
@@ -36,6 +49,7 @@ class Env:
 
     def plugins(self) -> Any:
         """Return the plugin host, loaded once per invocation."""
+        self.configure_logging()
         return plugin_host(self.meta)
 
     def master(self, *, serving: bool = False, only: Iterable[str] | None = None) -> Any:
@@ -56,6 +70,7 @@ def run(env: Env, coro_fn: Callable[[], Coroutine[Any, Any, T]], *, serving: boo
     """
     import asyncio
 
+    env.configure_logging()
     try:
         if not serving:
             return asyncio.run(coro_fn())
@@ -103,6 +118,8 @@ def fail(env: Env | None, message: str, code: int = 1) -> NoReturn:
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as stable, sorted, indented JSON."""
+    import json
+
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
@@ -139,92 +156,6 @@ def call_operation(env: Env, target: str, payload: dict[str, Any]) -> Any:
     if not response.get("success"):
         fail(env, response.get("error_message") or response.get("detail") or f"{target} failed")
     return response.get("data")
-
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class ConsoleFormatter(logging.Formatter):
-    """Format records on one line: tracebacks go to the unified log, and to the console with --debug."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record without its traceback or stack."""
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
-def console_handlers() -> list[logging.Handler]:
-    """Return the root logger's plain console handlers (those ``logging.basicConfig`` adds)."""
-    return [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler]
-
-
-#: Set on the log record of a plugin that failed to load (``refactorbot.plugins.PLUGIN_FAILURE``): the
-#: console folds those records into one hint line per command (``plugin_hint``), not each raw error.
-PLUGIN_FAILURE = "refactorbot_plugin_failure"
-
-
-def _prints_its_own(record: logging.LogRecord) -> bool:
-    """Return whether a logger between ``record``'s and the root already printed it to the console.
-
-    Some libraries (LiteLLM) give their loggers a console handler and let records propagate too:
-    the root's console handler then skips them, so each line is printed once.
-    """
-    logger: logging.Logger | None = logging.getLogger(record.name)
-    consoles = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    while logger is not None and logger is not logging.root:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in consoles:
-                return record.levelno >= handler.level
-        if not logger.propagate:
-            return False
-        logger = logger.parent
-    return False
-
-
-class ConsoleFilter(logging.Filter):
-    """What the console skips: lines a library printed itself, and plugin load failures (one hint instead)."""
-
-    def __init__(self, show_plugin_failures: bool) -> None:
-        super().__init__()
-        self.show_plugin_failures = show_plugin_failures
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Return whether the console prints ``record``."""
-        if not self.show_plugin_failures and getattr(record, PLUGIN_FAILURE, None):
-            return False
-        return not _prints_its_own(record)
-
-
-def debug_loggers(env: Mapping[str, str]) -> list[str]:
-    """Return the loggers ``RB_DEBUG_LOGGERS`` opens to ``--debug`` (comma-separated logger names)."""
-    return [name.strip() for name in env.get("RB_DEBUG_LOGGERS", "").split(",") if name.strip()]
-
-
-def configure_logging(*, debug: bool = False, everything: bool = False, env: Mapping[str, str] | None = None) -> None:
-    """Set up the console: warnings by default; ``debug``: refactorbot's debug lines and tracebacks.
-
-    Other libraries' loggers stay at WARNING (aiosqlite logs every statement at DEBUG) unless
-    ``RB_DEBUG_LOGGERS`` names them (with ``debug``) or ``everything`` (``--debug-all``) opens
-    every logger. The root's console handler prints each record once (see ``_prints_its_own``).
-    """
-    debug = debug or everything
-    root = logging.getLogger()
-    logging.basicConfig(format=LOG_FORMAT)  # a stderr handler, unless the root has handlers already
-    root.setLevel(logging.DEBUG if everything else logging.WARNING)
-    level = logging.DEBUG if debug else logging.WARNING
-    for handler in console_handlers():  # the console shows warnings (serve: info) or --debug
-        handler.setLevel(level)
-        handler.filters = [f for f in handler.filters if not isinstance(f, ConsoleFilter)]
-        handler.addFilter(ConsoleFilter(show_plugin_failures=debug))
-        handler.setFormatter(logging.Formatter(LOG_FORMAT) if debug else ConsoleFormatter(LOG_FORMAT))
-    if debug:
-        logging.getLogger("refactorbot").setLevel(logging.DEBUG)
-        for name in debug_loggers(os.environ if env is None else env):
-            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def plugin_hint(ctx: click.Context) -> None:
@@ -328,6 +259,8 @@ class RefactorbotGroup(click.Group):
             if command is not None:
                 self.add_command(command, cmd_name)
                 return command
+        import logging
+
         from refactorbot.plugins import PluginHost
 
         quiet = logging.getLogger("refactorbot.plugins")  # the full scan that follows a failure reports it
@@ -382,9 +315,27 @@ class RefactorbotGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, home: str | None, config: str | None, debug: bool, debug_all: bool) -> None:
     """Run and inspect a refactorbot host: plugins, slices, operations."""
-    ctx.obj = Env(home, config, debug or debug_all, ctx.meta)
-    configure_logging(debug=debug, everything=debug_all)
+    env = ctx.obj = Env(home, config, debug or debug_all, ctx.meta, everything=debug_all)
+    if env.debug or "logging" in sys.modules:  # the command's module may log: configure the console now
+        env.configure_logging()
     ctx.call_on_close(lambda: plugin_hint(ctx))
+
+
+def __getattr__(name: str) -> Any:
+    """The console-logging names, from ``refactorbot.cli._logs`` (imported on first use)."""
+    if name in (
+        "LOG_FORMAT",
+        "ConsoleFormatter",
+        "ConsoleFilter",
+        "console_handlers",
+        "configure_logging",
+        "debug_loggers",
+        "PLUGIN_FAILURE",
+    ):
+        from refactorbot.cli import _logs
+
+        return getattr(_logs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _register_builtin() -> None:
