@@ -525,3 +525,27 @@ def test_traces_left_out_by_the_sample_ratio_do_not_count_against_the_limit() ->
         assert 120 <= tracer.over_limit <= 280  # only those the ratio admitted reach the limit
     finally:
         tracer.shutdown()
+
+
+def test_unrecorded_traceparents_are_unique_across_blocks_and_threads() -> None:
+    """Unrecorded ids come 256 to a block; blocks started by several threads at once never collide."""
+    from refactorbot_otel import tracer
+
+    made: list[list[str]] = [[] for _ in range(4)]
+    start = threading.Barrier(len(made))
+
+    def make(out: list[str]) -> None:
+        start.wait()
+        out.extend(tracer._unsampled_root() for _ in range(2000))
+
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [value for out in made for value in out]
+    assert len(every) == 8000
+    assert len({tracing.parse_traceparent(value)[0] for value in every}) == 8000  # one trace id each
+    for value in every:
+        parsed = tracing.parse_traceparent(value)
+        assert parsed is not None and not parsed[2] & 1  # well-formed, flagged not recorded
