@@ -59,24 +59,33 @@ _time_ns = time.time_ns
 _MASK_64 = (1 << 64) - 1
 #: Trace context of traces that are not recorded: the trace id is a random prefix per process and a
 #: counter, the span id one per process (nothing records the span, so nothing tells it apart). A
-#: flood of unrecorded operations, which makes one each, pays no random draw and no formatting: the
-#: ``traceparent`` is the head for the counter's upper bits (formatted once every 256 traces) joined
-#: to one of 256 tails made at start (the last two digits, the span id and the flags).
+#: flood of unrecorded operations, which makes one each, pays no random draw, no formatting and no
+#: joining: the ``traceparent`` strings are made 256 at a time (a block: the prefix, the block's
+#: number, the last two digits, the span id and the flags) and handed out by the block's iterator.
+#: Blocks are numbered by a counter, so threads that start a block at once still get distinct ids.
 _unrecorded_prefix = ""
-_unrecorded_tails: tuple[str, ...] = ()
-_unrecorded_head: tuple[int, str] = (-1, "")
-_unrecorded_count = itertools.count(1).__next__
+_unrecorded_suffixes: tuple[str, ...] = ()
+_unrecorded_block = itertools.count(1).__next__
+_unrecorded_next: Callable[[], str] = iter(()).__next__
+
+
+def _unrecorded_refill() -> str:
+    """Start the next block of unrecorded ``traceparent`` values and return its first."""
+    global _unrecorded_next
+    head = f"{_unrecorded_prefix}{_unrecorded_block():014x}"
+    _unrecorded_next = iter([head + suffix for suffix in _unrecorded_suffixes]).__next__
+    return _unrecorded_next()
 
 
 def _reseed() -> None:
     """Draw this process's unrecorded trace context (again in a forked child: other ids than its parent)."""
-    global _unrecorded_prefix, _unrecorded_tails, _unrecorded_head, _unrecorded_count
+    global _unrecorded_prefix, _unrecorded_suffixes, _unrecorded_block, _unrecorded_next
     _rng.seed()
     _unrecorded_prefix = f"00-{_bits(64) or 1:016x}"
     suffix = f"-{_bits(64) or 1:016x}-00"
-    _unrecorded_tails = tuple(f"{low:02x}{suffix}" for low in range(256))
-    _unrecorded_head = (-1, "")
-    _unrecorded_count = itertools.count(1).__next__
+    _unrecorded_suffixes = tuple(f"{low:02x}{suffix}" for low in range(256))
+    _unrecorded_block = itertools.count(1).__next__
+    _unrecorded_next = iter(()).__next__
 
 
 _reseed()
@@ -243,13 +252,10 @@ _FOLLOWED = _Followed()
 
 def _unsampled_root() -> str:
     """Return the ``traceparent`` of a new trace that is not recorded (``operation_span`` inlines it)."""
-    global _unrecorded_head
-    count = _unrecorded_count()
-    high, head = _unrecorded_head
-    if count >> 8 != high:  # each thread makes the head of its own count: no lock
-        head = f"{_unrecorded_prefix}{count >> 8:014x}"
-        _unrecorded_head = (count >> 8, head)
-    return head + _unrecorded_tails[count & 255]
+    try:
+        return _unrecorded_next()
+    except StopIteration:  # once every 256 traces
+        return _unrecorded_refill()
 
 
 def _unrecorded_current(current: str) -> bool:
@@ -469,7 +475,6 @@ class RecordingTracer:
         starts the trace (its ``traceparent`` in ``request.traceparent``, which the host makes
         current), ``NOOP_SPAN`` when it follows the unrecorded trace already current (nothing to change).
         """
-        global _unrecorded_head
         parent = request.traceparent
         current = TRACEPARENT.get()
         if request.slice_id in UNTRACED_SLICES:
@@ -480,13 +485,12 @@ class RecordingTracer:
                     self.over_limit += 1  # past max_traces_per_second (sample_root's check, inlined)
                 elif self.sample_root():
                     return OperationRecord(self, request)
-                count = _unrecorded_count()  # _unsampled_root, inlined
-                high, head = _unrecorded_head
-                if count >> 8 != high:
-                    head = f"{_unrecorded_prefix}{count >> 8:014x}"
-                    _unrecorded_head = (count >> 8, head)
+                try:  # _unsampled_root, inlined
+                    traceparent = _unrecorded_next()
+                except StopIteration:  # once every 256 traces
+                    traceparent = _unrecorded_refill()
                 # Well-formed: set without validation. The host makes it current for the operation.
-                request.__dict__["traceparent"] = head + _unrecorded_tails[count & 255]
+                request.__dict__["traceparent"] = traceparent
                 return tracing.UNRECORDED_TRACE
             if current not in self.live and _unrecorded_current(current):  # a callee of an unrecorded trace
                 request.__dict__["traceparent"] = current
