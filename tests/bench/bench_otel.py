@@ -255,7 +255,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     only = set(args.only)
     if not only or "routing" in only:
-        rows += asyncio.run(bench_routing(0.5 if args.quick else 1.5, 5 if args.quick else 11))
+        rows += asyncio.run(bench_routing(0.5 if args.quick else 1.5, 5 if args.quick else 21))
     if not only or "turn" in only:
         rows += asyncio.run(bench_turn(20 if args.quick else 60, 1 if args.quick else 3))
     if not only or "retention" in only:
