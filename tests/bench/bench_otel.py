@@ -121,6 +121,7 @@ async def bench_routing(seconds: float, rounds: int) -> list[tuple[str, str, str
     for name, label in (("otel", "refactorbot-otel, defaults"), ("every trace", "refactorbot-otel, every trace")):
         t, tc = statistics.median(rates[name]), statistics.median(cpus[name])
         lost = sorted((1 - r / b) * 100 for r, b in zip(rates[name], rates["plain"], strict=True))
+        quartiles = statistics.quantiles(lost, n=4)
         added = statistics.median((c / b - 1) * 100 for c, b in zip(cpus[name], cpus["plain"], strict=True))
         per_op = statistics.median(1e6 / r - 1e6 / b for r, b in zip(rates[name], rates["plain"], strict=True))
         rows.append((f"routed no-op, {label}", f"{t:,.0f} ops/s, {tc:.1f} µs CPU/op", ""))
@@ -129,7 +130,8 @@ async def bench_routing(seconds: float, rounds: int) -> list[tuple[str, str, str
                 f"tracing overhead on the routed no-op, {label} (throughput lost; CPU added; per op)",
                 f"{statistics.median(lost):.1f} %; {added:.1f} %; {per_op:.1f} µs",
                 ("goal ≤ 10 %; " if name == "otel" else "")
-                + f"medians of the rounds' own ratios (throughput lost {lost[0]:.1f} to {lost[-1]:.1f} %)",
+                + f"medians of the rounds' own ratios (throughput lost {lost[0]:.1f} to {lost[-1]:.1f} %,"
+                + f" middle half {quartiles[0]:.1f} to {quartiles[2]:.1f} %)",
             )
         )
     return rows
@@ -250,12 +252,13 @@ def bench_retention(rows: int, keep: int) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds and rows")
+    parser.add_argument("--rounds", type=int, help="rounds of the routed no-op (default 21; 5 with --quick)")
     parser.add_argument("only", nargs="*", help="run only these: routing, turn, retention")
     args = parser.parse_args()
     rows: list[tuple[str, str, str]] = []
     only = set(args.only)
     if not only or "routing" in only:
-        rows += asyncio.run(bench_routing(0.5 if args.quick else 1.5, 5 if args.quick else 21))
+        rows += asyncio.run(bench_routing(0.5 if args.quick else 1.5, args.rounds or (5 if args.quick else 21)))
     if not only or "turn" in only:
         rows += asyncio.run(bench_turn(20 if args.quick else 60, 1 if args.quick else 3))
     if not only or "retention" in only:
