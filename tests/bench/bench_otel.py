@@ -255,6 +255,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds of the routed no-op (default 21; 5 with --quick)")
     parser.add_argument("only", nargs="*", help="run only these: routing, turn, retention")
     args = parser.parse_args()
+    if args.rounds is not None and args.rounds < 2:
+        parser.error("--rounds must be at least 2 (the overhead is a median over rounds, with its quartiles)")
     rows: list[tuple[str, str, str]] = []
     only = set(args.only)
     if not only or "routing" in only:
